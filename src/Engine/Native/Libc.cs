@@ -1,0 +1,55 @@
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace CowDisk.Engine.Native;
+
+/// <summary>The few libc calls .NET does not expose.</summary>
+internal static partial class Libc
+{
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fdatasync(int fd);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fsync(int fd);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fallocate(int fd, int mode, long offset, long len);
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int open(string path, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int close(int fd);
+
+    public const int FALLOC_FL_KEEP_SIZE = 0x01;
+    public const int FALLOC_FL_PUNCH_HOLE = 0x02;
+    private const int O_RDONLY = 0, O_DIRECTORY = 0x10000, O_CLOEXEC = 0x80000;
+
+    public static void FDataSync(SafeFileHandle handle)
+    {
+        if (fdatasync((int)handle.DangerousGetHandle()) != 0)
+            throw new IOException($"fdatasync failed: errno {Marshal.GetLastPInvokeError()}");
+    }
+
+    public static void FSync(SafeFileHandle handle)
+    {
+        if (fsync((int)handle.DangerousGetHandle()) != 0)
+            throw new IOException($"fsync failed: errno {Marshal.GetLastPInvokeError()}");
+    }
+
+    /// <summary>fsync of a folder, so that files created or renamed in it survive power loss.</summary>
+    public static void FSyncDirectory(string path)
+    {
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) throw new IOException($"open {path} failed: errno {Marshal.GetLastPInvokeError()}");
+        try
+        {
+            if (fsync(fd) != 0) throw new IOException($"fsync {path} failed: errno {Marshal.GetLastPInvokeError()}");
+        }
+        finally { close(fd); }
+    }
+
+    /// <summary>Returns host space for a byte range; false where the file system cannot punch holes.</summary>
+    public static bool PunchHole(SafeFileHandle handle, long offset, long length) =>
+        fallocate((int)handle.DangerousGetHandle(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) == 0;
+}
