@@ -1,1 +1,11 @@
-Console.WriteLine("x");
+using System.CommandLine;
+using CowDisk.Cli;
+using CowDisk.Cli.Commands;
+
+var root = new RootCommand("cowdisk: copy-on-write virtual disks (create, io, info, attach)");
+root.Options.Add(GlobalOptions.Config);
+root.Options.Add(GlobalOptions.Set);
+root.Subcommands.Add(CreateCommand.Build());
+root.Subcommands.Add(IoCommand.Build());
+root.Subcommands.Add(InfoCommand.Build());
+return root.Parse(args).Invoke();

@@ -1,0 +1,54 @@
+using CowDisk.Engine;
+using Microsoft.Extensions.Configuration;
+
+namespace CowDisk.Cli;
+
+/// <summary>
+/// Settings from, in rising precedence: a JSON file (--config, else $COWDISK_CONFIG, else /etc/cowdisk/cowdisk.json
+/// if present), COWDISK_* environment variables (COWDISK_Engine__MappingCache=false), and --set Key=Value.
+/// </summary>
+public static class CliSettings
+{
+    public const string DefaultConfigPath = "/etc/cowdisk/cowdisk.json";
+
+    public static IConfiguration Build(string? configFile, IEnumerable<string> sets)
+    {
+        var builder = new ConfigurationBuilder();
+        string? file = configFile ?? Environment.GetEnvironmentVariable("COWDISK_CONFIG");
+        if (file is not null)
+        {
+            if (!File.Exists(file)) throw new CliException($"config file {file} does not exist");
+            builder.AddJsonFile(Path.GetFullPath(file), optional: false);
+        }
+        else if (File.Exists(DefaultConfigPath)) builder.AddJsonFile(DefaultConfigPath, optional: true);
+        builder.AddEnvironmentVariables("COWDISK_");
+        var switches = new List<string>();
+        foreach (var s in sets)
+        {
+            int eq = s.IndexOf('=');
+            if (eq <= 0) throw new CliException($"invalid --set '{s}' (use Key=Value, e.g. Engine:MappingCache=false)");
+            switches.Add($"--{s[..eq]}={s[(eq + 1)..]}");
+        }
+        builder.AddCommandLine(switches.ToArray());
+        try { return builder.Build(); }
+        catch (Exception e) when (e is FormatException or InvalidDataException) { throw new CliException($"bad configuration: {e.Message}"); }
+    }
+
+    public static EngineSettings Engine(IConfiguration config)
+    {
+        var section = config.GetSection("Engine");
+        try
+        {
+            var defaults = new EngineSettings();
+            return new EngineSettings
+            {
+                MappingCache = section.GetValue("MappingCache", defaults.MappingCache),
+                RingSlots = section.GetValue("RingSlots", defaults.RingSlots),
+                MaxInFlightMaps = section.GetValue("MaxInFlightMaps", defaults.MaxInFlightMaps),
+                CommitIntervalMs = section.GetValue("CommitIntervalMs", defaults.CommitIntervalMs),
+                CommitMaxDirtyChunks = section.GetValue("CommitMaxDirtyChunks", defaults.CommitMaxDirtyChunks),
+            };
+        }
+        catch (InvalidOperationException e) { throw new CliException($"bad setting in section Engine: {e.InnerException?.Message ?? e.Message}"); }
+    }
+}

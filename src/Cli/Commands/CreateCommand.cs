@@ -1,0 +1,43 @@
+using System.CommandLine;
+using CowDisk.Engine.Images;
+using CowDisk.Format.Image;
+
+namespace CowDisk.Cli.Commands;
+
+/// <summary>cowdisk create IMAGE --size N [--cluster-size N] [--backing BASE] [--force]</summary>
+public static class CreateCommand
+{
+    public static Command Build()
+    {
+        var image = new Argument<string>("image") { Description = "Path of the new image (its data file)" };
+        var size = new Option<string?>("--size", "-s") { Description = "Virtual size: bytes or 512M, 10G, 1T (default: the backing image's size)" };
+        var cluster = new Option<string?>("--cluster-size") { Description = "Cluster size, a power of two from 4K to 2M (default 64K)" };
+        var backing = new Option<string?>("--backing", "-b") { Description = "Read-only base image (raw or cowdisk); relative to the new image's folder" };
+        var force = new Option<bool>("--force") { Description = "Replace an existing image" };
+        var cmd = new Command("create", "Create an image, optionally as an overlay on a base") { image, size, cluster, backing, force };
+        cmd.SetAction(r => GlobalOptions.Run(() =>
+        {
+            var settings = GlobalOptions.Engine(r);
+            long bytes = r.GetValue(size) is { } s ? ByteSize.Parse(s) : 0;
+            if (r.GetValue(size) is not null && bytes == 0) throw new CliException("size must be greater than zero");
+            int clusterSize = ClusterGeometry.DefaultClusterSize;
+            if (r.GetValue(cluster) is { } c)
+            {
+                long cs = ByteSize.Parse(c, "cluster size");
+                if (cs > int.MaxValue || !ClusterGeometry.IsValidClusterSize((uint)cs))
+                    throw new CliException($"cluster size must be a power of two from 4K to 2M, not {c}");
+                clusterSize = (int)cs;
+            }
+            if (bytes == 0 && r.GetValue(backing) is null) throw new CliException("--size is required when there is no --backing image");
+            string path = r.GetValue(image)!;
+            using var img = CowImage.Create(path, new ImageCreateOptions
+            {
+                Size = bytes, ClusterSize = clusterSize, BackingPath = r.GetValue(backing), Force = r.GetValue(force),
+            }, settings);
+            Console.WriteLine($"Formatting '{path}', fmt=cowdisk size={img.Size} cluster_size={img.Geometry.ClusterSize}" +
+                              (img.BackingFile is null ? "" : $" backing_file={img.BackingFile}"));
+            return 0;
+        }));
+        return cmd;
+    }
+}

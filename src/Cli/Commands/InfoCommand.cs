@@ -1,0 +1,57 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using CowDisk.Engine.Images;
+
+namespace CowDisk.Cli.Commands;
+
+/// <summary>cowdisk info IMAGE [--output human|json]: sizes, files and the whole backing chain.</summary>
+public static class InfoCommand
+{
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.KebabCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    public static Command Build()
+    {
+        var image = new Argument<string>("image") { Description = "Image to describe" };
+        var output = new Option<string>("--output") { Description = "human or json", DefaultValueFactory = _ => "human" };
+        output.AcceptOnlyFromAmong("human", "json");
+        var cmd = new Command("info", "Show an image's sizes, files and backing chain") { image, output };
+        cmd.SetAction(r => GlobalOptions.Run(() =>
+        {
+            var info = ImageInspector.Inspect(r.GetValue(image)!);
+            if (r.GetValue(output) == "json") Console.WriteLine(JsonSerializer.Serialize(info, Json));
+            else WriteHuman(info);
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static void WriteHuman(ImageInfo info)
+    {
+        for (var layer = info; layer is not null; layer = layer.Backing)
+        {
+            if (layer != info) Console.WriteLine();
+            Console.WriteLine($"image: {layer.Path}");
+            Console.WriteLine($"file format: {layer.Format}");
+            Console.WriteLine($"virtual size: {ByteSize.Format(layer.VirtualSize)} ({layer.VirtualSize} bytes)");
+            Console.WriteLine($"disk size: {ByteSize.Format(layer.DiskBytes)}");
+            if (layer.ClusterSize is { } cs) Console.WriteLine($"cluster_size: {cs}");
+            if (layer.AllocatedBytes is { } a) Console.WriteLine($"allocated: {ByteSize.Format(a)} ({a} bytes)");
+            if (layer.ImageId is { } id) Console.WriteLine($"image id: {id}");
+            if (layer.Clean is { } clean) Console.WriteLine($"clean shutdown: {(clean ? "yes" : "no")}");
+            if (layer.InUse) Console.WriteLine("in use: yes (open for writing by another process; allocation not shown)");
+            if (layer.BackingFile is not null)
+            {
+                Console.WriteLine($"backing file: {layer.BackingFile}" + (layer.Backing is null ? "" : $" (actual path: {layer.Backing.Path})"));
+                Console.WriteLine($"backing file format: {layer.BackingFormat}");
+            }
+            Console.WriteLine("files:");
+            foreach (var f in layer.Files) Console.WriteLine($"    {f}");
+        }
+    }
+}

@@ -1,0 +1,36 @@
+using System.CommandLine;
+using CowDisk.Engine;
+using CowDisk.Engine.Devices;
+using LiteDB;
+
+namespace CowDisk.Cli;
+
+/// <summary>Options every command takes, and the one place errors become a line on stderr and an exit code.</summary>
+public static class GlobalOptions
+{
+    public static readonly Option<string?> Config = new("--config") { Description = "JSON settings file", Recursive = true };
+    public static readonly Option<string[]> Set = new("--set")
+    {
+        Description = "Override a setting, e.g. --set Engine:MappingCache=false (repeatable)",
+        Recursive = true,
+        AllowMultipleArgumentsPerToken = false,
+        Arity = ArgumentArity.ZeroOrMore,
+    };
+
+    public static EngineSettings Engine(ParseResult result) =>
+        CliSettings.Engine(CliSettings.Build(result.GetValue(Config), result.GetValue(Set) ?? Array.Empty<string>()));
+
+    /// <summary>Runs a command body; known failures print "cowdisk: message" and return 1.</summary>
+    public static int Run(Func<int> body)
+    {
+        try { return body(); }
+        catch (Exception e) when (e is CliException or BlockDeviceException or IOException or UnauthorizedAccessException
+                                      or LiteException or ArgumentException or FormatException)
+        {
+            Console.Error.WriteLine($"cowdisk: {OneLine(e.Message)}");
+            return 1;
+        }
+    }
+
+    private static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();
+}

@@ -1,0 +1,89 @@
+using System.Numerics;
+using CowDisk.Format.Image;
+
+namespace CowDisk.Engine.Allocation;
+
+/// <summary>
+/// Free space of the data file as a bitmap of physical clusters (set = in use). Next-fit from a cursor, so
+/// sequential writes get consecutive clusters and runs stay long. Clusters past the end of the file are free
+/// and unbounded: allocating there grows the file. Owned by the responder thread; not thread-safe.
+/// Freed clusters go through <see cref="Release"/> only once the change that freed them is durable.
+/// </summary>
+internal sealed class ClusterAllocator
+{
+    private ulong[] _bits = new ulong[64];
+    private long _cursor = ClusterGeometry.FirstDataCluster;
+
+    /// <summary>One past the highest cluster ever marked used (the data file's extent in clusters).</summary>
+    public long HighWater { get; private set; } = ClusterGeometry.FirstDataCluster;
+    public long UsedCount { get; private set; }
+
+    public bool IsUsed(long cluster) => cluster < (long)_bits.Length * 64 && (_bits[cluster >> 6] & (1UL << (int)(cluster & 63))) != 0;
+
+    /// <summary>Marks a cluster used while loading mappings; false if it already was (a double mapping).</summary>
+    public bool TryMarkUsed(long cluster)
+    {
+        if (cluster < ClusterGeometry.FirstDataCluster) return false;
+        EnsureCapacity(cluster + 1);
+        ref ulong word = ref _bits[cluster >> 6];
+        ulong bit = 1UL << (int)(cluster & 63);
+        if ((word & bit) != 0) return false;
+        word |= bit;
+        UsedCount++;
+        HighWater = Math.Max(HighWater, cluster + 1);
+        return true;
+    }
+
+    /// <summary>Allocates 1..maxCount consecutive clusters; returns the first and sets count.</summary>
+    public long Allocate(int maxCount, out int count)
+    {
+        long start = FindFree(_cursor);
+        if (start < 0) start = FindFree(ClusterGeometry.FirstDataCluster);
+        if (start < 0) start = HighWater;   // everything below the high water is in use: grow the file
+        count = 0;
+        while (count < maxCount && !IsUsed(start + count))
+        {
+            TryMarkUsed(start + count);
+            count++;
+        }
+        _cursor = start + count;
+        return start;
+    }
+
+    public void Release(long cluster, int count)
+    {
+        for (long c = cluster; c < cluster + count; c++)
+        {
+            if (!IsUsed(c)) throw new Devices.CorruptImageException($"cluster {c} freed twice");
+            _bits[c >> 6] &= ~(1UL << (int)(c & 63));
+            UsedCount--;
+        }
+        if (cluster < _cursor) _cursor = cluster;
+    }
+
+    /// <summary>Free clusters below the high water: holes in the data file.</summary>
+    public long FreeBelowHighWater => HighWater - ClusterGeometry.FirstDataCluster - UsedCount;
+
+    private long FindFree(long from)
+    {
+        long limit = HighWater;
+        for (long c = Math.Max(from, ClusterGeometry.FirstDataCluster); c < limit;)
+        {
+            ulong word = ~_bits[c >> 6] & (~0UL << (int)(c & 63));
+            if (word != 0)
+            {
+                long found = (c & ~63L) + BitOperations.TrailingZeroCount(word);
+                return found < limit ? found : -1;
+            }
+            c = (c & ~63L) + 64;
+        }
+        return -1;
+    }
+
+    private void EnsureCapacity(long clusters)
+    {
+        long words = (clusters + 63) >> 6;
+        if (words <= _bits.Length) return;
+        Array.Resize(ref _bits, (int)Math.Max(words, _bits.Length * 2L));
+    }
+}

@@ -1,0 +1,57 @@
+using System.Buffers.Binary;
+using CowDisk.Engine.Devices;
+using CowDisk.Engine.Native;
+using CowDisk.Format.Image;
+
+namespace CowDisk.Engine.Images;
+
+/// <summary>Opens a read-only base image by probing its first bytes: cowdisk, or raw.</summary>
+public static class BaseImage
+{
+    public const string CowDiskFormat = "cowdisk";
+    public const string RawFormat = "raw";
+    public const string Qcow2Format = "qcow2";
+    /// <summary>Deep enough for real chains, shallow enough to stop a loop of images naming each other.</summary>
+    public const int MaxChainDepth = 64;
+    private const uint Qcow2Magic = 0x514649FB;   // "QFI\xfb"
+
+    public static string Probe(string path)
+    {
+        Span<byte> head = stackalloc byte[8];
+        int n;
+        using (var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite))
+            n = RandomAccess.Read(handle, head, 0);
+        if (n >= 8 && head.SequenceEqual(ImageHeader.Magic)) return CowDiskFormat;
+        if (n >= 4 && BinaryPrimitives.ReadUInt32BigEndian(head) == Qcow2Magic) return Qcow2Format;
+        return RawFormat;
+    }
+
+    public static IBlockDevice Open(string path, int depth)
+    {
+        if (depth > MaxChainDepth) throw new ImageOpenException($"backing chain is deeper than {MaxChainDepth} (a loop?) at {path}");
+        if (!File.Exists(path)) throw new ImageOpenException($"backing file {path} does not exist");
+        return Probe(path) switch
+        {
+            CowDiskFormat => CowImage.Open(path, new ImageOpenOptions { ReadOnly = true }, depth),
+            Qcow2Format => throw new ImageOpenException($"{path} is a qcow2 image; qcow2 backing files are not supported yet"),
+            _ => new RawFileDevice(path, readOnly: true),
+        };
+    }
+
+    public static string FormatName(IBlockDevice device) => device switch
+    {
+        CowImage => CowDiskFormat,
+        _ => RawFormat,
+    };
+
+    public static ImageInfo Info(IBlockDevice device) => device switch
+    {
+        CowImage cow => cow.GetInfo(),
+        RawFileDevice raw => new ImageInfo
+        {
+            Path = raw.Path, Format = RawFormat, VirtualSize = raw.Size,
+            DiskBytes = HostFile.AllocatedBytes(raw.Path), Files = new[] { raw.Path },
+        },
+        _ => throw new ArgumentException($"unknown device {device.GetType().Name}"),
+    };
+}

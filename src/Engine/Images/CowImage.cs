@@ -1,0 +1,278 @@
+using CowDisk.Engine.Allocation;
+using CowDisk.Engine.Devices;
+using CowDisk.Engine.Mapping;
+using CowDisk.Engine.Metadata;
+using CowDisk.Engine.Native;
+using CowDisk.Engine.Responder;
+using CowDisk.Engine.Ring;
+using CowDisk.Engine.Target;
+using CowDisk.Format.Image;
+using CowDisk.Format.Mapping;
+using Microsoft.Win32.SafeHandles;
+
+namespace CowDisk.Engine.Images;
+
+/// <summary>
+/// A cowdisk image opened as a block device: the data file and its LiteDB metadata, a responder and a target
+/// joined by a ring, and (optionally) a read-only base it owns. Every I/O goes through the target.
+/// </summary>
+public sealed class CowImage : IBlockDevice
+{
+    private readonly SafeFileHandle _dataFile;
+    private readonly MetadataStore _store;
+    private readonly IBlockDevice? _base;
+    private readonly SharedRegion _region;
+    private readonly Doorbell _responderBell = new(), _completionBell = new();
+    private readonly MapResponder _responder;
+    private readonly RingClient _ring;
+    private readonly CowTarget _target;
+    private readonly MappingTable _table;
+    private bool _disposed;
+
+    public ImageFiles Files { get; }
+    public ClusterGeometry Geometry { get; }
+    public bool ReadOnly { get; }
+    public Guid ImageId { get; }
+    /// <summary>The image was not closed cleanly last time (it needed no repair: free space is derived).</summary>
+    public bool WasUnclean { get; }
+    public long ExtentsLoaded { get; }
+    public IBlockDevice? Base => _base;
+    public string? BackingFile => _store.Image.BackingFile;
+
+    public long Size => Geometry.VirtualSize;
+
+    public BlockDeviceCapabilities Capabilities => ReadOnly
+        ? BlockDeviceCapabilities.ReadOnly
+        : BlockDeviceCapabilities.Flush | BlockDeviceCapabilities.Fua | BlockDeviceCapabilities.Discard | BlockDeviceCapabilities.WriteZeroes;
+
+    /// <summary>Map round trips through the ring since open.</summary>
+    public long RingCalls => _ring.Calls;
+
+    private CowImage(ImageFiles files, SafeFileHandle dataFile, ImageHeader header, MetadataStore store,
+        IBlockDevice? baseDevice, bool readOnly, EngineSettings settings)
+    {
+        Files = files; _dataFile = dataFile; _store = store; _base = baseDevice; ReadOnly = readOnly;
+        ImageId = header.ImageId;
+        Geometry = new ClusterGeometry(header.ClusterSize, header.VirtualSize);
+        WasUnclean = !store.Image.Clean;
+
+        _table = new MappingTable(Geometry.BlockCount);
+        ExtentsLoaded = store.LoadMappings(_table);
+        var allocator = BuildAllocator(_table, Geometry, RandomAccess.GetLength(dataFile));
+
+        _region = new SharedRegion(settings.RingSlots);
+        _responder = new MapResponder(Geometry, _table, allocator, readOnly ? null : store, dataFile, baseDevice is not null,
+            _region.RequestRing, _region.ResponseRing, _responderBell, _completionBell, settings.Responder);
+        var cache = settings.MappingCache ? new MappingCache(Geometry.BlockCount) : null;
+        _ring = new RingClient(_region.RequestRing, _region.ResponseRing, _responderBell, _completionBell, cache, settings.MaxInFlightMaps);
+        _target = new CowTarget(Geometry, dataFile, baseDevice, _ring, cache, readOnly);
+    }
+
+    /// <summary>Free space is derived from the mappings: every cluster no mapping holds is free.</summary>
+    private static ClusterAllocator BuildAllocator(MappingTable table, ClusterGeometry geometry, long dataFileLength)
+    {
+        var allocator = new ClusterAllocator();
+        long fileClusters = geometry.ClustersIn(dataFileLength);
+        foreach (long chunk in table.PopulatedChunks())
+        {
+            var entries = table.ChunkEntries(chunk);
+            for (int i = 0; i < entries.Length; i++)
+            {
+                if (MappingEntry.SourceOf(entries[i]) != MappingSource.Data) continue;
+                long cluster = MappingEntry.PhysicalOf(entries[i]);
+                if (cluster >= fileClusters)
+                    throw new CorruptImageException($"block {MappingTable.ChunkStart(chunk) + i} maps to cluster {cluster}, past the end of the data file");
+                if (!allocator.TryMarkUsed(cluster))
+                    throw new CorruptImageException($"physical cluster {cluster} is mapped by more than one block");
+            }
+        }
+        return allocator;
+    }
+
+    public static CowImage Create(string path, ImageCreateOptions options, EngineSettings? settings = null)
+    {
+        var files = ImageFiles.For(path);
+        if (!ClusterGeometry.IsValidClusterSize((uint)options.ClusterSize))
+            throw new ImageOpenException($"cluster size must be a power of two from 4K to 2M, not {options.ClusterSize}");
+        if (!Directory.Exists(files.Folder)) throw new ImageOpenException($"folder {files.Folder} does not exist");
+        string? backingFormat = null;
+        long size = options.Size;
+        if (options.BackingPath is not null)
+        {
+            string backingFull = files.ResolveBacking(options.BackingPath);
+            if (backingFull == files.DataPath) throw new ImageOpenException("an image cannot be its own backing file");
+            using var backing = BaseImage.Open(backingFull, depth: 1);
+            backingFormat = BaseImage.FormatName(backing);
+            if (size == 0) size = backing.Size;
+        }
+        if (size <= 0 || size > ClusterGeometry.MaxVirtualSize)
+            throw new ImageOpenException(size == 0 ? "a size is needed (--size) when there is no backing image" : $"size {size} is out of range (1 byte to 64T)");
+        if (!options.Force)
+        {
+            foreach (var existing in new[] { files.DataPath, files.MetadataPath })
+                if (File.Exists(existing)) throw new ImageOpenException($"{existing} already exists (use --force to replace it)");
+        }
+        else
+        {
+            foreach (var existing in new[] { files.DataPath, files.MetadataPath, files.MetadataLogPath })
+                File.Delete(existing);
+        }
+
+        var header = new ImageHeader(ImageHeader.CurrentVersion, Guid.NewGuid(), options.ClusterSize, size);
+        try
+        {
+            using (var data = File.OpenHandle(files.DataPath, FileMode.CreateNew, FileAccess.ReadWrite))
+            {
+                var page = new byte[ImageHeader.ReservedBytes];
+                header.Write(page);
+                RandomAccess.Write(data, page, 0);
+                Libc.FDataSync(data);   // header durable before the metadata that names it
+            }
+            var record = new ImageRecord
+            {
+                ImageId = header.ImageId, ClusterSize = header.ClusterSize, VirtualSize = size,
+                BackingFile = options.BackingPath, BackingFormat = backingFormat, Clean = true, CreatedUtc = DateTime.UtcNow,
+            };
+            MetadataStore.Create(files.MetadataPath, record).Dispose();
+            Libc.FSyncDirectory(files.Folder);   // both new names durable
+        }
+        catch
+        {
+            foreach (var f in new[] { files.DataPath, files.MetadataPath, files.MetadataLogPath }) File.Delete(f);
+            throw;
+        }
+        return Open(path, new ImageOpenOptions { Settings = settings ?? new EngineSettings() });
+    }
+
+    public static CowImage Open(string path, ImageOpenOptions options) => Open(path, options, depth: 0);
+
+    internal static CowImage Open(string path, ImageOpenOptions options, int depth)
+    {
+        var files = ImageFiles.For(path);
+        if (!File.Exists(files.DataPath)) throw new ImageOpenException($"image {files.DataPath} does not exist");
+        SafeFileHandle data;
+        try
+        {
+            data = File.OpenHandle(files.DataPath, FileMode.Open, options.ReadOnly ? FileAccess.Read : FileAccess.ReadWrite, FileShare.ReadWrite);
+        }
+        catch (IOException e) when (e is not FileNotFoundException)
+        {
+            throw new ImageLockedException($"image {files.DataPath} is in use by another process ({e.Message})");
+        }
+        catch (UnauthorizedAccessException)
+        {
+            throw new ImageOpenException($"no permission to open {files.DataPath}{(options.ReadOnly ? "" : " for writing")}");
+        }
+        MetadataStore? store = null;
+        IBlockDevice? baseDevice = null;
+        try
+        {
+            if (!FileLock.TryLock(data, exclusive: !options.ReadOnly))
+                throw new ImageLockedException(options.ReadOnly
+                    ? $"image {files.DataPath} is open for writing by another process"
+                    : $"image {files.DataPath} is already open by another process (one writer per image)");
+            var header = ReadHeader(files, data);
+            store = MetadataStore.Open(files.MetadataPath, options.ReadOnly);
+            var rec = store.Image;
+            if (rec.ImageId != header.ImageId)
+                throw new CorruptImageException($"metadata file {files.MetadataPath} belongs to image {rec.ImageId}, not to {header.ImageId}");
+            if (rec.ClusterSize != header.ClusterSize || rec.VirtualSize != header.VirtualSize)
+                throw new CorruptImageException($"metadata and header of {files.DataPath} disagree on geometry");
+            if (rec.BackingFile is not null)
+            {
+                string backing = files.ResolveBacking(rec.BackingFile);
+                if (!File.Exists(backing)) throw new ImageOpenException($"backing file {backing} of {files.DataPath} does not exist");
+                baseDevice = BaseImage.Open(backing, depth + 1);
+            }
+            if (!options.ReadOnly)
+            {
+                // Marked in use before any write; a crash leaves it unclean, which open reports.
+                store.Commit(Array.Empty<(long, byte[]?)>(), rec with { Clean = false });
+            }
+            return new CowImage(files, data, header, store, baseDevice, options.ReadOnly, options.Settings);
+        }
+        catch
+        {
+            baseDevice?.Dispose();
+            store?.Dispose();
+            data.Dispose();
+            throw;
+        }
+    }
+
+    private static ImageHeader ReadHeader(ImageFiles files, SafeFileHandle data)
+    {
+        var page = new byte[ImageHeader.Size];
+        int n = RandomAccess.Read(data, page, 0);
+        try { return ImageHeader.Read(page.AsSpan(0, n)); }
+        catch (FormatException e) { throw new CorruptImageException($"{files.DataPath}: {e.Message}"); }
+    }
+
+    public void Read(long offset, Span<byte> buffer) => _target.Read(offset, buffer);
+
+    public void Write(long offset, ReadOnlySpan<byte> buffer, WriteFlags flags = WriteFlags.None) => _target.Write(offset, buffer, flags);
+
+    public void Flush() => _target.Flush();
+
+    public void Discard(long offset, long length) => _target.Zero(offset, length);
+
+    public void WriteZeroes(long offset, long length) => _target.Zero(offset, length);
+
+    /// <summary>Bytes of virtual disk mapped to data extents in this layer. Exact once I/O is quiescent.</summary>
+    public long AllocatedBytes()
+    {
+        long clusters = 0;
+        foreach (long chunk in _table.PopulatedChunks())
+            foreach (ulong raw in _table.ChunkEntries(chunk))
+                if (MappingEntry.SourceOf(raw) == MappingSource.Data) clusters++;
+        return clusters * Geometry.ClusterSize;
+    }
+
+    /// <summary>Flushes, then checks the allocation invariants; throws CorruptImageException on a breach.</summary>
+    public InvariantReport CheckInvariants()
+    {
+        if (!ReadOnly) Flush();
+        return _responder.CheckInvariants(RandomAccess.GetLength(_dataFile));
+    }
+
+    public ImageInfo GetInfo() => new()
+    {
+        Path = Files.DataPath,
+        Format = BaseImage.CowDiskFormat,
+        VirtualSize = Size,
+        ClusterSize = Geometry.ClusterSize,
+        AllocatedBytes = AllocatedBytes(),
+        DiskBytes = Files.Existing().Sum(HostBytes),
+        ImageId = ImageId,
+        Clean = !WasUnclean,
+        BackingFile = _store.Image.BackingFile,
+        BackingFormat = _store.Image.BackingFormat,
+        Files = Files.Existing(),
+        Backing = _base is null ? null : BaseImage.Info(_base),
+    };
+
+    internal static long HostBytes(string file) => HostFile.AllocatedBytes(file);
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        Exception? failure = null;
+        try { if (!ReadOnly && _responder.Fatal is null) _target.Flush(); }
+        catch (Exception e) { failure = e; }
+        _ring.Dispose();
+        _responder.Dispose();
+        if (!ReadOnly && failure is null && _responder.Fatal is null)
+        {
+            try { _store.Commit(Array.Empty<(long, byte[]?)>(), _store.Image with { Clean = true }); }
+            catch (Exception e) { failure = e; }
+        }
+        _store.Dispose();
+        _region.Dispose();
+        _responderBell.Dispose();
+        _completionBell.Dispose();
+        _dataFile.Dispose();
+        _base?.Dispose();
+        if (failure is not null) throw new BlockDeviceException($"closing {Files.DataPath} failed: {failure.Message}", failure);
+    }
+}

@@ -1,0 +1,22 @@
+namespace CowDisk.Engine.Images;
+
+/// <summary>What `cowdisk info` shows about one layer of an image chain.</summary>
+public sealed record ImageInfo
+{
+    public required string Path { get; init; }
+    public required string Format { get; init; }
+    public required long VirtualSize { get; init; }
+    public int? ClusterSize { get; init; }
+    /// <summary>Bytes of the virtual disk this layer maps (data extents).</summary>
+    public long? AllocatedBytes { get; init; }
+    /// <summary>Bytes the layer's files occupy on the host.</summary>
+    public long DiskBytes { get; init; }
+    public Guid? ImageId { get; init; }
+    public bool? Clean { get; init; }
+    /// <summary>Another process has it open for writing; only header facts are shown.</summary>
+    public bool InUse { get; init; }
+    public string? BackingFile { get; init; }
+    public string? BackingFormat { get; init; }
+    public required IReadOnlyList<string> Files { get; init; }
+    public ImageInfo? Backing { get; init; }
+}

@@ -1,0 +1,20 @@
+using CowDisk.Format.Image;
+
+namespace CowDisk.Engine.Images;
+
+public sealed record ImageCreateOptions
+{
+    /// <summary>Virtual size in bytes; 0 takes the backing image's size.</summary>
+    public long Size { get; init; }
+    public int ClusterSize { get; init; } = ClusterGeometry.DefaultClusterSize;
+    /// <summary>A read-only base: raw or cowdisk. Relative paths are relative to the new image's folder.</summary>
+    public string? BackingPath { get; init; }
+    /// <summary>Replace an existing image at the path.</summary>
+    public bool Force { get; init; }
+}
+
+public sealed record ImageOpenOptions
+{
+    public bool ReadOnly { get; init; }
+    public EngineSettings Settings { get; init; } = new();
+}

@@ -1,0 +1,64 @@
+using CowDisk.Format.Mapping;
+
+namespace CowDisk.Engine.Mapping;
+
+/// <summary>
+/// Virtual block → raw <see cref="MappingEntry"/>, as a two-level table of 4096-entry chunks allocated on
+/// first use (qcow2's L1/L2 shape): O(1) lookups, nothing allocated per request, memory only where mapped.
+/// One writer thread; readers on other threads see whole 64-bit entries.
+/// </summary>
+internal sealed class MappingTable
+{
+    public const int ChunkShift = 12;
+    public const int ChunkBlocks = 1 << ChunkShift;
+    private const int ChunkMask = ChunkBlocks - 1;
+
+    private readonly ulong[]?[] _chunks;
+
+    public long BlockCount { get; }
+    public int ChunkCount => _chunks.Length;
+
+    public MappingTable(long blockCount)
+    {
+        BlockCount = blockCount;
+        _chunks = new ulong[]?[(blockCount + ChunkMask) >> ChunkShift];
+    }
+
+    public static long ChunkOf(long block) => block >> ChunkShift;
+    public static long ChunkStart(long chunk) => chunk << ChunkShift;
+
+    public ulong Get(long block)
+    {
+        var chunk = Volatile.Read(ref _chunks[block >> ChunkShift]);
+        return chunk is null ? 0 : Volatile.Read(ref chunk[block & ChunkMask]);
+    }
+
+    public Format.Mapping.Mapping GetMapping(long block) => MappingEntry.Decode(Get(block));
+
+    public void Set(long block, ulong raw)
+    {
+        ref var slot = ref _chunks[block >> ChunkShift];
+        var chunk = slot;
+        if (chunk is null)
+        {
+            if (raw == 0) return;
+            chunk = new ulong[ChunkBlocks];
+            Volatile.Write(ref slot, chunk);
+        }
+        Volatile.Write(ref chunk[block & ChunkMask], raw);
+    }
+
+    public void Clear(long firstBlock, long count)
+    {
+        for (long b = firstBlock; b < firstBlock + count; b++) Set(b, 0);
+    }
+
+    /// <summary>The raw entries of one chunk, or null if nothing in it was ever set.</summary>
+    public ReadOnlySpan<ulong> ChunkEntries(long chunk) => _chunks[chunk];
+
+    public IEnumerable<long> PopulatedChunks()
+    {
+        for (long c = 0; c < _chunks.Length; c++)
+            if (_chunks[c] is not null) yield return c;
+    }
+}

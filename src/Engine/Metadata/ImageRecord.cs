@@ -1,0 +1,17 @@
+namespace CowDisk.Engine.Metadata;
+
+/// <summary>The image document: identity and geometry (checked against the data-file header), backing, state.</summary>
+public sealed record ImageRecord
+{
+    public required Guid ImageId { get; init; }
+    public required int ClusterSize { get; init; }
+    public required long VirtualSize { get; init; }
+    /// <summary>As the user gave it; a relative path is relative to the image's folder.</summary>
+    public string? BackingFile { get; init; }
+    public string? BackingFormat { get; init; }
+    /// <summary>Set when the image was closed cleanly; cleared while it is open for writing.</summary>
+    public bool Clean { get; init; } = true;
+    /// <summary>Birth epoch given to new extents; snapshots freeze epochs below it.</summary>
+    public uint Epoch { get; init; }
+    public DateTime CreatedUtc { get; init; }
+}

@@ -1,0 +1,25 @@
+using System.Runtime.InteropServices;
+
+namespace CowDisk.Engine.Native;
+
+/// <summary>Host-side facts about a file.</summary>
+public static partial class HostFile
+{
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Stat
+    {
+        public ulong st_dev, st_ino, st_nlink;
+        public uint st_mode, st_uid, st_gid, pad0;
+        public ulong st_rdev;
+        public long st_size, st_blksize, st_blocks;
+        public long st_atime, st_atime_nsec, st_mtime, st_mtime_nsec, st_ctime, st_ctime_nsec;
+        public long r0, r1, r2;
+    }
+
+    [LibraryImport("libc", EntryPoint = "stat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int stat(string path, out Stat buf);
+
+    /// <summary>Bytes the file occupies on disk (st_blocks × 512; x86-64 stat layout), holes excluded.</summary>
+    public static long AllocatedBytes(string path) =>
+        stat(path, out var s) == 0 ? s.st_blocks * 512 : new FileInfo(path).Length;
+}

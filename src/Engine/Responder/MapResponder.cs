@@ -1,0 +1,372 @@
+using System.Diagnostics;
+using CowDisk.Engine.Allocation;
+using CowDisk.Engine.Devices;
+using CowDisk.Engine.Mapping;
+using CowDisk.Engine.Metadata;
+using CowDisk.Engine.Native;
+using CowDisk.Engine.Ring;
+using CowDisk.Format.Image;
+using CowDisk.Format.Mapping;
+using CowDisk.Format.Ring;
+using Microsoft.Win32.SafeHandles;
+
+namespace CowDisk.Engine.Responder;
+
+/// <summary>
+/// The userspace half of dm-userspace, grown into a snapshot-disk policy: one thread that drains the request
+/// ring, answers MAP_BLOCK_REQ from the in-memory mapping table, allocates extents for writes, commits a
+/// mapping when MAP_BLOCK_DONE says its data is written, and group-commits dirty map chunks to LiteDB.
+/// All mapping state is owned by this thread; nothing here takes a lock.
+/// </summary>
+internal sealed class MapResponder : IDisposable
+{
+    private const int ErrnoIo = 5, ErrnoRofs = 30;
+
+    private readonly ClusterGeometry _geometry;
+    private readonly MappingTable _table;
+    private readonly ClusterAllocator _allocator;
+    private readonly MetadataStore? _store;          // null when read-only
+    private readonly SafeFileHandle _dataFile;
+    private readonly bool _hasBase;
+    private readonly SpscRing _requests;
+    private readonly SpscRing _responses;
+    private readonly Doorbell _bell;
+    private readonly Doorbell _targetBell;
+    private readonly ResponderSettings _settings;
+    private readonly Thread _thread;
+
+    // Blocks whose new extent is being written: block → physical cluster. Readers still see the old mapping.
+    private readonly Dictionary<long, long> _allocating = new();
+    // Requests that touch an allocating block wait here until its DONE.
+    private readonly List<RingEvent> _deferred = new();
+    private readonly HashSet<long> _dirtyChunks = new();
+    // Extents unmapped but not reusable until the change is durable and in-flight I/O has drained.
+    private readonly List<(long Cluster, int Count)> _pendingFree = new();
+    private long _firstDirtyTicks;
+    private volatile bool _stopping;
+    private Exception? _fatal;
+
+    public long Commits { get; private set; }
+
+    public MapResponder(ClusterGeometry geometry, MappingTable table, ClusterAllocator allocator, MetadataStore? store,
+        SafeFileHandle dataFile, bool hasBase, SpscRing requests, SpscRing responses, Doorbell bell, Doorbell targetBell,
+        ResponderSettings settings)
+    {
+        _geometry = geometry; _table = table; _allocator = allocator; _store = store; _dataFile = dataFile;
+        _hasBase = hasBase; _requests = requests; _responses = responses; _bell = bell; _targetBell = targetBell;
+        _settings = settings;
+        _thread = new Thread(Run) { IsBackground = true, Name = "cowdisk-responder" };
+        _thread.Start();
+    }
+
+    private uint Epoch => _store?.Image.Epoch ?? 0;
+
+    private void Run()
+    {
+        while (!_stopping)
+        {
+            int handled = 0;
+            while (_requests.TryConsume(out var ev))
+            {
+                if (_fatal is null)
+                {
+                    try { Handle(ev); }
+                    catch (Exception e) { _fatal = e; Console.Error.WriteLine($"cowdisk: responder stopped: {e.Message}"); FailPending(); }
+                }
+                if (_fatal is not null) FailRequest(ev);
+                handled++;
+            }
+            if (handled > 0) _targetBell.Ring();   // one wake per batch
+            if (CommitDue()) TryCommit(barrier: false);
+            if (handled == 0) _bell.Wait(_dirtyChunks.Count > 0 ? Math.Max(1, _settings.CommitIntervalMs / 4) : 200);
+        }
+    }
+
+    private bool CommitDue() =>
+        _dirtyChunks.Count > 0 &&
+        (_dirtyChunks.Count >= _settings.CommitMaxDirtyChunks ||
+         Stopwatch.GetElapsedTime(_firstDirtyTicks).TotalMilliseconds >= _settings.CommitIntervalMs);
+
+    private void Handle(in RingEvent ev)
+    {
+        switch (ev.Type)
+        {
+            case RingEventType.MapBlockReq:
+                if (!TryAnswer(ev)) _deferred.Add(ev);
+                break;
+            case RingEventType.MapBlockDone:
+                Done(ev);
+                RetryDeferred();
+                break;
+            case RingEventType.FlushReq:
+                int result = TryCommit(barrier: true) ? 0 : -ErrnoIo;
+                Respond(new RingEvent { Type = RingEventType.FlushRsp, Id = ev.Id, Result = result });
+                break;
+            default:
+                throw new CorruptImageException($"responder got unexpected ring event {ev.Type}");
+        }
+    }
+
+    /// <summary>Answers a map request, or returns false if it touches a block still being allocated.</summary>
+    private bool TryAnswer(in RingEvent req)
+    {
+        int count = (int)Math.Min(req.Count, _geometry.BlockCount - req.Block);
+        if (req.Block < 0 || count <= 0)
+        {
+            Respond(Error(req, -ErrnoIo));
+            return true;
+        }
+        var flags = req.RequestFlags;
+        if ((flags & (MapRequestFlags.Write | MapRequestFlags.Zero)) != 0)
+        {
+            if (_store is null) { Respond(Error(req, -ErrnoRofs)); return true; }
+            if (_allocating.ContainsKey(req.Block)) return false;
+            if ((flags & MapRequestFlags.Zero) != 0)
+            {
+                for (long b = req.Block; b < req.Block + count; b++)
+                    if (_allocating.ContainsKey(b)) return false;
+                ApplyZero(req, count);
+            }
+            else AnswerWrite(req, count);
+            return true;
+        }
+        AnswerRead(req, count);
+        return true;
+    }
+
+    private void AnswerRead(in RingEvent req, int count)
+    {
+        var first = _table.GetMapping(req.Block);
+        var rsp = Response(req);
+        int run = 1;
+        if (first.IsData)
+        {
+            while (run < count && _table.GetMapping(req.Block + run) is { IsData: true } m && m.PhysicalCluster == first.PhysicalCluster + run) run++;
+            rsp.ResponseFlags = MapResponseFlags.Valid;
+            rsp.Device = DeviceIndex.Data;
+            rsp.DeviceBlock = first.PhysicalCluster;
+        }
+        else if (ReadsAsZero(first))
+        {
+            while (run < count && ReadsAsZero(_table.GetMapping(req.Block + run))) run++;
+            rsp.ResponseFlags = MapResponseFlags.Zero;
+        }
+        else
+        {
+            while (run < count && _table.Get(req.Block + run) == 0) run++;
+            rsp.ResponseFlags = MapResponseFlags.Valid;
+            rsp.Device = DeviceIndex.Base;
+            rsp.DeviceBlock = req.Block;
+        }
+        rsp.Count = run;
+        Respond(rsp);
+    }
+
+    private bool ReadsAsZero(in Format.Mapping.Mapping m) =>
+        m.Source == MappingSource.Zero || (m.Source == MappingSource.Unallocated && !_hasBase);
+
+    private void AnswerWrite(in RingEvent req, int count)
+    {
+        var first = _table.GetMapping(req.Block);
+        var rsp = Response(req);
+        int run = 1;
+        if (first.IsData)
+        {
+            // Written before: overwrite in place.
+            while (run < count && !_allocating.ContainsKey(req.Block + run) &&
+                   _table.GetMapping(req.Block + run) is { IsData: true } m && m.PhysicalCluster == first.PhysicalCluster + run) run++;
+            rsp.ResponseFlags = MapResponseFlags.Valid;
+            rsp.Device = DeviceIndex.Data;
+            rsp.DeviceBlock = first.PhysicalCluster;
+            rsp.Count = run;
+            Respond(rsp);
+            return;
+        }
+        // New extent; its fill for partial blocks comes from what the block reads as now.
+        bool zeroFill = ReadsAsZero(first);
+        while (run < count && !_allocating.ContainsKey(req.Block + run) &&
+               _table.GetMapping(req.Block + run) is var m && !m.IsData && ReadsAsZero(m) == zeroFill) run++;
+        long physical = _allocator.Allocate(run, out int got);
+        if (physical + got - 1 > MappingEntry.MaxPhysicalCluster)
+            throw new CorruptImageException("data file is past the addressable size");
+        for (int i = 0; i < got; i++) _allocating.Add(req.Block + i, physical + i);
+        rsp.ResponseFlags = MapResponseFlags.Valid | MapResponseFlags.CopyFirst | MapResponseFlags.Sync |
+                            (zeroFill ? MapResponseFlags.Zero : MapResponseFlags.None);
+        rsp.Device = DeviceIndex.Data;
+        rsp.DeviceBlock = physical;
+        rsp.SourceDevice = DeviceIndex.Base;
+        rsp.SourceBlock = req.Block;
+        rsp.Count = got;
+        Respond(rsp);
+    }
+
+    private void ApplyZero(in RingEvent req, int count)
+    {
+        ulong zero = _hasBase ? MappingEntry.Encode(Format.Mapping.Mapping.Zero) : 0;
+        for (long b = req.Block; b < req.Block + count; b++)
+        {
+            var old = _table.GetMapping(b);
+            if (old.IsData) FreeLater(old.PhysicalCluster);
+            if (_table.Get(b) != zero) { _table.Set(b, zero); MarkDirty(b); }
+        }
+        Respond(new RingEvent { Type = RingEventType.Invalidate, Block = req.Block, Count = count });
+        var rsp = Response(req);
+        rsp.ResponseFlags = MapResponseFlags.Zero;
+        rsp.Count = count;
+        Respond(rsp);
+    }
+
+    private void Done(in RingEvent done)
+    {
+        for (long b = done.Block; b < done.Block + done.Count; b++)
+        {
+            if (!_allocating.Remove(b, out long physical))
+                throw new CorruptImageException($"MAP_BLOCK_DONE for block {b}, which was not being allocated");
+            if (done.Result != 0)
+            {
+                _allocator.Release(physical, 1);   // never referenced: reusable at once
+                continue;
+            }
+            var old = _table.GetMapping(b);
+            if (old.IsData) FreeLater(old.PhysicalCluster);
+            _table.Set(b, MappingEntry.Encode(Format.Mapping.Mapping.Data(physical, Epoch)));
+            MarkDirty(b);
+        }
+        // Cached "reads from base / zeros" answers for these blocks are stale now.
+        Respond(new RingEvent { Type = RingEventType.Invalidate, Block = done.Block, Count = done.Count });
+    }
+
+    private void RetryDeferred()
+    {
+        if (_deferred.Count == 0) return;
+        for (int i = 0; i < _deferred.Count;)
+        {
+            if (TryAnswer(_deferred[i])) _deferred.RemoveAt(i);
+            else i++;
+        }
+    }
+
+    private void FreeLater(long cluster)
+    {
+        if (_pendingFree.Count > 0 && _pendingFree[^1] is var last && last.Cluster + last.Count == cluster)
+            _pendingFree[^1] = (last.Cluster, last.Count + 1);
+        else _pendingFree.Add((cluster, 1));
+    }
+
+    private void MarkDirty(long block)
+    {
+        if (_dirtyChunks.Count == 0) _firstDirtyTicks = Stopwatch.GetTimestamp();
+        _dirtyChunks.Add(MappingTable.ChunkOf(block));
+    }
+
+    /// <summary>
+    /// Group commit. With barrier (a flush from the target, sent after its in-flight I/O drained), extents
+    /// freed by committed changes become reusable.
+    /// </summary>
+    private bool TryCommit(bool barrier)
+    {
+        if (_store is null) return true;
+        try
+        {
+            if (_dirtyChunks.Count > 0)
+            {
+                var chunks = new List<(long, byte[]?)>(_dirtyChunks.Count);
+                foreach (long c in _dirtyChunks) chunks.Add((c, ExtentCodec.Encode(_table, c)));
+                Libc.FDataSync(_dataFile);   // data durable before the mappings that point at it are committed
+                _store.Commit(chunks);
+                _dirtyChunks.Clear();
+                Commits++;
+            }
+            else if (barrier) Libc.FDataSync(_dataFile);   // in-place overwrites need no mapping, only their data
+            if (barrier)
+            {
+                foreach (var (cluster, count) in _pendingFree) _allocator.Release(cluster, count);
+                _pendingFree.Clear();
+            }
+            return true;
+        }
+        catch (Exception e) when (e is IOException or BlockDeviceException)
+        {
+            _fatal = e;
+            Console.Error.WriteLine($"cowdisk: commit failed: {e.Message}");
+            return false;
+        }
+    }
+
+    private void Respond(in RingEvent ev)
+    {
+        while (!_responses.TryProduce(ev))
+        {
+            _targetBell.Ring();   // full: the completion thread drains it
+            Thread.Yield();
+        }
+    }
+
+    // After a fatal error every request fails; the image must be reopened (and checked).
+    private void FailRequest(in RingEvent ev)
+    {
+        if (ev.Type == RingEventType.MapBlockReq) Respond(Error(ev, -ErrnoIo));
+        else if (ev.Type == RingEventType.FlushReq) Respond(new RingEvent { Type = RingEventType.FlushRsp, Id = ev.Id, Result = -ErrnoIo });
+    }
+
+    private void FailPending()
+    {
+        foreach (var ev in _deferred) FailRequest(ev);
+        _deferred.Clear();
+    }
+
+    private static RingEvent Response(in RingEvent req) =>
+        new() { Type = RingEventType.MapBlockRsp, Id = req.Id, Block = req.Block };
+
+    private static RingEvent Error(in RingEvent req, int errno) =>
+        new() { Type = RingEventType.MapBlockRsp, Id = req.Id, Block = req.Block, Count = req.Count, Result = errno, ResponseFlags = MapResponseFlags.Error };
+
+    public Exception? Fatal => _fatal;
+
+    /// <summary>
+    /// Checks the allocation invariants: no cluster mapped twice, every mapping inside the data file, and
+    /// used + free covering the data file exactly. Call only while no I/O is in flight (after a flush).
+    /// </summary>
+    public InvariantReport CheckInvariants(long dataFileLength)
+    {
+        if (_allocating.Count > 0) throw new InvalidOperationException("allocations in flight; flush first");
+        var seen = new HashSet<long>();
+        long fileClusters = _geometry.ClustersIn(dataFileLength);
+        foreach (long chunk in _table.PopulatedChunks())
+        {
+            long start = MappingTable.ChunkStart(chunk);
+            for (long b = start; b < Math.Min(start + MappingTable.ChunkBlocks, _table.BlockCount); b++)
+            {
+                var m = _table.GetMapping(b);
+                if (!m.IsData) continue;
+                if (!seen.Add(m.PhysicalCluster)) throw new CorruptImageException($"physical cluster {m.PhysicalCluster} mapped twice");
+                if (m.PhysicalCluster < ClusterGeometry.FirstDataCluster || m.PhysicalCluster >= fileClusters)
+                    throw new CorruptImageException($"block {b} maps to cluster {m.PhysicalCluster}, outside the data file ({fileClusters} clusters)");
+                if (!_allocator.IsUsed(m.PhysicalCluster)) throw new CorruptImageException($"mapped cluster {m.PhysicalCluster} is marked free");
+            }
+        }
+        long pendingFree = 0;
+        foreach (var (cluster, count) in _pendingFree)
+            for (long c = cluster; c < cluster + count; c++)
+            {
+                if (seen.Contains(c)) throw new CorruptImageException($"cluster {c} is both mapped and being freed");
+                if (!_allocator.IsUsed(c)) throw new CorruptImageException($"cluster {c} being freed is already free");
+                pendingFree++;
+            }
+        long covered = Math.Max(fileClusters, _allocator.HighWater) - ClusterGeometry.FirstDataCluster;
+        long free = covered - _allocator.UsedCount;
+        if (seen.Count + pendingFree != _allocator.UsedCount)
+            throw new CorruptImageException($"allocator counts {_allocator.UsedCount} used clusters, mappings hold {seen.Count} and {pendingFree} await freeing");
+        return new InvariantReport(seen.Count, pendingFree, free, covered);
+    }
+
+    public void Dispose()
+    {
+        _stopping = true;
+        _bell.Ring();
+        _thread.Join();
+    }
+}
+
+/// <summary>Cluster accounting of the data file at a quiescent point.</summary>
+public readonly record struct InvariantReport(long MappedClusters, long PendingFreeClusters, long FreeClusters, long DataFileClusters);

@@ -1,0 +1,10 @@
+namespace CowDisk.Engine.Responder;
+
+/// <summary>When the responder group-commits mappings without being asked by a flush.</summary>
+public sealed record ResponderSettings
+{
+    /// <summary>Commit at most this long after the first uncommitted mapping (ms).</summary>
+    public int CommitIntervalMs { get; init; } = 1000;
+    /// <summary>Commit once this many map chunks (4096 blocks each) are dirty.</summary>
+    public int CommitMaxDirtyChunks { get; init; } = 256;
+}

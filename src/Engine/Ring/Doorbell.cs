@@ -1,0 +1,34 @@
+namespace CowDisk.Engine.Ring;
+
+/// <summary>
+/// Wakes one consumer thread; rings coalesce, so a producer rings once per batch (the seed's write(fd, 1)).
+/// The consumer clears the bell before it drains, so an event produced after the drain always rings again.
+/// </summary>
+internal sealed class Doorbell : IDisposable
+{
+    private const int SpinIterations = 64;
+    private readonly SemaphoreSlim _semaphore = new(0);
+    private int _rung;
+    private int _sleeping;
+
+    public void Ring()
+    {
+        if (Interlocked.Exchange(ref _rung, 1) == 0 && Volatile.Read(ref _sleeping) != 0)
+            _semaphore.Release();
+    }
+
+    /// <summary>Waits until rung or the timeout passes; clears the bell either way. A spurious wake is possible.</summary>
+    public void Wait(int timeoutMs)
+    {
+        for (int i = 0; i < SpinIterations && Volatile.Read(ref _rung) == 0; i++) Thread.SpinWait(20);
+        if (Volatile.Read(ref _rung) == 0)
+        {
+            Interlocked.Increment(ref _sleeping);
+            if (Volatile.Read(ref _rung) == 0) _semaphore.Wait(timeoutMs);
+            Interlocked.Decrement(ref _sleeping);
+        }
+        Interlocked.Exchange(ref _rung, 0);
+    }
+
+    public void Dispose() => _semaphore.Dispose();
+}

@@ -1,0 +1,45 @@
+using CowDisk.Format.Ring;
+
+namespace CowDisk.Engine.Ring;
+
+/// <summary>
+/// One single-producer/single-consumer ring of 64-byte slots, as in the dm-userspace seed: each side keeps
+/// its own index; a slot's status word is the only synchronisation. The producer fills a slot and sets
+/// status last (release); the consumer reads status first (acquire), copies the event out and clears status.
+/// A full ring refuses (back-pressure); it never overwrites.
+/// </summary>
+internal sealed unsafe class SpscRing
+{
+    private readonly byte* _slots;
+    private readonly int _mask;
+    private int _producerIndex;   // touched only by the producer
+    private int _consumerIndex;   // touched only by the consumer
+
+    public SpscRing(byte* slots, int slotCount)
+    {
+        _slots = slots;
+        _mask = slotCount - 1;
+    }
+
+    public int SlotCount => _mask + 1;
+
+    public bool TryProduce(in RingEvent ev)
+    {
+        byte* slot = _slots + RingLayout.SlotOffset(_producerIndex);
+        if (Volatile.Read(ref *(int*)slot) != 0) return false;   // full: the consumer has not cleared it yet
+        ev.Write(new Span<byte>(slot, RingEvent.Size));
+        Volatile.Write(ref *(int*)slot, 1);                      // publish: payload before status
+        _producerIndex = (_producerIndex + 1) & _mask;
+        return true;
+    }
+
+    public bool TryConsume(out RingEvent ev)
+    {
+        byte* slot = _slots + RingLayout.SlotOffset(_consumerIndex);
+        if (Volatile.Read(ref *(int*)slot) == 0) { ev = default; return false; }  // acquire: status before payload
+        ev = RingEvent.Read(new ReadOnlySpan<byte>(slot, RingEvent.Size));
+        Volatile.Write(ref *(int*)slot, 0);                      // hand the slot back after the copy
+        _consumerIndex = (_consumerIndex + 1) & _mask;
+        return true;
+    }
+}

@@ -1,0 +1,290 @@
+using CowDisk.Engine.Devices;
+using CowDisk.Engine.Mapping;
+using CowDisk.Engine.Native;
+using CowDisk.Engine.Ring;
+using CowDisk.Format.Image;
+using CowDisk.Format.Mapping;
+using CowDisk.Format.Ring;
+using Microsoft.Win32.SafeHandles;
+
+namespace CowDisk.Engine.Target;
+
+/// <summary>
+/// The "kernel half" of dm-userspace: splits byte-range I/O into block runs, looks each run up in the mapping
+/// cache or asks the responder over the ring, does the data I/O itself (data file, base image, zero fill,
+/// COPY_FIRST), and reports MAP_BLOCK_DONE for new extents. Thread-safe; allocates nothing per request.
+/// </summary>
+internal sealed class CowTarget
+{
+    private readonly ClusterGeometry _geometry;
+    private readonly SafeFileHandle _dataFile;
+    private readonly IBlockDevice? _base;
+    private readonly RingClient _ring;
+    private readonly MappingCache? _cache;
+    private readonly bool _readOnly;
+    // I/O holds it shared; a flush takes it exclusively for a moment so that no I/O that started before the
+    // flush is still running when the responder releases freed extents.
+    private readonly ReaderWriterLockSlim _drain = new(LockRecursionPolicy.NoRecursion);
+
+    [ThreadStatic] private static byte[]? t_blockBuffer;   // COPY_FIRST fill, one per I/O thread
+    private static readonly byte[] s_zeros = new byte[ClusterGeometry.MaxClusterSize];
+
+    public CowTarget(ClusterGeometry geometry, SafeFileHandle dataFile, IBlockDevice? baseDevice, RingClient ring,
+        MappingCache? cache, bool readOnly)
+    {
+        _geometry = geometry; _dataFile = dataFile; _base = baseDevice; _ring = ring; _cache = cache; _readOnly = readOnly;
+    }
+
+    public long Size => _geometry.VirtualSize;
+
+    public void Read(long offset, Span<byte> buffer)
+    {
+        CheckRange(offset, buffer.Length);
+        _drain.EnterReadLock();
+        try
+        {
+            while (!buffer.IsEmpty)
+            {
+                long block = _geometry.BlockOf(offset);
+                int inBlock = _geometry.OffsetInBlock(offset);
+                int wantBlocks = BlocksSpanned(inBlock, buffer.Length);
+                var run = Resolve(block, wantBlocks, MapRequestFlags.Read);
+                int bytes = (int)Math.Min(buffer.Length, (long)run.Count * _geometry.ClusterSize - inBlock);
+                var part = buffer[..bytes];
+                switch (run.Source)
+                {
+                    case MappingSource.Data: ReadData(_geometry.ClusterOffset(run.DeviceBlock) + inBlock, part); break;
+                    case MappingSource.Backing: ReadBase(offset, part); break;
+                    default: part.Clear(); break;
+                }
+                buffer = buffer[bytes..];
+                offset += bytes;
+            }
+        }
+        finally { _drain.ExitReadLock(); }
+    }
+
+    public void Write(long offset, ReadOnlySpan<byte> buffer, WriteFlags flags)
+    {
+        CheckWritable();
+        CheckRange(offset, buffer.Length);
+        _drain.EnterReadLock();
+        try
+        {
+            while (!buffer.IsEmpty)
+            {
+                long block = _geometry.BlockOf(offset);
+                int inBlock = _geometry.OffsetInBlock(offset);
+                var run = Resolve(block, BlocksSpanned(inBlock, buffer.Length), MapRequestFlags.Write);
+                int bytes = (int)Math.Min(buffer.Length, (long)run.Count * _geometry.ClusterSize - inBlock);
+                WriteRun(block, inBlock, buffer[..bytes], run);
+                buffer = buffer[bytes..];
+                offset += bytes;
+            }
+        }
+        finally { _drain.ExitReadLock(); }
+        if ((flags & WriteFlags.Fua) != 0) Flush();
+    }
+
+    /// <summary>Makes a range read as zeros: partial blocks get zero bytes, whole blocks lose their extents.</summary>
+    public void Zero(long offset, long length)
+    {
+        CheckWritable();
+        CheckRange(offset, length);
+        long end = offset + length;
+        long firstWhole = (offset + _geometry.ClusterSize - 1) & ~((long)_geometry.ClusterSize - 1);
+        long endWhole = end == _geometry.VirtualSize ? end : end & ~((long)_geometry.ClusterSize - 1);
+        if (firstWhole >= endWhole)
+        {
+            WriteZeroBytes(offset, length);
+            return;
+        }
+        WriteZeroBytes(offset, firstWhole - offset);   // head
+        _drain.EnterReadLock();
+        try
+        {
+            long block = _geometry.BlockOf(firstWhole);
+            long endBlock = _geometry.BlockOf(endWhole - 1) + 1;
+            while (block < endBlock)
+            {
+                var rsp = _ring.Call(new RingEvent
+                {
+                    Type = RingEventType.MapBlockReq, RequestFlags = MapRequestFlags.Zero,
+                    Block = block, Count = (int)Math.Min(endBlock - block, int.MaxValue),
+                });
+                ThrowIfError(rsp);
+                block += rsp.Count;
+            }
+        }
+        finally { _drain.ExitReadLock(); }
+        WriteZeroBytes(endWhole, end - endWhole);      // tail
+    }
+
+    /// <summary>Waits for in-flight I/O, then asks the responder to make everything durable.</summary>
+    public void Flush()
+    {
+        if (_readOnly) return;
+        _drain.EnterWriteLock();
+        _drain.ExitWriteLock();
+        var rsp = _ring.Call(new RingEvent { Type = RingEventType.FlushReq });
+        if (rsp.Result != 0) throw new BlockDeviceException($"flush failed (errno {-rsp.Result})");
+    }
+
+    private void WriteZeroBytes(long offset, long length)
+    {
+        if (length <= 0) return;
+        while (length > 0)
+        {
+            int n = (int)Math.Min(length, s_zeros.Length);
+            Write(offset, s_zeros.AsSpan(0, n), WriteFlags.None);
+            offset += n; length -= n;
+        }
+    }
+
+    private int BlocksSpanned(int inBlock, long length) =>
+        (int)Math.Min(int.MaxValue, (inBlock + length + _geometry.ClusterSize - 1) >> _geometry.ClusterShift);
+
+    private BlockRun Resolve(long block, int blocks, MapRequestFlags kind)
+    {
+        if (_cache is not null && TryResolveFromCache(block, blocks, kind, out var cached)) return cached;
+        var rsp = _ring.Call(new RingEvent { Type = RingEventType.MapBlockReq, RequestFlags = kind, Block = block, Count = blocks });
+        ThrowIfError(rsp);
+        if (rsp.Count <= 0 || rsp.Count > blocks || rsp.Block != block)
+            throw new CorruptImageException($"responder answered block {rsp.Block}+{rsp.Count} for {block}+{blocks}");
+        var flags = rsp.ResponseFlags;
+        return new BlockRun
+        {
+            Source = (flags & MapResponseFlags.Valid) == 0 ? MappingSource.Zero
+                   : rsp.Device == DeviceIndex.Base ? MappingSource.Backing : MappingSource.Data,
+            DeviceBlock = rsp.DeviceBlock,
+            Count = rsp.Count,
+            Flags = flags,
+            Id = rsp.Id,
+        };
+    }
+
+    private bool TryResolveFromCache(long block, int blocks, MapRequestFlags kind, out BlockRun run)
+    {
+        run = default;
+        var first = MappingEntry.Decode(_cache!.Get(block));
+        if (first.Source == MappingSource.Unallocated) return false;
+        if (kind == MapRequestFlags.Write && (first.Source != MappingSource.Data || first.Shared)) return false;
+        int count = 1;
+        while (count < blocks)
+        {
+            var next = MappingEntry.Decode(_cache.Get(block + count));
+            if (next.Source != first.Source || next.Shared != first.Shared) break;
+            if (first.Source == MappingSource.Data && next.PhysicalCluster != first.PhysicalCluster + count) break;
+            count++;
+        }
+        run = new BlockRun { Source = first.Source, DeviceBlock = first.PhysicalCluster, Count = count };
+        return true;
+    }
+
+    private void WriteRun(long block, int inBlock, ReadOnlySpan<byte> data, in BlockRun run)
+    {
+        if (run.Source != MappingSource.Data) throw new CorruptImageException($"write to block {block} mapped to {run.Source}");
+        long physicalOffset = _geometry.ClusterOffset(run.DeviceBlock);
+        int result = 0;
+        try
+        {
+            if ((run.Flags & MapResponseFlags.CopyFirst) == 0)
+            {
+                WriteData(physicalOffset + inBlock, data);
+                return;
+            }
+            // New extent: whole blocks are written as they are, consecutive ones in one write; a partial head
+            // or tail block is first filled from what it read as before (base or zeros), so no stale bytes of
+            // a freed extent can show.
+            int cs = _geometry.ClusterSize;
+            int pos = 0, bodyPos = 0, bodyLength = 0;
+            long bodyPhysical = 0;
+            for (int i = 0; i < run.Count && pos < data.Length; i++)
+            {
+                long b = block + i;
+                int start = i == 0 ? inBlock : 0;
+                int len = Math.Min(cs - start, data.Length - pos);
+                if (start == 0 && len >= _geometry.BlockLength(b))
+                {
+                    if (bodyLength == 0) { bodyPos = pos; bodyPhysical = physicalOffset + (long)i * cs; }
+                    bodyLength += len;
+                }
+                else
+                {
+                    if (bodyLength > 0) { WriteData(bodyPhysical, data.Slice(bodyPos, bodyLength)); bodyLength = 0; }
+                    var fill = BlockBuffer().AsSpan(0, _geometry.BlockLength(b));
+                    if ((run.Flags & MapResponseFlags.Zero) != 0) fill.Clear();
+                    else ReadBase(_geometry.BlockStart(b), fill);
+                    data.Slice(pos, len).CopyTo(fill[start..]);
+                    WriteData(physicalOffset + (long)i * cs, fill);
+                }
+                pos += len;
+            }
+            if (bodyLength > 0) WriteData(bodyPhysical, data.Slice(bodyPos, bodyLength));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            result = -5;
+            throw new BlockDeviceException($"write to data file failed: {e.Message}", e);
+        }
+        finally
+        {
+            if ((run.Flags & MapResponseFlags.Sync) != 0)
+            {
+                // The data is written (not yet durable: a flush orders fdatasync before the commit).
+                _ring.Post(new RingEvent { Type = RingEventType.MapBlockDone, Id = run.Id, Block = block, Count = run.Count, Result = result });
+                if (result == 0 && _cache is not null)
+                    for (int i = 0; i < run.Count; i++)
+                        _cache.Store(block + i, MappingCache.Encode(MappingSource.Data, run.DeviceBlock + i));
+            }
+        }
+    }
+
+    private void ReadData(long physicalOffset, Span<byte> buffer)
+    {
+        while (!buffer.IsEmpty)
+        {
+            int n = RandomAccess.Read(_dataFile, buffer, physicalOffset);
+            if (n == 0) throw new CorruptImageException($"mapped data at {physicalOffset} lies past the end of the data file");
+            buffer = buffer[n..];
+            physicalOffset += n;
+        }
+    }
+
+    private void WriteData(long physicalOffset, ReadOnlySpan<byte> data) => RandomAccess.Write(_dataFile, data, physicalOffset);
+
+    /// <summary>Reads the base at a virtual offset; past the base's end (a smaller base) reads zeros.</summary>
+    private void ReadBase(long offset, Span<byte> buffer)
+    {
+        long available = _base is null ? 0 : Math.Clamp(_base.Size - offset, 0, buffer.Length);
+        if (available > 0) _base!.Read(offset, buffer[..(int)available]);
+        buffer[(int)available..].Clear();
+    }
+
+    private byte[] BlockBuffer()
+    {
+        var buffer = t_blockBuffer;
+        if (buffer is null || buffer.Length < _geometry.ClusterSize)
+            t_blockBuffer = buffer = GC.AllocateUninitializedArray<byte>(Math.Max(_geometry.ClusterSize, 64 * 1024), pinned: true);
+        return buffer;
+    }
+
+    private static void ThrowIfError(in RingEvent rsp)
+    {
+        if ((rsp.ResponseFlags & MapResponseFlags.Error) != 0)
+            throw rsp.Result == -30
+                ? new BlockDeviceException("image is read-only")
+                : new BlockDeviceException($"mapping request failed (errno {-rsp.Result})");
+    }
+
+    private void CheckWritable()
+    {
+        if (_readOnly) throw new BlockDeviceException("image is open read-only");
+    }
+
+    private void CheckRange(long offset, long length)
+    {
+        if (offset < 0 || length < 0 || offset > _geometry.VirtualSize - length)
+            throw new BlockDeviceException($"I/O at {offset}+{length} is outside the disk ({_geometry.VirtualSize} bytes)");
+    }
+}

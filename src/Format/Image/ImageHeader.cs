@@ -1,0 +1,71 @@
+using System.Buffers.Binary;
+
+namespace CowDisk.Format.Image;
+
+/// <summary>
+/// The header at offset 0 of an image's data file. Big-endian, like qcow2, so a hex dump reads naturally.
+/// The rest of cluster 0 is reserved; extents start at cluster 1.
+/// </summary>
+public readonly record struct ImageHeader(
+    uint Version,
+    Guid ImageId,
+    int ClusterSize,
+    long VirtualSize)
+{
+    public static ReadOnlySpan<byte> Magic => "CowDisk\0"u8;
+    public const uint CurrentVersion = 1;
+
+    public const int MagicOffset = 0;          // 8 bytes "CowDisk\0"
+    public const int VersionOffset = 8;        // u32
+    public const int HeaderSizeOffset = 12;    // u32, bytes of header in use (for later growth)
+    public const int ImageIdOffset = 16;       // 16 bytes, RFC 4122 big-endian byte order
+    public const int ClusterSizeOffset = 32;   // u32
+    public const int VirtualSizeOffset = 40;   // u64
+    public const int ChecksumOffset = 48;      // u32 CRC-32C-free simple checksum over bytes [0, 48)
+    public const int Size = 52;
+
+    /// <summary>Bytes reserved for the header at the start of the data file.</summary>
+    public const int ReservedBytes = 4096;
+
+    public void Write(Span<byte> destination)
+    {
+        if (destination.Length < Size) throw new ArgumentException("header buffer too small", nameof(destination));
+        destination[..Size].Clear();
+        Magic.CopyTo(destination[MagicOffset..]);
+        BinaryPrimitives.WriteUInt32BigEndian(destination[VersionOffset..], Version);
+        BinaryPrimitives.WriteUInt32BigEndian(destination[HeaderSizeOffset..], Size);
+        ImageId.TryWriteBytes(destination.Slice(ImageIdOffset, 16), bigEndian: true, out _);
+        BinaryPrimitives.WriteUInt32BigEndian(destination[ClusterSizeOffset..], (uint)ClusterSize);
+        BinaryPrimitives.WriteUInt64BigEndian(destination[VirtualSizeOffset..], (ulong)VirtualSize);
+        BinaryPrimitives.WriteUInt32BigEndian(destination[ChecksumOffset..], Checksum(destination[..ChecksumOffset]));
+    }
+
+    /// <summary>Parses and validates a header; throws <see cref="FormatException"/> naming what is wrong.</summary>
+    public static ImageHeader Read(ReadOnlySpan<byte> source)
+    {
+        if (source.Length < Size || !source[..Magic.Length].SequenceEqual(Magic))
+            throw new FormatException("not a cowdisk image (bad magic)");
+        uint version = BinaryPrimitives.ReadUInt32BigEndian(source[VersionOffset..]);
+        if (version != CurrentVersion)
+            throw new FormatException($"unsupported cowdisk format version {version} (this build reads {CurrentVersion})");
+        uint stored = BinaryPrimitives.ReadUInt32BigEndian(source[ChecksumOffset..]);
+        if (stored != Checksum(source[..ChecksumOffset]))
+            throw new FormatException("cowdisk header checksum mismatch");
+        var id = new Guid(source.Slice(ImageIdOffset, 16), bigEndian: true);
+        uint clusterSize = BinaryPrimitives.ReadUInt32BigEndian(source[ClusterSizeOffset..]);
+        ulong virtualSize = BinaryPrimitives.ReadUInt64BigEndian(source[VirtualSizeOffset..]);
+        if (!ClusterGeometry.IsValidClusterSize(clusterSize))
+            throw new FormatException($"invalid cluster size {clusterSize} in header");
+        if (virtualSize == 0 || virtualSize > ClusterGeometry.MaxVirtualSize)
+            throw new FormatException($"invalid virtual size {virtualSize} in header");
+        return new ImageHeader(version, id, (int)clusterSize, (long)virtualSize);
+    }
+
+    // FNV-1a: catches torn or hand-edited headers; not a security measure.
+    private static uint Checksum(ReadOnlySpan<byte> bytes)
+    {
+        uint hash = 2166136261;
+        foreach (byte b in bytes) hash = (hash ^ b) * 16777619;
+        return hash;
+    }
+}
