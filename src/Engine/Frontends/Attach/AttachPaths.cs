@@ -1,0 +1,23 @@
+namespace CowDisk.Engine.Frontends.Attach;
+
+/// <summary>
+/// Where attachments keep their state. RunDirectory holds NAME.json (the record), NAME.lock (held by the live
+/// daemon), NAME.log and NAME.fuse/ (the private FUSE mount); LinkDirectory holds the stable device links.
+/// </summary>
+public sealed record AttachPaths(string RunDirectory, string LinkDirectory)
+{
+    public const string RunDirectoryVariable = "COWDISK_RUN_DIR";
+    public const string DefaultRunDirectory = "/run/cowdisk";
+    public const string DefaultLinkDirectory = "/dev/cowdisk";
+
+    /// <summary>The defaults, with the run directory overridable through COWDISK_RUN_DIR.</summary>
+    public static AttachPaths FromEnvironment() =>
+        new(Environment.GetEnvironmentVariable(RunDirectoryVariable) is { Length: > 0 } run ? Path.GetFullPath(run) : DefaultRunDirectory,
+            DefaultLinkDirectory);
+
+    public string RecordPath(string name) => Path.Combine(RunDirectory, name + ".json");
+    public string LockPath(string name) => Path.Combine(RunDirectory, name + ".lock");
+    public string LogPath(string name) => Path.Combine(RunDirectory, name + ".log");
+    public string MountPoint(string name) => Path.Combine(RunDirectory, name + ".fuse");
+    public string LinkPath(string name) => Path.Combine(LinkDirectory, name);
+}

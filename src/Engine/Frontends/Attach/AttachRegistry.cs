@@ -1,0 +1,143 @@
+using System.Text.Json;
+using CowDisk.Engine.Native;
+
+namespace CowDisk.Engine.Frontends.Attach;
+
+/// <summary>
+/// The attachments of this machine, as files under <see cref="AttachPaths.RunDirectory"/>. A daemon holds the
+/// flock on NAME.lock for its whole life, so "lock free but record present" means it died; whoever takes the
+/// lock next cleans up after it (unmount, unbind the loop device, remove the link and the record).
+/// </summary>
+public sealed class AttachRegistry(AttachPaths paths)
+{
+    private static readonly TimeSpan StaleLoopWait = TimeSpan.FromSeconds(2);
+
+    public AttachPaths Paths { get; } = paths;
+
+    public void EnsureDirectories()
+    {
+        Directory.CreateDirectory(Paths.RunDirectory);
+        Directory.CreateDirectory(Paths.LinkDirectory);
+    }
+
+    /// <summary>Takes the name for this process; null when a live daemon already has it.</summary>
+    internal LifetimeLock? TryClaim(string name) => LifetimeLock.TryAcquire(Paths.LockPath(name));
+
+    public bool IsAlive(string name) => LifetimeLock.IsHeld(Paths.LockPath(name));
+
+    public AttachRecord? Read(string name)
+    {
+        try { return JsonSerializer.Deserialize(File.ReadAllText(Paths.RecordPath(name)), AttachJsonContext.Default.AttachRecord); }
+        catch (FileNotFoundException) { return null; }
+        catch (JsonException) { return null; } // half-written by a daemon killed mid-write: treated as absent
+    }
+
+    /// <summary>Replaces the record atomically (write aside, rename over).</summary>
+    public void Write(AttachRecord record)
+    {
+        string path = Paths.RecordPath(record.Name), temporary = path + ".tmp";
+        File.WriteAllText(temporary, JsonSerializer.Serialize(record, AttachJsonContext.Default.AttachRecord));
+        File.Move(temporary, path, overwrite: true);
+    }
+
+    public void Remove(string name) => File.Delete(Paths.RecordPath(name));
+
+    public IEnumerable<string> Names() =>
+        Directory.Exists(Paths.RunDirectory)
+            ? Directory.EnumerateFiles(Paths.RunDirectory, "*.json").Select(f => Path.GetFileNameWithoutExtension(f)!).Order(StringComparer.Ordinal)
+            : [];
+
+    /// <summary>Every attachment; dead ones are cleaned up (when root) and reported as "stale".</summary>
+    public List<AttachmentStatus> List()
+    {
+        var statuses = new List<AttachmentStatus>();
+        foreach (string name in Names())
+        {
+            if (Read(name) is not { } record) continue;
+            if (IsAlive(name)) statuses.Add(AttachmentStatus.From(record, record.State));
+            else
+            {
+                if (ProcessControl.IsRoot) CleanUpIfStale(name);
+                statuses.Add(AttachmentStatus.From(record, "stale"));
+            }
+        }
+        return statuses;
+    }
+
+    /// <summary>The live attachment whose use of image conflicts with a new one, or null.</summary>
+    public AttachRecord? FindConflict(string image, bool wantsWrite, string exceptName)
+    {
+        string wanted = CanonicalPath.Of(image);
+        foreach (string name in Names())
+        {
+            if (name == exceptName || Read(name) is not { } record || !IsAlive(name)) continue;
+            bool theyWrite = record.WrittenImage is { } written && CanonicalPath.Of(written) == wanted;
+            bool theyRead = record.OpenImages.Any(open => CanonicalPath.Of(open) == wanted);
+            if (theyWrite || (wantsWrite && theyRead)) return record;
+        }
+        return null;
+    }
+
+    /// <summary>Cleans up after a dead daemon of this name; false when a live daemon holds it.</summary>
+    public bool CleanUpIfStale(string name)
+    {
+        using var claim = TryClaim(name);
+        if (claim is null) return false;
+        CleanUpClaimed(name);
+        return true;
+    }
+
+    /// <summary>Removes what a dead daemon left; the caller holds the name's lock.</summary>
+    internal void CleanUpClaimed(string name)
+    {
+        var record = Read(name);
+        string mountPoint = record?.MountPoint ?? Paths.MountPoint(name);
+        if (Directory.Exists(mountPoint) && Mount.IsMountPoint(mountPoint)) Mount.TryUnmount(mountPoint, lazy: true);
+        if (record?.LoopNumber is { } loop && record.BackingFile is { } backing)
+            LoopDevice.DetachIfBoundTo(loop, backing, StaleLoopWait);
+        RemoveLinkIfPointsTo(Paths.LinkPath(name), record?.Device);
+        try { Directory.Delete(mountPoint); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        Remove(name);
+    }
+
+    internal static void RemoveLinkIfPointsTo(string link, string? device)
+    {
+        var info = new FileInfo(link);
+        if (info.LinkTarget is { } target && (device is null || target == device)) info.Delete();
+    }
+
+    /// <summary>
+    /// Asks the daemon to shut down (SIGTERM) and waits until it has flushed, unbound, unmounted and exited.
+    /// Refuses while the device is mounted. Returns a note for the user, or throws with the daemon's error.
+    /// </summary>
+    public string Detach(string name, TimeSpan timeout)
+    {
+        AttachName.Validate(name);
+        var record = Read(name);
+        if (!IsAlive(name))
+        {
+            if (record is null) throw new AttachException($"no attachment named '{name}'");
+            CleanUpIfStale(name);
+            return $"{name}: the daemon (pid {record.Pid}) was gone; cleaned up what it left";
+        }
+        if (record is null) throw new AttachException($"'{name}' is still starting; try again");
+        if (record.LoopNumber is { } loop && LoopDevice.IsClaimed(loop))
+            throw new AttachException($"{record.Device} ('{name}') is in use, probably mounted; unmount it first");
+        if (!ProcessControl.SendSignal(record.Pid, ProcessControl.SIGTERM))
+            throw new AttachException($"cannot signal the daemon of '{name}' (pid {record.Pid})");
+
+        long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        while (IsAlive(name))
+        {
+            if (Environment.TickCount64 > deadline)
+                throw new AttachException($"the daemon of '{name}' (pid {record.Pid}) did not exit within {timeout.TotalSeconds:0} s");
+            Thread.Sleep(50);
+        }
+        if (Read(name) is { } left)
+        {
+            CleanUpIfStale(name);
+            throw new AttachException($"'{name}' did not shut down cleanly: {left.Error ?? "the daemon exited without finishing"}");
+        }
+        return $"{name}: detached";
+    }
+}

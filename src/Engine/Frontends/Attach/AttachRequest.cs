@@ -1,0 +1,22 @@
+namespace CowDisk.Engine.Frontends.Attach;
+
+/// <summary>What `cowdisk attach` was asked to do.</summary>
+public sealed record AttachRequest
+{
+    public required string Image { get; init; }
+    public required string Name { get; init; }
+    /// <summary>Create a new overlay beside the image, backed by it, and attach that.</summary>
+    public bool Overlay { get; init; }
+    public bool ReadOnly { get; init; }
+    /// <summary>FUSE worker threads serving the loop device's requests.</summary>
+    public int FuseThreads { get; init; } = 8;
+    public EngineSettings Engine { get; init; } = new();
+
+    /// <summary>Where --overlay puts the new image: beside the base, named after it and the attachment.</summary>
+    public static string OverlayPathFor(string image, string name)
+    {
+        string full = Path.GetFullPath(image);
+        string folder = Path.GetDirectoryName(full) ?? ".";
+        return Path.Combine(folder, $"{Path.GetFileNameWithoutExtension(full)}.{name}.overlay{Path.GetExtension(full)}");
+    }
+}

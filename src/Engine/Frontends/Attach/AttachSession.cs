@@ -1,0 +1,172 @@
+using CowDisk.Engine.Devices;
+using CowDisk.Engine.Frontends.Fuse;
+using CowDisk.Engine.Native;
+
+namespace CowDisk.Engine.Frontends.Attach;
+
+/// <summary>
+/// The life of one attachment inside its daemon: image → FUSE file → loop device → /dev/cowdisk/NAME, and the
+/// record that tells list and detach about it. Stop undoes it in reverse: link, loop device, mount, image.
+/// </summary>
+public sealed class AttachSession : IDisposable
+{
+    private static readonly TimeSpan LoopReleaseTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly AttachRegistry _registry;
+    private readonly Action<string> _log;
+    private LifetimeLock? _claim;
+    private IBlockDevice? _device;
+    private FuseServer? _fuse;
+    private LoopDevice? _loop;
+    private string? _link;
+
+    public AttachRecord Record { get; private set; }
+
+    private AttachSession(AttachRegistry registry, AttachRecord record, LifetimeLock claim, Action<string> log)
+    {
+        _registry = registry;
+        Record = record;
+        _claim = claim;
+        _log = log;
+    }
+
+    /// <summary>Brings the attachment up; on failure everything done so far is undone before the exception.</summary>
+    public static AttachSession Start(AttachRequest request, AttachRegistry registry, Action<string> log)
+    {
+        AttachPrerequisites.Check();
+        AttachName.Validate(request.Name);
+        if (request.Overlay && request.ReadOnly) throw new AttachException("--overlay and --read-only exclude each other");
+        string image = Path.GetFullPath(request.Image);
+        if (!File.Exists(image)) throw new AttachException($"image {image} does not exist");
+
+        registry.EnsureDirectories();
+        var claim = registry.TryClaim(request.Name);
+        if (claim is null)
+        {
+            var holder = registry.Read(request.Name);
+            throw new AttachException($"name '{request.Name}' is already attached{(holder is null ? "" : $" to {holder.Image} (pid {holder.Pid})")}");
+        }
+        registry.CleanUpClaimed(request.Name); // whatever a dead daemon of this name left behind
+
+        string? overlay = request.Overlay ? AttachRequest.OverlayPathFor(image, request.Name) : null;
+        var record = new AttachRecord
+        {
+            Name = request.Name, Image = image, Overlay = overlay, Pid = Environment.ProcessId, ReadOnly = request.ReadOnly,
+            Started = DateTimeOffset.Now, State = "starting",
+        };
+        var session = new AttachSession(registry, record, claim, log);
+        try
+        {
+            session.Bringup(request, image, overlay);
+            return session;
+        }
+        catch
+        {
+            session.Teardown();
+            throw;
+        }
+    }
+
+    private void Bringup(AttachRequest request, string image, string? overlay)
+    {
+        CheckConflicts(image, wantsWrite: !request.ReadOnly && overlay is null);
+        if (overlay is not null)
+        {
+            if (File.Exists(overlay)) throw new AttachException($"overlay {overlay} already exists; attach it directly or remove it");
+            AttachedImage.CreateOverlay(overlay, image, request.Engine);
+        }
+        _registry.Write(Record);
+
+        string served = overlay ?? image;
+        try { _device = AttachedImage.Open(served, request.ReadOnly, request.Engine); }
+        catch (BlockDeviceException error) when (error is not CorruptImageException)
+        {
+            CheckConflicts(served, wantsWrite: !request.ReadOnly); // a racing attach: name it if we can
+            throw new AttachException($"cannot open {served}: {error.Message}");
+        }
+
+        string mountPoint = _registry.Paths.MountPoint(Record.Name);
+        _fuse = new FuseServer(_device, new FuseServerOptions
+        {
+            MountPoint = mountPoint, SourceName = $"cowdisk:{Record.Name}", WorkerThreads = request.FuseThreads, Log = _log,
+        });
+        Record = Record with { MountPoint = mountPoint };
+        _fuse.Start();
+        _log($"fuse: mounted {mountPoint}, kernel protocol {_fuse.KernelProtocol}, max write {_fuse.Negotiated?.MaxWrite}, {request.FuseThreads} workers");
+
+        _loop = LoopDevice.Bind(_fuse.FilePath, request.ReadOnly, directIo: true);
+        _log($"loop: {_loop.DevicePath} bound with {_loop.BindMethod}, direct I/O {(_loop.DirectIo ? "on" : "off")}");
+
+        _link = _registry.Paths.LinkPath(Record.Name);
+        if (File.Exists(_link) || new FileInfo(_link).LinkTarget is not null) File.Delete(_link);
+        File.CreateSymbolicLink(_link, _loop.DevicePath);
+
+        Record = Record with
+        {
+            State = "running", Device = _loop.DevicePath, Link = _link, BackingFile = _fuse.FilePath, DirectIo = _loop.DirectIo,
+        };
+        _registry.Write(Record);
+    }
+
+    private void CheckConflicts(string image, bool wantsWrite)
+    {
+        if (_registry.FindConflict(image, wantsWrite, Record.Name) is { } holder)
+            throw new AttachException(
+                $"image {image} is already attached{(holder.ReadOnly ? " read-only" : " read-write")} as '{holder.Name}' (pid {holder.Pid})");
+    }
+
+    /// <summary>Clean shutdown: unlink, unbind the loop device, unmount, then flush, commit and close the image.</summary>
+    public void Stop()
+    {
+        if (_claim is null) return;
+        Record = Record with { State = "stopping" };
+        _registry.Write(Record);
+        var errors = Teardown();
+        if (errors.Count == 0) return;
+        // Leave the record, marked failed, for detach to report; the lock is already released.
+        Record = Record with { State = "failed", Error = string.Join("; ", errors) };
+        _registry.Write(Record);
+        throw new AttachException(Record.Error);
+    }
+
+    private List<string> Teardown()
+    {
+        var errors = new List<string>();
+        void Step(string what, Action action)
+        {
+            try { action(); }
+            catch (Exception error)
+            {
+                errors.Add($"{what}: {error.Message}");
+                _log($"shutdown: {what} failed: {error.Message}");
+            }
+        }
+
+        if (_link is not null) Step("remove link", () => AttachRegistry.RemoveLinkIfPointsTo(_link, _loop?.DevicePath));
+        if (_loop is not null)
+            Step("detach loop device", () =>
+            {
+                if (!_loop.Detach(LoopReleaseTimeout))
+                    _log($"loop: {_loop.DevicePath} is still open elsewhere; the kernel frees it when it is closed");
+            });
+        if (_fuse is not null)
+            Step("unmount", () =>
+            {
+                if (!_fuse.Stop()) _log("fuse: a worker did not stop; closing the image anyway");
+            });
+        if (_device is not null) Step("close image", _device.Dispose);
+        Step("remove record", () => _registry.Remove(Record.Name));
+        _claim?.Dispose();
+        _claim = null;
+        _link = null;
+        _loop = null;
+        _fuse = null;
+        _device = null;
+        return errors;
+    }
+
+    public void Dispose()
+    {
+        if (_claim is not null) Teardown();
+    }
+}

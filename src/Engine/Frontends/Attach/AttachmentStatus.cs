@@ -1,0 +1,25 @@
+namespace CowDisk.Engine.Frontends.Attach;
+
+/// <summary>One row of `cowdisk list`: a record and whether its daemon is alive.</summary>
+public sealed record AttachmentStatus
+{
+    public required string Name { get; init; }
+    public required string Image { get; init; }
+    public string? Overlay { get; init; }
+    public string? Device { get; init; }
+    public string? Link { get; init; }
+    public required int Pid { get; init; }
+    public required bool ReadOnly { get; init; }
+    public bool? DirectIo { get; init; }
+    public required DateTimeOffset Started { get; init; }
+    /// <summary>The daemon's state, or "stale" when it died and list has just cleaned up after it.</summary>
+    public required string State { get; init; }
+    public string? Error { get; init; }
+
+    public static AttachmentStatus From(AttachRecord record, string state) => new()
+    {
+        Name = record.Name, Image = record.Image, Overlay = record.Overlay, Device = record.Device, Link = record.Link,
+        Pid = record.Pid, ReadOnly = record.ReadOnly, DirectIo = record.DirectIo, Started = record.Started,
+        State = state, Error = record.Error,
+    };
+}

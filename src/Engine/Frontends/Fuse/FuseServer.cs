@@ -1,0 +1,173 @@
+using CowDisk.Engine.Devices;
+using CowDisk.Engine.Native;
+using CowDisk.Format.Fuse;
+
+namespace CowDisk.Engine.Frontends.Fuse;
+
+/// <summary>
+/// Serves an <see cref="IBlockDevice"/> as the single file of a FUSE mount, speaking the kernel protocol over
+/// /dev/fuse itself. Several worker threads read requests from the one descriptor; the kernel hands each
+/// request to exactly one of them. The server does not own the device.
+/// </summary>
+public sealed class FuseServer : IDisposable
+{
+    public const uint ProtocolMajor = 7;
+    /// <summary>7.28 (Linux 4.20) brought FUSE_MAX_PAGES, which large requests need.</summary>
+    public const uint MinimumProtocolMinor = 28;
+    /// <summary>The newest protocol minor whose layouts this server knows.</summary>
+    public const uint SupportedProtocolMinor = 38;
+    private const string FuseDevicePath = "/dev/fuse";
+    private const int PageSize = 4096;
+    private static readonly TimeSpan InitTimeout = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan UnmountRetryTime = TimeSpan.FromSeconds(3);
+    private static readonly TimeSpan WorkerExitTimeout = TimeSpan.FromSeconds(5);
+
+    private const FuseInitFlags WantedInitFlags =
+        FuseInitFlags.AsyncRead | FuseInitFlags.BigWrites | FuseInitFlags.AsyncDio | FuseInitFlags.MaxPages;
+
+    private readonly FuseServerOptions _options;
+    private readonly List<(Thread Thread, FuseWorker Worker)> _workers = [];
+    private readonly ManualResetEventSlim _initDone = new();
+    private int _fd = -1;
+    private bool _mounted;
+    private string? _connectionId;
+
+    internal IBlockDevice Device { get; }
+    internal FuseDiskTree Tree { get; }
+    internal bool ReadOnly { get; }
+    internal FuseOpenReplyFlags OpenReplyFlags => _options.OpenFlags;
+
+    /// <summary>What INIT settled on; null until the kernel has sent INIT (or if it was refused).</summary>
+    public FuseInitOut? Negotiated { get; private set; }
+    /// <summary>The kernel's protocol version, as "7.x".</summary>
+    public string? KernelProtocol { get; private set; }
+    public string MountPoint { get; }
+    /// <summary>Full path of the file that reads and writes the device.</summary>
+    public string FilePath => Path.Combine(MountPoint, _options.FileName);
+
+    public FuseServer(IBlockDevice device, FuseServerOptions options)
+    {
+        if (options.WorkerThreads < 1) throw new ArgumentException("a FUSE server needs at least one worker thread");
+        if (options.MaxWrite < PageSize || options.MaxWrite % PageSize != 0)
+            throw new ArgumentException($"max write must be a positive multiple of {PageSize} bytes");
+        Device = device;
+        _options = options;
+        MountPoint = Path.GetFullPath(options.MountPoint);
+        ReadOnly = (device.Capabilities & BlockDeviceCapabilities.ReadOnly) != 0;
+        Tree = new FuseDiskTree(options.FileName, device.Size, ReadOnly);
+    }
+
+    internal void Log(string message) => _options.Log(message);
+
+    /// <summary>Opens /dev/fuse, mounts, starts the workers and waits until the kernel's INIT is answered.</summary>
+    public void Start()
+    {
+        if (!File.Exists(FuseDevicePath)) throw new FuseUnavailableException($"no {FuseDevicePath} (load the fuse module: modprobe fuse)");
+        _fd = PosixFile.TryOpen(FuseDevicePath, PosixFile.O_RDWR);
+        if (_fd < 0) throw new FuseUnavailableException($"cannot open {FuseDevicePath}: {Errno.Describe(-_fd)}");
+
+        Directory.CreateDirectory(MountPoint);
+        if (Mount.IsMountPoint(MountPoint)) Mount.TryUnmount(MountPoint, lazy: true); // left by a killed daemon
+        // rootmode is octal S_IFDIR; default_permissions makes the kernel enforce the 0600 mode we report.
+        string data = $"fd={_fd},rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions";
+        try
+        {
+            Mount.Attach(_options.SourceName, MountPoint, "fuse.cowdisk", Mount.MS_NOSUID | Mount.MS_NODEV | Mount.MS_NOEXEC, data);
+        }
+        catch (IOException error)
+        {
+            throw new FuseUnavailableException(error.Message);
+        }
+        _mounted = true;
+        _connectionId = Mount.DeviceNumberOf(MountPoint)?.Minor.ToString();
+
+        for (int i = 0; i < _options.WorkerThreads; i++)
+        {
+            var worker = new FuseWorker(this, _fd, _options.MaxWrite);
+            var thread = new Thread(worker.Run) { IsBackground = true, Name = $"fuse-worker-{i}" };
+            _workers.Add((thread, worker));
+            thread.Start();
+        }
+        if (!_initDone.Wait(InitTimeout)) throw new IOException("the kernel sent no FUSE INIT after mounting");
+        if (Negotiated is null) throw new IOException($"FUSE INIT failed: kernel protocol {KernelProtocol} is not supported");
+    }
+
+    internal FuseInitOut Negotiate(FuseInitIn init)
+    {
+        KernelProtocol = $"{init.Major}.{init.Minor}";
+        int maxPages = _options.MaxWrite / PageSize;
+        return new FuseInitOut(ProtocolMajor, Math.Min(init.Minor, SupportedProtocolMinor), init.MaxReadahead,
+            init.Flags & WantedInitFlags, _options.MaxBackground, (ushort)(_options.MaxBackground * 3 / 4),
+            (uint)_options.MaxWrite, 1, (ushort)maxPages, 0);
+    }
+
+    internal void CompleteInit(FuseInitOut? negotiated)
+    {
+        Negotiated = negotiated;
+        _initDone.Set();
+    }
+
+    /// <summary>
+    /// Unmounts (lazily if the file is still open, then aborting the connection) and waits for the workers.
+    /// Returns false if a worker did not stop; the device must then stay alive until the process exits.
+    /// </summary>
+    public bool Stop()
+    {
+        if (_mounted)
+        {
+            _mounted = false;
+            if (!UnmountWithRetry())
+            {
+                Log($"fuse: {MountPoint} is busy; unmounting lazily and aborting the connection");
+                Mount.TryUnmount(MountPoint, lazy: true);
+                AbortConnection();
+            }
+        }
+        bool allStopped = true;
+        foreach (var (thread, worker) in _workers)
+        {
+            if (thread.Join(WorkerExitTimeout)) worker.Dispose();
+            else allStopped = false; // its buffers stay allocated: it may still be inside read(2)
+        }
+        _workers.Clear();
+        if (allStopped && _fd >= 0)
+        {
+            PosixFile.Close(_fd);
+            _fd = -1;
+        }
+        try { Directory.Delete(MountPoint); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        return allStopped;
+    }
+
+    private bool UnmountWithRetry()
+    {
+        long deadline = Environment.TickCount64 + (long)UnmountRetryTime.TotalMilliseconds;
+        while (true)
+        {
+            int errno = Mount.TryUnmount(MountPoint, lazy: false);
+            if (errno == 0 || errno == Errno.EINVAL) return true;
+            if (errno != Errno.EBUSY || Environment.TickCount64 > deadline) return false;
+            Thread.Sleep(50);
+        }
+    }
+
+    /// <summary>Ends a lazily unmounted connection whose file someone still holds, through fusectl.</summary>
+    private void AbortConnection()
+    {
+        const string connections = "/sys/fs/fuse/connections";
+        if (_connectionId is null || !Directory.Exists(connections)) return;
+        try
+        {
+            if (!Directory.EnumerateFileSystemEntries(connections).Any())
+                Mount.Attach("fusectl", connections, "fusectl", 0, "");
+            File.WriteAllText(Path.Combine(connections, _connectionId, "abort"), "1");
+        }
+        catch (IOException error) { Log($"fuse: cannot abort connection {_connectionId}: {error.Message}"); }
+    }
+
+    public void Dispose()
+    {
+        Stop();
+        _initDone.Dispose();
+    }
+}
