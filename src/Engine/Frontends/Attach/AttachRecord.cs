@@ -37,7 +37,7 @@ public sealed record AttachRecord
                               && int.TryParse(device.AsSpan("/dev/loop".Length), out int number) ? number : null;
 }
 
-[JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
+[JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.KebabCaseLower,
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(AttachRecord))]
 [JsonSerializable(typeof(List<AttachRecord>))]

@@ -1,0 +1,113 @@
+using System.CommandLine;
+using System.Text.Json;
+using CowDisk.Cli.Attach;
+using CowDisk.Engine.Frontends.Attach;
+
+namespace CowDisk.Cli;
+
+/// <summary>cowdisk attach / list / detach: an image as a real block device through FUSE and a loop device.</summary>
+public static class AttachCommands
+{
+    public static void Register(RootCommand root)
+    {
+        root.Subcommands.Add(BuildAttach());
+        root.Subcommands.Add(BuildList());
+        root.Subcommands.Add(BuildDetach());
+    }
+
+    private static Command BuildAttach()
+    {
+        var image = new Argument<string>("image") { Description = "Image to attach" };
+        var name = new Option<string>("--name") { Description = "Attachment name: /dev/cowdisk/NAME, list, detach", Required = true };
+        var overlay = new Option<bool>("--overlay") { Description = "Write to a new overlay beside the image; the image stays unchanged" };
+        var readOnly = new Option<bool>("--read-only") { Description = "Serve the image read-only; the loop device is read-only" };
+        var foreground = new Option<bool>("--foreground") { Description = "Stay in the foreground until SIGTERM/SIGINT (for systemd and debugging)" };
+        var fuseThreads = new Option<int>("--fuse-threads") { Description = "FUSE worker threads", DefaultValueFactory = _ => 8 };
+        var cmd = new Command("attach", "Attach an image as a block device (/dev/loopN and /dev/cowdisk/NAME)")
+        {
+            image, name, overlay, readOnly, foreground, fuseThreads,
+        };
+        cmd.SetAction(r => GlobalOptions.Run(() => Guarded(() =>
+        {
+            int threads = r.GetValue(fuseThreads);
+            if (threads is < 1 or > 256) throw new CliException($"--fuse-threads must be 1..256, not {threads}");
+            var request = new AttachRequest
+            {
+                Image = Path.GetFullPath(r.GetValue(image)!), Name = r.GetValue(name)!, Overlay = r.GetValue(overlay),
+                ReadOnly = r.GetValue(readOnly), FuseThreads = threads, Engine = GlobalOptions.Engine(r),
+            };
+            if (r.GetValue(foreground)) return AttachDaemon.Run(request);
+
+            // Fail fast here on what the daemon would refuse anyway; it re-checks everything itself.
+            AttachPrerequisites.Check();
+            AttachName.Validate(request.Name);
+            if (request.Overlay && request.ReadOnly) throw new CliException("--overlay and --read-only exclude each other");
+            if (!File.Exists(request.Image)) throw new CliException($"image {request.Image} does not exist");
+            var registry = new AttachRegistry(AttachPaths.FromEnvironment());
+            if (registry.IsAlive(request.Name)) throw new CliException($"name '{request.Name}' is already attached");
+            registry.EnsureDirectories();
+            return AttachLauncher.Launch(DaemonArguments(r, request), registry.Paths.LogPath(request.Name));
+        })));
+        return cmd;
+    }
+
+    private static List<string> DaemonArguments(ParseResult r, AttachRequest request)
+    {
+        var arguments = new List<string> { "attach", request.Image, "--name", request.Name, "--foreground",
+            "--fuse-threads", request.FuseThreads.ToString() };
+        if (request.Overlay) arguments.Add("--overlay");
+        if (request.ReadOnly) arguments.Add("--read-only");
+        if (r.GetValue(GlobalOptions.Config) is { } config) arguments.AddRange(["--config", Path.GetFullPath(config)]);
+        foreach (string set in r.GetValue(GlobalOptions.Set) ?? []) arguments.AddRange(["--set", set]);
+        return arguments;
+    }
+
+    private static Command BuildList()
+    {
+        var output = new Option<string>("--output") { Description = "human or json", DefaultValueFactory = _ => "human" };
+        output.AcceptOnlyFromAmong("human", "json");
+        var cmd = new Command("list", "List attachments; cleans up after daemons that died") { output };
+        cmd.SetAction(r => GlobalOptions.Run(() => Guarded(() =>
+        {
+            var statuses = new AttachRegistry(AttachPaths.FromEnvironment()).List();
+            if (r.GetValue(output) == "json")
+                Console.WriteLine(JsonSerializer.Serialize(statuses, AttachJsonContext.Default.ListAttachmentStatus));
+            else WriteTable(statuses);
+            return 0;
+        })));
+        return cmd;
+    }
+
+    private static void WriteTable(List<AttachmentStatus> statuses)
+    {
+        var rows = new List<string[]> { new[] { "NAME", "IMAGE", "DEVICE", "PID", "RO", "STATE" } };
+        foreach (var s in statuses)
+            rows.Add([s.Name, s.Overlay is null ? s.Image : $"{s.Overlay} (over {s.Image})", s.Device ?? "-",
+                s.Pid.ToString(), s.ReadOnly ? "yes" : "no", s.State]);
+        int[] widths = Enumerable.Range(0, rows[0].Length).Select(c => rows.Max(row => row[c].Length)).ToArray();
+        foreach (var row in rows)
+            Console.WriteLine(string.Join("  ", row.Select((cell, c) => c == row.Length - 1 ? cell : cell.PadRight(widths[c]))));
+    }
+
+    private static Command BuildDetach()
+    {
+        var name = new Argument<string>("name") { Description = "Attachment to detach" };
+        var timeout = new Option<int>("--timeout") { Description = "Seconds to wait for the daemon to flush and exit", DefaultValueFactory = _ => 120 };
+        var cmd = new Command("detach", "Flush, release the loop device, unmount and stop the daemon") { name, timeout };
+        cmd.SetAction(r => GlobalOptions.Run(() => Guarded(() =>
+        {
+            AttachPrerequisites.CheckRoot("detach");
+            string note = new AttachRegistry(AttachPaths.FromEnvironment()).Detach(r.GetValue(name)!, TimeSpan.FromSeconds(r.GetValue(timeout)));
+            Console.WriteLine(note);
+            return 0;
+        })));
+        return cmd;
+    }
+
+    /// <summary>Attach errors are user-facing one-liners, like the CLI's own.</summary>
+    private static int Guarded(Func<int> body)
+    {
+        try { return body(); }
+        catch (AttachException error) { throw new CliException(error.Message); }
+    }
+}
