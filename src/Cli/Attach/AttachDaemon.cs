@@ -63,6 +63,7 @@ internal static class AttachDaemon
                 return 1;
             }
             log.Write("detached cleanly");
+            if (launched) File.Delete(registry.Paths.LogPath(request.Name)); // kept only when something went wrong
             return 0;
         }
     }

@@ -81,9 +81,15 @@ public sealed class AttachRegistry(AttachPaths paths)
     /// <summary>Cleans up after a dead daemon of this name; false when a live daemon holds it.</summary>
     public bool CleanUpIfStale(string name)
     {
-        using var claim = TryClaim(name);
+        var claim = TryClaim(name);
         if (claim is null) return false;
-        CleanUpClaimed(name);
+        try { CleanUpClaimed(name); }
+        catch
+        {
+            claim.Dispose();
+            throw;
+        }
+        claim.ReleaseAndDelete();
         return true;
     }
 

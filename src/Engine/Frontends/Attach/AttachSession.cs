@@ -156,7 +156,8 @@ public sealed class AttachSession : IDisposable
             });
         if (_device is not null) Step("close image", _device.Dispose);
         Step("remove record", () => _registry.Remove(Record.Name));
-        _claim?.Dispose();
+        if (errors.Count == 0) _claim?.ReleaseAndDelete();
+        else _claim?.Dispose();
         _claim = null;
         _link = null;
         _loop = null;
