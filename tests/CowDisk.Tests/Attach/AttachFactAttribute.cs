@@ -1,0 +1,32 @@
+using Xunit;
+
+namespace CowDisk.Tests.Attach;
+
+/// <summary>
+/// A test that needs root, /dev/fuse and loop devices. Outside CI it is skipped when one is missing; with
+/// CI=true it runs anyway and fails, so a broken CI machine cannot pass by skipping.
+/// </summary>
+public sealed class AttachFactAttribute : FactAttribute
+{
+    public AttachFactAttribute()
+    {
+        if (MissingPrerequisite() is { } missing && Environment.GetEnvironmentVariable("CI") != "true")
+            Skip = $"needs {missing} (set CI=true to make this a failure)";
+    }
+
+    public static string? MissingPrerequisite()
+    {
+        if (Environment.UserName != "root") return "root";
+        if (!File.Exists("/dev/fuse")) return "/dev/fuse";
+        if (!File.Exists("/dev/loop-control")) return "/dev/loop-control";
+        if (!File.Exists("/sbin/mkfs.ext4") && !File.Exists("/usr/sbin/mkfs.ext4")) return "mkfs.ext4";
+        return null;
+    }
+}
+
+/// <summary>Attach tests bind loop devices and mount; they run one at a time.</summary>
+[CollectionDefinition(Name)]
+public sealed class AttachCollection
+{
+    public const string Name = "attach";
+}

@@ -1,0 +1,136 @@
+using Xunit;
+
+namespace CowDisk.Tests.Attach;
+
+/// <summary>attach → file system → detach → attach, with overlay and read-only variants, against the real CLI.</summary>
+[Collection(AttachCollection.Name)]
+public sealed class AttachLifecycleTests
+{
+    [AttachFact]
+    public void Files_survive_detach_and_reattach()
+    {
+        using var scratch = new AttachScratch();
+        string image = scratch.CreateImage("disk.img", "512M");
+        string name = scratch.NewName();
+
+        string link = scratch.Attach(image, name);
+        var record = scratch.Record(name);
+        Assert.Equal("running", record.State);
+        Assert.Equal(record.Device, new FileInfo(link).LinkTarget);
+        Assert.Contains(scratch.List(), s => s.Name == name && s.Device == record.Device && s.State == "running");
+        CommandRunner.Check("mkfs.ext4", "-q", "-F", link);
+        string mountPoint = scratch.Mount(link);
+        AttachScratch.WriteFiles(mountPoint, count: 40, seed: 1);
+        var written = AttachScratch.Checksums(mountPoint);
+        scratch.Unmount(mountPoint);
+        scratch.Detach(name);
+
+        Assert.False(File.Exists(link) || new FileInfo(link).LinkTarget is not null, "the link outlived detach");
+        Assert.False(File.Exists($"/sys/block/{Path.GetFileName(record.Device)}/loop/backing_file"), "the loop device is still bound");
+        Assert.False(File.Exists(scratch.Paths.RecordPath(name)), "the record outlived detach");
+
+        link = scratch.Attach(image, name);
+        mountPoint = scratch.Mount(link);
+        Assert.Equal(written, AttachScratch.Checksums(mountPoint));
+        scratch.Unmount(mountPoint);
+        scratch.Detach(name);
+    }
+
+    [AttachFact]
+    public void Overlay_takes_the_writes_and_leaves_the_base_identical()
+    {
+        using var scratch = new AttachScratch();
+        string image = scratch.CreateImage("base.img", "256M");
+        string name = scratch.NewName();
+        string link = scratch.Attach(image, name);
+        CommandRunner.Check("mkfs.ext4", "-q", "-F", link);
+        string mountPoint = scratch.Mount(link);
+        AttachScratch.WriteFiles(mountPoint, count: 10, seed: 2);
+        var baseFiles = AttachScratch.Checksums(mountPoint);
+        scratch.Unmount(mountPoint);
+        scratch.Detach(name);
+        string baseData = AttachScratch.FileChecksum(image), baseMetadata = AttachScratch.FileChecksum(image + ".meta.db");
+
+        string overlayName = scratch.NewName();
+        var attach = CowdiskExecutable.Run("attach", image, "--name", overlayName, "--overlay");
+        Assert.True(attach.ExitCode == 0, $"attach --overlay failed: {attach}");
+        string overlay = scratch.Record(overlayName).Overlay!;
+        Assert.Contains($"overlay: {overlay}", attach.Output);
+        mountPoint = scratch.Mount(scratch.Paths.LinkPath(overlayName));
+        Assert.Equal(baseFiles, AttachScratch.Checksums(mountPoint));
+        AttachScratch.WriteFiles(mountPoint, count: 10, seed: 3);
+        File.Delete(Path.Combine(mountPoint, "data", "file2-0.bin"));
+        var overlayFiles = AttachScratch.Checksums(mountPoint);
+        scratch.Unmount(mountPoint);
+        scratch.Detach(overlayName);
+
+        Assert.Equal(baseData, AttachScratch.FileChecksum(image));
+        Assert.Equal(baseMetadata, AttachScratch.FileChecksum(image + ".meta.db"));
+        link = scratch.Attach(overlay, overlayName);
+        mountPoint = scratch.Mount(link);
+        Assert.Equal(overlayFiles, AttachScratch.Checksums(mountPoint));
+        scratch.Unmount(mountPoint);
+        scratch.Detach(overlayName);
+    }
+
+    [AttachFact]
+    public void Read_only_attach_refuses_writes_and_leaves_the_image_unchanged()
+    {
+        using var scratch = new AttachScratch();
+        string image = scratch.CreateImage("disk.img", "256M");
+        string name = scratch.NewName();
+        string link = scratch.Attach(image, name);
+        CommandRunner.Check("mkfs.ext4", "-q", "-F", link);
+        string mountPoint = scratch.Mount(link);
+        AttachScratch.WriteFiles(mountPoint, count: 10, seed: 4);
+        var files = AttachScratch.Checksums(mountPoint);
+        scratch.Unmount(mountPoint);
+        scratch.Detach(name);
+        string data = AttachScratch.FileChecksum(image), metadata = AttachScratch.FileChecksum(image + ".meta.db");
+
+        link = scratch.Attach(image, name, "--read-only");
+        Assert.True(scratch.Record(name).ReadOnly);
+        Assert.Equal("1", CommandRunner.Check("blockdev", "--getro", link).Output.Trim());
+        var write = CommandRunner.Run("dd", ["if=/dev/zero", $"of={link}", "bs=4096", "count=16", "oflag=direct"]);
+        Assert.NotEqual(0, write.ExitCode);
+        mountPoint = scratch.Mount(link, "-o", "ro,noload");
+        Assert.Equal(files, AttachScratch.Checksums(mountPoint));
+        scratch.Unmount(mountPoint);
+
+        // A writer is refused while a reader holds the image, and told who.
+        string writer = scratch.NewName();
+        var refused = CowdiskExecutable.Run("attach", image, "--name", writer);
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Contains($"'{name}'", refused.Error);
+        scratch.Detach(name);
+
+        Assert.Equal(data, AttachScratch.FileChecksum(image));
+        Assert.Equal(metadata, AttachScratch.FileChecksum(image + ".meta.db"));
+    }
+
+    [AttachFact]
+    public void A_second_writer_and_a_duplicate_name_are_refused_naming_the_holder()
+    {
+        using var scratch = new AttachScratch();
+        string image = scratch.CreateImage("disk.img", "64M");
+        string other = scratch.CreateImage("other.img", "64M");
+        string name = scratch.NewName();
+        scratch.Attach(image, name);
+        int pid = scratch.Record(name).Pid;
+
+        var secondWriter = CowdiskExecutable.Run("attach", image, "--name", scratch.NewName());
+        Assert.NotEqual(0, secondWriter.ExitCode);
+        Assert.Contains($"'{name}'", secondWriter.Error);
+        Assert.Contains($"pid {pid}", secondWriter.Error);
+        Assert.Single(secondWriter.Error.Trim().Split('\n'));
+
+        var sameName = CowdiskExecutable.Run("attach", other, "--name", name);
+        Assert.NotEqual(0, sameName.ExitCode);
+        Assert.Contains("already attached", sameName.Error);
+
+        var badName = CowdiskExecutable.Run("attach", other, "--name", "../escape");
+        Assert.NotEqual(0, badName.ExitCode);
+        Assert.Contains("invalid name", badName.Error);
+        scratch.Detach(name);
+    }
+}

@@ -1,0 +1,153 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text.Json;
+using CowDisk.Engine.Frontends.Attach;
+using Xunit;
+
+namespace CowDisk.Tests.Attach;
+
+/// <summary>
+/// A test's folder, attachments, mounts and child processes. Dispose undoes all of them whatever state the
+/// test left: kills its children, unmounts, detaches (kill -9 of a daemon that will not go), removes the folder.
+/// </summary>
+public sealed class AttachScratch : IDisposable
+{
+    private readonly List<string> _names = [];
+    private readonly List<string> _mounts = [];
+    private readonly List<Process> _children = [];
+    private int _mountCount;
+
+    public string Folder { get; } = Directory.CreateTempSubdirectory("cowdisk-attach-").FullName;
+    public AttachPaths Paths { get; } = AttachPaths.FromEnvironment();
+
+    public AttachScratch()
+    {
+        if (AttachFactAttribute.MissingPrerequisite() is { } missing) Assert.Fail($"attach tests need {missing}");
+    }
+
+    public string NewName()
+    {
+        string name = $"t{Guid.NewGuid():N}"[..12];
+        _names.Add(name);
+        return name;
+    }
+
+    public string CreateImage(string fileName, string size)
+    {
+        string path = Path.Combine(Folder, fileName);
+        CommandRunner.Check(CowdiskExecutable.Path, "create", path, "--size", size);
+        return path;
+    }
+
+    /// <summary>Attaches and returns the stable link; fails the test if attach fails.</summary>
+    public string Attach(string image, string name, params string[] options)
+    {
+        var result = CowdiskExecutable.Run(["attach", image, "--name", name, .. options]);
+        Assert.True(result.ExitCode == 0, $"attach failed: {result}");
+        string link = Paths.LinkPath(name);
+        Assert.Contains(link, result.Output);
+        Assert.Contains("/dev/loop", result.Output);
+        return link;
+    }
+
+    public void Detach(string name)
+    {
+        var result = CowdiskExecutable.Run("detach", name);
+        Assert.True(result.ExitCode == 0, $"detach failed: {result}");
+    }
+
+    public string Mount(string device, params string[] options)
+    {
+        string mountPoint = Path.Combine(Folder, $"mnt{_mountCount++}");
+        Directory.CreateDirectory(mountPoint);
+        CommandRunner.Check("mount", [.. options, device, mountPoint]);
+        _mounts.Add(mountPoint);
+        return mountPoint;
+    }
+
+    public void Unmount(string mountPoint)
+    {
+        CommandRunner.Check("umount", mountPoint);
+        _mounts.Remove(mountPoint);
+    }
+
+    public Process StartChild(string program, params string[] arguments)
+    {
+        var process = CommandRunner.Start(program, arguments);
+        _children.Add(process);
+        return process;
+    }
+
+    public AttachRecord Record(string name) =>
+        JsonSerializer.Deserialize(File.ReadAllText(Paths.RecordPath(name)), AttachJsonContext.Default.AttachRecord)!;
+
+    public List<AttachmentStatus> List()
+    {
+        var result = CowdiskExecutable.Run("list", "--output", "json");
+        Assert.True(result.ExitCode == 0, $"list failed: {result}");
+        return JsonSerializer.Deserialize(result.Output, AttachJsonContext.Default.ListAttachmentStatus)!;
+    }
+
+    /// <summary>Deterministic files of varied sizes under folder; returns their relative paths.</summary>
+    public static void WriteFiles(string folder, int count, int seed)
+    {
+        var random = new Random(seed);
+        Directory.CreateDirectory(Path.Combine(folder, "data"));
+        for (int i = 0; i < count; i++)
+        {
+            var bytes = new byte[random.Next(1, 3 << 20)];
+            random.NextBytes(bytes);
+            File.WriteAllBytes(Path.Combine(folder, "data", $"file{seed}-{i}.bin"), bytes);
+        }
+    }
+
+    /// <summary>SHA-256 of every file under folder (lost+found excluded), by relative path.</summary>
+    public static SortedDictionary<string, string> Checksums(string folder)
+    {
+        var sums = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (string file in Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories))
+        {
+            string relative = Path.GetRelativePath(folder, file);
+            if (relative.StartsWith("lost+found", StringComparison.Ordinal)) continue;
+            using var stream = File.OpenRead(file);
+            sums[relative] = Convert.ToHexString(SHA256.HashData(stream));
+        }
+        return sums;
+    }
+
+    public static string FileChecksum(string path)
+    {
+        using var stream = File.OpenRead(path);
+        return Convert.ToHexString(SHA256.HashData(stream));
+    }
+
+    public void Dispose()
+    {
+        foreach (var child in _children)
+        {
+            try { if (!child.HasExited) child.Kill(entireProcessTree: true); child.WaitForExit(10_000); }
+            catch (InvalidOperationException) { }
+            child.Dispose();
+        }
+        foreach (string mountPoint in _mounts) CommandRunner.Run("umount", ["-l", mountPoint], TimeSpan.FromSeconds(30));
+        foreach (string name in _names)
+        {
+            if (!File.Exists(Paths.RecordPath(name))) continue;
+            int? pid = TryReadPid(name);
+            var detach = CommandRunner.Run(CowdiskExecutable.Path, ["detach", name, "--timeout", "30"], TimeSpan.FromSeconds(60));
+            if (detach.ExitCode != 0 && pid is { } stuck)
+            {
+                try { Process.GetProcessById(stuck).Kill(); } catch (ArgumentException) { } catch (InvalidOperationException) { }
+            }
+        }
+        if (_names.Count > 0) CommandRunner.Run(CowdiskExecutable.Path, ["list"], TimeSpan.FromSeconds(60)); // cleans stale ones
+        foreach (string name in _names) File.Delete(Paths.LogPath(name)); // left by refused or killed daemons
+        try { Directory.Delete(Folder, recursive: true); } catch (IOException) { }
+    }
+
+    private int? TryReadPid(string name)
+    {
+        try { return Record(name).Pid; }
+        catch (Exception e) when (e is IOException or JsonException) { return null; }
+    }
+}
