@@ -1,0 +1,34 @@
+using FsCheck;
+using FsCheck.Fluent;
+using Xunit;
+
+namespace CowDisk.Tests.Engine;
+
+/// <summary>Model-based properties of mapping consistency (the engine against a byte array).</summary>
+public class MappingModelProperties
+{
+    [Fact]
+    public void Random_operation_sequences_match_the_model_with_the_mapping_cache() =>
+        Check.One(Config.QuickThrowOnFailure.WithMaxTest(60), Prop.ForAll(ModelScenario.Generator(mappingCache: true).ToArbitrary(), s => ModelRunner.Run(s)));
+
+    [Fact]
+    public void Random_operation_sequences_match_the_model_without_the_mapping_cache() =>
+        Check.One(Config.QuickThrowOnFailure.WithMaxTest(40), Prop.ForAll(ModelScenario.Generator(mappingCache: false).ToArbitrary(), s => ModelRunner.Run(s)));
+
+    [Theory]
+    [InlineData(4096)]
+    [InlineData(65536)]
+    [InlineData(2 << 20)]
+    public void Sweep_cluster_sizes_with_an_odd_disk_size(int clusterSize)
+    {
+        long size = 3L * clusterSize + 4097;
+        var ops = new List<Op>();
+        for (long off = 0; off < size; off += clusterSize / 3 + 1)
+            ops.Add(new Op(OpKind.Write, off, (int)Math.Min(clusterSize / 2 + 5, size - off), (byte)(off % 251 + 1), 3));
+        ops.Add(new Op(OpKind.Reopen, 0, 0, 0, 0));
+        ops.Add(new Op(OpKind.Discard, clusterSize - 1, clusterSize + 2, 0, 0));
+        ops.Add(new Op(OpKind.Write, size - 10, 10, 9, 1));
+        foreach (var baseKind in new[] { BaseKind.None, BaseKind.Raw, BaseKind.CowDisk })
+            ModelRunner.Run(new ModelScenario(clusterSize, size, baseKind, size - 777, ops.ToArray(), true));
+    }
+}
