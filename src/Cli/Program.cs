@@ -8,4 +8,5 @@ root.Options.Add(GlobalOptions.Set);
 root.Subcommands.Add(CreateCommand.Build());
 root.Subcommands.Add(IoCommand.Build());
 root.Subcommands.Add(InfoCommand.Build());
+AttachCommands.Register(root);
 return root.Parse(args).Invoke();
