@@ -53,8 +53,9 @@ internal sealed class MetadataStore : IDisposable
         if (!File.Exists(path)) throw new FileNotFoundException($"metadata file {path} is missing", path);
         LiteDatabase db;
         try { db = new LiteDatabase(ConnectionFor(path, readOnly)); }
-        catch (Exception e) when (e is LiteException or InvalidOperationException or IOException)
+        catch (Exception e) when (e is not (BlockDeviceException or OutOfMemoryException))
         {
+            // LiteDB reports a damaged file through many exception types (even ArgumentOutOfRange).
             throw new CorruptImageException($"metadata file {path} is unreadable: {e.Message}");
         }
         try
@@ -64,7 +65,11 @@ internal sealed class MetadataStore : IDisposable
                       ?? throw new CorruptImageException($"metadata file {path} has no image record");
             return new MetadataStore(db, path, readOnly, FromDocument(doc));
         }
-        catch (LiteException e) { db.Dispose(); throw new CorruptImageException($"metadata file {path} is unreadable: {e.Message}"); }
+        catch (Exception e) when (e is not (BlockDeviceException or OutOfMemoryException))
+        {
+            db.Dispose();
+            throw new CorruptImageException($"metadata file {path} is unreadable: {e.Message}");
+        }
         catch { db.Dispose(); throw; }
     }
 
@@ -90,7 +95,10 @@ internal sealed class MetadataStore : IDisposable
                 extents += ExtentCodec.Decode(table, chunk, doc["x"].AsBinary);
             }
         }
-        catch (LiteException e) { throw new CorruptImageException($"metadata file {_path} is unreadable: {e.Message}"); }
+        catch (Exception e) when (e is not (BlockDeviceException or OutOfMemoryException))
+        {
+            throw new CorruptImageException($"metadata file {_path} is unreadable: {e.Message}");
+        }
         return extents;
     }
 
