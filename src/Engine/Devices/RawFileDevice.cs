@@ -16,8 +16,14 @@ public sealed class RawFileDevice : IBlockDevice
     {
         Path = System.IO.Path.GetFullPath(path);
         _readOnly = readOnly;
-        _handle = File.OpenHandle(Path, FileMode.Open, readOnly ? FileAccess.Read : FileAccess.ReadWrite,
-            readOnly ? FileShare.ReadWrite : FileShare.Read);
+        _handle = File.OpenHandle(Path, FileMode.Open, readOnly ? FileAccess.Read : FileAccess.ReadWrite, FileShare.ReadWrite);
+        if (!FileLock.TryLock(_handle, exclusive: !readOnly))
+        {
+            _handle.Dispose();
+            throw new Images.ImageLockedException(readOnly
+                ? $"{Path} is open for writing by another process"
+                : $"{Path} is already open by another process (one writer per image)");
+        }
         Size = RandomAccess.GetLength(_handle);
     }
 

@@ -157,7 +157,7 @@ public sealed class CowImage : IBlockDevice
         }
         catch (IOException e) when (e is not FileNotFoundException)
         {
-            throw new ImageLockedException($"image {files.DataPath} is in use by another process ({e.Message})");
+            throw new ImageOpenException($"cannot open {files.DataPath}: {e.Message}");
         }
         catch (UnauthorizedAccessException)
         {
