@@ -13,6 +13,11 @@ internal sealed class ClusterAllocator
 {
     private ulong[] _bits = new ulong[64];
     private long _cursor = ClusterGeometry.FirstDataCluster;
+    // Clusters at or past this were never part of the data file, so they read as zeros (a hole or past EOF).
+    private long _freshFrom;
+
+    public ClusterAllocator(long dataFileClusters) =>
+        _freshFrom = Math.Max(dataFileClusters, ClusterGeometry.FirstDataCluster);
 
     /// <summary>One past the highest cluster ever marked used (the data file's extent in clusters).</summary>
     public long HighWater { get; private set; } = ClusterGeometry.FirstDataCluster;
@@ -34,8 +39,11 @@ internal sealed class ClusterAllocator
         return true;
     }
 
-    /// <summary>Allocates 1..maxCount consecutive clusters; returns the first and sets count.</summary>
-    public long Allocate(int maxCount, out int count)
+    /// <summary>
+    /// Allocates 1..maxCount consecutive clusters; returns the first and sets count. Fresh: none of them was
+    /// ever written, so they already read as zeros and need no zero fill.
+    /// </summary>
+    public long Allocate(int maxCount, out int count, out bool fresh)
     {
         long start = FindFree(_cursor);
         if (start < 0) start = FindFree(ClusterGeometry.FirstDataCluster);
@@ -47,6 +55,8 @@ internal sealed class ClusterAllocator
             count++;
         }
         _cursor = start + count;
+        fresh = start >= _freshFrom;
+        _freshFrom = Math.Max(_freshFrom, start + count);
         return start;
     }
 

@@ -71,8 +71,8 @@ public sealed class CowImage : IBlockDevice
     /// <summary>Free space is derived from the mappings: every cluster no mapping holds is free.</summary>
     private static ClusterAllocator BuildAllocator(MappingTable table, ClusterGeometry geometry, long dataFileLength)
     {
-        var allocator = new ClusterAllocator();
         long fileClusters = geometry.ClustersIn(dataFileLength);
+        var allocator = new ClusterAllocator(fileClusters);
         foreach (long chunk in table.PopulatedChunks())
         {
             var entries = table.ChunkEntries(chunk);

@@ -42,6 +42,11 @@ internal sealed class MapResponder : IDisposable
     private readonly HashSet<long> _dirtyChunks = new();
     // Extents unmapped but not reusable until the change is durable and in-flight I/O has drained.
     private readonly List<(long Cluster, int Count)> _pendingFree = new();
+    // Freed before a flush's drain: released when the batch answering that flush is durable.
+    private List<(long Cluster, int Count)> _releasable = new();
+    private List<ulong> _waitingFlushes = new();
+    private readonly GroupCommitter? _committer;   // null when read-only
+    private CommitBatch? _inFlight;
     private long _firstDirtyTicks;
     private volatile bool _stopping;
     private Exception? _fatal;
@@ -55,6 +60,7 @@ internal sealed class MapResponder : IDisposable
         _geometry = geometry; _table = table; _allocator = allocator; _store = store; _dataFile = dataFile;
         _hasBase = hasBase; _requests = requests; _responses = responses; _bell = bell; _targetBell = targetBell;
         _settings = settings;
+        if (store is not null) _committer = new GroupCommitter(store, dataFile, bell);
         _thread = new Thread(Run) { IsBackground = true, Name = "cowdisk-responder" };
         _thread.Start();
     }
@@ -76,8 +82,9 @@ internal sealed class MapResponder : IDisposable
                 if (_fatal is not null) FailRequest(ev);
                 handled++;
             }
+            handled += CompleteCommits();
             if (handled > 0) _targetBell.Ring();   // one wake per batch
-            if (CommitDue()) TryCommit(barrier: false);
+            if (CommitDue()) StartCommit();
             if (handled == 0) _bell.Wait(_dirtyChunks.Count > 0 ? Math.Max(1, _settings.CommitIntervalMs / 4) : 200);
         }
     }
@@ -99,8 +106,16 @@ internal sealed class MapResponder : IDisposable
                 RetryDeferred();
                 break;
             case RingEventType.FlushReq:
-                int result = TryCommit(barrier: true) ? 0 : -ErrnoIo;
-                Respond(new RingEvent { Type = RingEventType.FlushRsp, Id = ev.Id, Result = result });
+                if (_committer is null)
+                {
+                    Respond(new RingEvent { Type = RingEventType.FlushRsp, Id = ev.Id });
+                    break;
+                }
+                // The target drained its I/O before sending this: what was freed so far may be reused once durable.
+                _releasable.AddRange(_pendingFree);
+                _pendingFree.Clear();
+                _waitingFlushes.Add(ev.Id);
+                StartCommit();
                 break;
             default:
                 throw new CorruptImageException($"responder got unexpected ring event {ev.Type}");
@@ -186,12 +201,13 @@ internal sealed class MapResponder : IDisposable
         bool zeroFill = ReadsAsZero(first);
         while (run < count && !_allocating.ContainsKey(req.Block + run) &&
                _table.GetMapping(req.Block + run) is var m && !m.IsData && ReadsAsZero(m) == zeroFill) run++;
-        long physical = _allocator.Allocate(run, out int got);
+        long physical = _allocator.Allocate(run, out int got, out bool fresh);
         if (physical + got - 1 > MappingEntry.MaxPhysicalCluster)
             throw new CorruptImageException("data file is past the addressable size");
         for (int i = 0; i < got; i++) _allocating.Add(req.Block + i, physical + i);
         rsp.ResponseFlags = MapResponseFlags.Valid | MapResponseFlags.CopyFirst | MapResponseFlags.Sync |
-                            (zeroFill ? MapResponseFlags.Zero : MapResponseFlags.None);
+                            (zeroFill ? MapResponseFlags.Zero : MapResponseFlags.None) |
+                            (zeroFill && fresh ? MapResponseFlags.Fresh : MapResponseFlags.None);
         rsp.Device = DeviceIndex.Data;
         rsp.DeviceBlock = physical;
         rsp.SourceDevice = DeviceIndex.Base;
@@ -259,38 +275,40 @@ internal sealed class MapResponder : IDisposable
         _dirtyChunks.Add(MappingTable.ChunkOf(block));
     }
 
-    /// <summary>
-    /// Group commit. With barrier (a flush from the target, sent after its in-flight I/O drained), extents
-    /// freed by committed changes become reusable.
-    /// </summary>
-    private bool TryCommit(bool barrier)
+    /// <summary>Hands the dirty chunks and waiting flushes to the committer, unless a batch is in flight.</summary>
+    private void StartCommit()
     {
-        if (_store is null) return true;
-        try
+        if (_committer is null || _inFlight is not null || _fatal is not null) return;
+        if (_dirtyChunks.Count == 0 && _waitingFlushes.Count == 0) return;
+        var chunks = new List<(long, byte[]?)>(_dirtyChunks.Count);
+        foreach (long c in _dirtyChunks) chunks.Add((c, ExtentCodec.Encode(_table, c)));
+        _dirtyChunks.Clear();
+        _inFlight = new CommitBatch { Chunks = chunks, FlushIds = _waitingFlushes, Release = _releasable };
+        _waitingFlushes = new List<ulong>();
+        _releasable = new List<(long, int)>();
+        _committer.Submit(_inFlight);
+    }
+
+    private int CompleteCommits()
+    {
+        if (_committer is null || !_committer.TryTakeCompleted(out var batch)) return 0;
+        _inFlight = null;
+        int result = 0;
+        if (batch.Error is not null)
         {
-            if (_dirtyChunks.Count > 0)
-            {
-                var chunks = new List<(long, byte[]?)>(_dirtyChunks.Count);
-                foreach (long c in _dirtyChunks) chunks.Add((c, ExtentCodec.Encode(_table, c)));
-                Libc.FDataSync(_dataFile);   // data durable before the mappings that point at it are committed
-                _store.Commit(chunks);
-                _dirtyChunks.Clear();
-                Commits++;
-            }
-            else if (barrier) Libc.FDataSync(_dataFile);   // in-place overwrites need no mapping, only their data
-            if (barrier)
-            {
-                foreach (var (cluster, count) in _pendingFree) _allocator.Release(cluster, count);
-                _pendingFree.Clear();
-            }
-            return true;
+            _fatal = batch.Error;
+            Console.Error.WriteLine($"cowdisk: commit failed: {batch.Error.Message}");
+            result = -ErrnoIo;
         }
-        catch (Exception e) when (e is IOException or BlockDeviceException)
+        else
         {
-            _fatal = e;
-            Console.Error.WriteLine($"cowdisk: commit failed: {e.Message}");
-            return false;
+            foreach (var (cluster, count) in batch.Release) _allocator.Release(cluster, count);
+            if (batch.Chunks.Count > 0) Commits++;
         }
+        foreach (ulong id in batch.FlushIds) Respond(new RingEvent { Type = RingEventType.FlushRsp, Id = id, Result = result });
+        if (_fatal is not null) { FailPending(); return 1; }
+        StartCommit();   // flushes that arrived while this batch was in flight
+        return 1;
     }
 
     private void Respond(in RingEvent ev)
@@ -313,6 +331,8 @@ internal sealed class MapResponder : IDisposable
     {
         foreach (var ev in _deferred) FailRequest(ev);
         _deferred.Clear();
+        foreach (ulong id in _waitingFlushes) Respond(new RingEvent { Type = RingEventType.FlushRsp, Id = id, Result = -ErrnoIo });
+        _waitingFlushes.Clear();
     }
 
     private static RingEvent Response(in RingEvent req) =>
@@ -346,7 +366,7 @@ internal sealed class MapResponder : IDisposable
             }
         }
         long pendingFree = 0;
-        foreach (var (cluster, count) in _pendingFree)
+        foreach (var (cluster, count) in _pendingFree.Concat(_releasable))
             for (long c = cluster; c < cluster + count; c++)
             {
                 if (seen.Contains(c)) throw new CorruptImageException($"cluster {c} is both mapped and being freed");
@@ -365,6 +385,7 @@ internal sealed class MapResponder : IDisposable
         _stopping = true;
         _bell.Ring();
         _thread.Join();
+        _committer?.Dispose();
     }
 }
 

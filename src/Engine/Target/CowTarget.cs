@@ -197,6 +197,8 @@ internal sealed class CowTarget
             // or tail block is first filled from what it read as before (base or zeros), so no stale bytes of
             // a freed extent can show.
             int cs = _geometry.ClusterSize;
+            const MapResponseFlags freshZeroFlags = MapResponseFlags.Zero | MapResponseFlags.Fresh;
+            bool freshZero = (run.Flags & freshZeroFlags) == freshZeroFlags;
             int pos = 0, bodyPos = 0, bodyLength = 0;
             long bodyPhysical = 0;
             for (int i = 0; i < run.Count && pos < data.Length; i++)
@@ -208,6 +210,12 @@ internal sealed class CowTarget
                 {
                     if (bodyLength == 0) { bodyPos = pos; bodyPhysical = physicalOffset + (long)i * cs; }
                     bodyLength += len;
+                }
+                else if (freshZero)
+                {
+                    // The cluster was never written: the file reads zeros around the new bytes already.
+                    if (bodyLength > 0) { WriteData(bodyPhysical, data.Slice(bodyPos, bodyLength)); bodyLength = 0; }
+                    WriteData(physicalOffset + (long)i * cs + start, data.Slice(pos, len));
                 }
                 else
                 {
@@ -245,7 +253,12 @@ internal sealed class CowTarget
         while (!buffer.IsEmpty)
         {
             int n = RandomAccess.Read(_dataFile, buffer, physicalOffset);
-            if (n == 0) throw new CorruptImageException($"mapped data at {physicalOffset} lies past the end of the data file");
+            if (n == 0)
+            {
+                // The tail of a fresh cluster at the end of the file, never written: zeros, like a hole.
+                buffer.Clear();
+                return;
+            }
             buffer = buffer[n..];
             physicalOffset += n;
         }

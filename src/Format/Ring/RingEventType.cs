@@ -46,4 +46,6 @@ public enum MapResponseFlags : ushort
     Error = 16,
     /// <summary>The extent is shared with a snapshot: read in place, but writes must ask again.</summary>
     Shared = 32,
+    /// <summary>With CopyFirst and Zero: the new extent was never written and reads as zeros already; skip the fill.</summary>
+    Fresh = 64,
 }

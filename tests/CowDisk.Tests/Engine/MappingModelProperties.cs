@@ -7,13 +7,17 @@ namespace CowDisk.Tests.Engine;
 /// <summary>Model-based properties of mapping consistency (the engine against a byte array).</summary>
 public class MappingModelProperties
 {
+    /// <summary>Cases per property; COWDISK_PROPERTY_TESTS raises it for a soak run.</summary>
+    private static int Cases(int normal) =>
+        int.TryParse(Environment.GetEnvironmentVariable("COWDISK_PROPERTY_TESTS"), out int n) && n > 0 ? n : normal;
+
     [Fact]
     public void Random_operation_sequences_match_the_model_with_the_mapping_cache() =>
-        Check.One(Config.QuickThrowOnFailure.WithMaxTest(60), Prop.ForAll(ModelScenario.Generator(mappingCache: true).ToArbitrary(), s => ModelRunner.Run(s)));
+        Check.One(Config.QuickThrowOnFailure.WithMaxTest(Cases(60)), Prop.ForAll(ModelScenario.Generator(mappingCache: true).ToArbitrary(), s => ModelRunner.Run(s)));
 
     [Fact]
     public void Random_operation_sequences_match_the_model_without_the_mapping_cache() =>
-        Check.One(Config.QuickThrowOnFailure.WithMaxTest(40), Prop.ForAll(ModelScenario.Generator(mappingCache: false).ToArbitrary(), s => ModelRunner.Run(s)));
+        Check.One(Config.QuickThrowOnFailure.WithMaxTest(Cases(40)), Prop.ForAll(ModelScenario.Generator(mappingCache: false).ToArbitrary(), s => ModelRunner.Run(s)));
 
     [Theory]
     [InlineData(4096)]

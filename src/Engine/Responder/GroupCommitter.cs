@@ -1,0 +1,65 @@
+using System.Collections.Concurrent;
+using CowDisk.Engine.Metadata;
+using CowDisk.Engine.Native;
+using CowDisk.Engine.Ring;
+using Microsoft.Win32.SafeHandles;
+
+namespace CowDisk.Engine.Responder;
+
+/// <summary>One group commit: the encoded dirty chunks, the flushes it answers, the extents it frees.</summary>
+internal sealed class CommitBatch
+{
+    public required List<(long Chunk, byte[]? Extents)> Chunks { get; init; }
+    public required List<ulong> FlushIds { get; init; }
+    /// <summary>Freed before the flushes' drain: reusable once this batch is durable.</summary>
+    public required List<(long Cluster, int Count)> Release { get; init; }
+    public Exception? Error { get; set; }
+}
+
+/// <summary>
+/// Runs group commits on a thread of their own, so the responder keeps answering map requests while the
+/// data file is fdatasync'ed and LiteDB commits. One batch at a time, in order; completions go back to the
+/// responder thread through a queue and its doorbell.
+/// </summary>
+internal sealed class GroupCommitter : IDisposable
+{
+    private readonly MetadataStore _store;
+    private readonly SafeFileHandle _dataFile;
+    private readonly Doorbell _responderBell;
+    private readonly BlockingCollection<CommitBatch> _work = new(boundedCapacity: 1);
+    private readonly ConcurrentQueue<CommitBatch> _done = new();
+    private readonly Thread _thread;
+
+    public GroupCommitter(MetadataStore store, SafeFileHandle dataFile, Doorbell responderBell)
+    {
+        _store = store; _dataFile = dataFile; _responderBell = responderBell;
+        _thread = new Thread(Run) { IsBackground = true, Name = "cowdisk-group-commit" };
+        _thread.Start();
+    }
+
+    public void Submit(CommitBatch batch) => _work.Add(batch);
+
+    public bool TryTakeCompleted(out CommitBatch batch) => _done.TryDequeue(out batch!);
+
+    private void Run()
+    {
+        foreach (var batch in _work.GetConsumingEnumerable())
+        {
+            try
+            {
+                Libc.FDataSync(_dataFile);   // data durable before the mappings that point at it are committed
+                if (batch.Chunks.Count > 0) _store.Commit(batch.Chunks);   // LiteDB commit, then fsync of its log
+            }
+            catch (Exception e) { batch.Error = e; }
+            _done.Enqueue(batch);
+            _responderBell.Ring();
+        }
+    }
+
+    public void Dispose()
+    {
+        _work.CompleteAdding();
+        _thread.Join();
+        _work.Dispose();
+    }
+}
