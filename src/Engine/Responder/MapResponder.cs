@@ -248,8 +248,8 @@ internal sealed class MapResponder : IDisposable
             _table.Set(b, MappingEntry.Encode(Format.Mapping.Mapping.Data(physical, Epoch)));
             MarkDirty(b);
         }
-        // Cached "reads from base / zeros" answers for these blocks are stale now.
-        Respond(new RingEvent { Type = RingEventType.Invalidate, Block = done.Block, Count = done.Count });
+        // No INVALIDATE here: the writer stores the new mapping in the target's cache itself, and a racing
+        // older answer cannot overwrite it (the cache inserts answers only into empty slots).
     }
 
     private void RetryDeferred()

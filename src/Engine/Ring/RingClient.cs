@@ -6,47 +6,51 @@ namespace CowDisk.Engine.Ring;
 
 /// <summary>
 /// The target's end of the ring pair. Several I/O threads produce into the one request ring, so producers
-/// are serialised by a lock (SPSC indices do not survive concurrent producers; one ring pair per worker
-/// would need one responder loop per pair for no gain here, since the responder is single-threaded anyway).
-/// One completion thread drains the response ring in order, keeps the mapping cache coherent and wakes the
-/// thread waiting on each call. Call slots are preallocated: a call allocates nothing.
+/// are serialised by a lock (SPSC indices do not survive concurrent producers; a ring pair per worker would
+/// lose the single response order that keeps the mapping cache coherent, see docs/ARCHITECTURE.md).
+/// The response ring is drained by the waiting callers themselves, leader/follower style: one caller at a
+/// time holds the consumer role, drains in ring order (cache updates, INVALIDATE), hands each response to
+/// its caller, and on leaving promotes a caller still waiting. No completion thread: a round trip costs two
+/// thread hand-offs, not three. Call slots are preallocated: a call allocates nothing.
 /// </summary>
 internal sealed class RingClient : IDisposable
 {
     private sealed class CallSlot
     {
-        public readonly SemaphoreSlim Done = new(0);
+        public readonly SemaphoreSlim Wake = new(0);
         public RingEvent Response;
         public uint Generation;
+        public int InUse;       // 1 while a call owns the slot
+        public int Completed;   // 1 once Response holds the answer
+        public int Following;   // 1 while the caller sleeps on Wake waiting for a leader
     }
 
     private const int IdSlotBits = 16;
+    private const int LeaderWaitMs = 50;
     private readonly SpscRing _requests;
     private readonly SpscRing _responses;
     private readonly Doorbell _responderBell;
-    private readonly Doorbell _completionBell;
+    private readonly Doorbell _responseBell;
     private readonly MappingCache? _cache;
     private readonly object _produceLock = new();
     private readonly CallSlot[] _slots;
     private readonly Stack<int> _freeSlots;
     private readonly SemaphoreSlim _slotsAvailable;
-    private readonly Thread _completionThread;
+    private int _consumer;   // 1 while a caller holds the consumer (leader) role
     private volatile bool _stopping;
     private long _calls;
 
-    public RingClient(SpscRing requests, SpscRing responses, Doorbell responderBell, Doorbell completionBell,
+    public RingClient(SpscRing requests, SpscRing responses, Doorbell responderBell, Doorbell responseBell,
         MappingCache? cache, int maxInFlight)
     {
         _requests = requests; _responses = responses;
-        _responderBell = responderBell; _completionBell = completionBell;
+        _responderBell = responderBell; _responseBell = responseBell;
         _cache = cache;
         maxInFlight = Math.Clamp(maxInFlight, 1, 1 << IdSlotBits);
         _slots = new CallSlot[maxInFlight];
         _freeSlots = new Stack<int>(maxInFlight);
         for (int i = maxInFlight - 1; i >= 0; i--) { _slots[i] = new CallSlot(); _freeSlots.Push(i); }
         _slotsAvailable = new SemaphoreSlim(maxInFlight);
-        _completionThread = new Thread(CompletionLoop) { IsBackground = true, Name = "cowdisk-ring-completion" };
-        _completionThread.Start();
     }
 
     /// <summary>Round trips through the ring so far (for benchmarks and info).</summary>
@@ -55,20 +59,25 @@ internal sealed class RingClient : IDisposable
     /// <summary>Sends a request and waits for its response (MAP_BLOCK_REQ → RSP, FLUSH_REQ → FLUSH_RSP).</summary>
     public RingEvent Call(RingEvent request)
     {
+        if (_stopping) throw new ObjectDisposedException(nameof(RingClient));
         _slotsAvailable.Wait();
         int index;
         lock (_freeSlots) index = _freeSlots.Pop();
         var slot = _slots[index];
+        while (slot.Wake.CurrentCount > 0) slot.Wake.Wait(0);   // stale wakes from an earlier call
+        Volatile.Write(ref slot.Completed, 0);
+        Volatile.Write(ref slot.InUse, 1);
         try
         {
             request.Id = ((ulong)slot.Generation << IdSlotBits) | (uint)index;
             Produce(request);
-            slot.Done.Wait();
+            WaitFor(slot);
             Interlocked.Increment(ref _calls);
             return slot.Response;
         }
         finally
         {
+            Volatile.Write(ref slot.InUse, 0);
             slot.Generation++;
             lock (_freeSlots) _freeSlots.Push(index);
             _slotsAvailable.Release();
@@ -92,21 +101,60 @@ internal sealed class RingClient : IDisposable
         _responderBell.Ring();
     }
 
-    private void CompletionLoop()
+    private void WaitFor(CallSlot slot)
     {
-        while (!_stopping)
+        while (Volatile.Read(ref slot.Completed) == 0)
+        {
+            if (Interlocked.CompareExchange(ref _consumer, 1, 0) == 0)
+            {
+                try { Lead(slot); }
+                finally
+                {
+                    Volatile.Write(ref _consumer, 0);
+                    PromoteFollower();
+                }
+                return;
+            }
+            // Follower: sleep until the leader completes this call or hands over the consumer role.
+            Interlocked.Exchange(ref slot.Following, 1);   // full fence: pairs with the leader's Completed write
+            if (Volatile.Read(ref slot.Completed) == 0 && Volatile.Read(ref _consumer) == 1) slot.Wake.Wait(LeaderWaitMs);
+            Interlocked.Exchange(ref slot.Following, 0);
+        }
+    }
+
+    /// <summary>As the one consumer: drain responses in ring order until this call's answer is in.</summary>
+    private void Lead(CallSlot own)
+    {
+        while (Volatile.Read(ref own.Completed) == 0)
         {
             bool any = false;
             while (_responses.TryConsume(out var ev))
             {
                 any = true;
-                Complete(ev);
+                Dispatch(ev);
             }
-            if (!any) _completionBell.Wait(100);
+            if (!any && Volatile.Read(ref own.Completed) == 0)
+            {
+                if (_stopping) throw new ObjectDisposedException(nameof(RingClient));
+                _responseBell.Wait(LeaderWaitMs);
+            }
         }
     }
 
-    private void Complete(in RingEvent ev)
+    // Leaving the consumer role with calls still waiting: wake one of them to take it.
+    private void PromoteFollower()
+    {
+        foreach (var slot in _slots)
+        {
+            if (Volatile.Read(ref slot.InUse) == 1 && Volatile.Read(ref slot.Completed) == 0 && Volatile.Read(ref slot.Following) == 1)
+            {
+                slot.Wake.Release();
+                return;
+            }
+        }
+    }
+
+    private void Dispatch(in RingEvent ev)
     {
         switch (ev.Type)
         {
@@ -121,7 +169,8 @@ internal sealed class RingClient : IDisposable
         if ((uint)index >= (uint)_slots.Length) return;
         var slot = _slots[index];
         slot.Response = ev;
-        slot.Done.Release();
+        Interlocked.Exchange(ref slot.Completed, 1);          // full fence: pairs with the follower's Following write
+        if (Volatile.Read(ref slot.Following) == 1) slot.Wake.Release();
     }
 
     private void CacheResponse(in RingEvent rsp)
@@ -142,8 +191,7 @@ internal sealed class RingClient : IDisposable
     public void Dispose()
     {
         _stopping = true;
-        _completionBell.Ring();
-        _completionThread.Join();
+        _responseBell.Ring();
     }
 }
 
