@@ -14,5 +14,15 @@ public sealed record EngineSettings
     public int CommitIntervalMs { get; init; } = 1000;
     public int CommitMaxDirtyChunks { get; init; } = 256;
 
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first bad value; called before an image is touched.</summary>
+    public void Validate()
+    {
+        if (!Format.Ring.RingLayout.IsValidSlotCount(RingSlots))
+            throw new ArgumentException($"Engine:RingSlots must be a power of two from {Format.Ring.RingLayout.MinSlots} to {Format.Ring.RingLayout.MaxSlots} (ring slots), not {RingSlots}");
+        if (MaxInFlightMaps < 1 || MaxInFlightMaps > 65536) throw new ArgumentException($"Engine:MaxInFlightMaps must be 1..65536, not {MaxInFlightMaps}");
+        if (CommitIntervalMs < 1) throw new ArgumentException($"Engine:CommitIntervalMs must be at least 1, not {CommitIntervalMs}");
+        if (CommitMaxDirtyChunks < 1) throw new ArgumentException($"Engine:CommitMaxDirtyChunks must be at least 1, not {CommitMaxDirtyChunks}");
+    }
+
     internal ResponderSettings Responder => new() { CommitIntervalMs = CommitIntervalMs, CommitMaxDirtyChunks = CommitMaxDirtyChunks };
 }

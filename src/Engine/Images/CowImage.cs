@@ -48,6 +48,9 @@ public sealed class CowImage : IBlockDevice
     /// <summary>Map round trips through the ring since open.</summary>
     public long RingCalls => _ring.Calls;
 
+    /// <summary>Group commits of mappings to LiteDB since open.</summary>
+    public long MetadataCommits => _responder.Commits;
+
     private CowImage(ImageFiles files, SafeFileHandle dataFile, ImageHeader header, MetadataStore store,
         IBlockDevice? baseDevice, bool readOnly, EngineSettings settings)
     {
@@ -91,6 +94,7 @@ public sealed class CowImage : IBlockDevice
 
     public static CowImage Create(string path, ImageCreateOptions options, EngineSettings? settings = null)
     {
+        settings?.Validate();
         var files = ImageFiles.For(path);
         if (!ClusterGeometry.IsValidClusterSize((uint)options.ClusterSize))
             throw new ImageOpenException($"cluster size must be a power of two from 4K to 2M, not {options.ClusterSize}");
@@ -148,6 +152,7 @@ public sealed class CowImage : IBlockDevice
 
     internal static CowImage Open(string path, ImageOpenOptions options, int depth)
     {
+        options.Settings.Validate();
         var files = ImageFiles.For(path);
         if (!File.Exists(files.DataPath)) throw new ImageOpenException($"image {files.DataPath} does not exist");
         SafeFileHandle data;

@@ -20,6 +20,9 @@ internal sealed class MetadataStore : IDisposable
     private readonly LiteDatabase _db;
     private readonly string _path;
     private readonly bool _readOnly;
+    private bool _logNameDurable;
+    /// <summary>Past this the log is folded into the data file, so long sessions do not grow it without end.</summary>
+    private const long CheckpointLogBytes = 64L << 20;
 
     public ImageRecord Image { get; private set; }
 
@@ -137,8 +140,19 @@ internal sealed class MetadataStore : IDisposable
     {
         string log = LogPathFor(_path);
         if (!File.Exists(log)) return;
-        using var handle = File.OpenHandle(log, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-        Libc.FSync(handle);
+        long length;
+        using (var handle = File.OpenHandle(log, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete))
+        {
+            Libc.FSync(handle);
+            length = RandomAccess.GetLength(handle);
+        }
+        if (!_logNameDurable)
+        {
+            Libc.FSyncDirectory(Path.GetDirectoryName(Path.GetFullPath(_path))!);   // LiteDB created the log: make its name durable
+            _logNameDurable = true;
+        }
+        // LiteDB's own checkpoint fsyncs the data file before it empties the log, so it is safe mid-session.
+        if (length > CheckpointLogBytes) _db.Checkpoint();
     }
 
     public void Dispose()

@@ -365,18 +365,30 @@ internal sealed class MapResponder : IDisposable
                 if (!_allocator.IsUsed(m.PhysicalCluster)) throw new CorruptImageException($"mapped cluster {m.PhysicalCluster} is marked free");
             }
         }
-        long pendingFree = 0;
+        var freeing = new HashSet<long>();
         foreach (var (cluster, count) in _pendingFree.Concat(_releasable))
             for (long c = cluster; c < cluster + count; c++)
             {
                 if (seen.Contains(c)) throw new CorruptImageException($"cluster {c} is both mapped and being freed");
-                if (!_allocator.IsUsed(c)) throw new CorruptImageException($"cluster {c} being freed is already free");
-                pendingFree++;
+                if (!freeing.Add(c)) throw new CorruptImageException($"cluster {c} is being freed twice");
             }
-        long covered = Math.Max(fileClusters, _allocator.HighWater) - ClusterGeometry.FirstDataCluster;
-        long free = covered - _allocator.UsedCount;
-        if (seen.Count + pendingFree != _allocator.UsedCount)
-            throw new CorruptImageException($"allocator counts {_allocator.UsedCount} used clusters, mappings hold {seen.Count} and {pendingFree} await freeing");
+        // Every cluster of the data file is exactly one of: mapped, being freed, free.
+        long free = 0;
+        for (long c = ClusterGeometry.FirstDataCluster; c < fileClusters; c++)
+        {
+            bool used = _allocator.IsUsed(c);
+            bool held = seen.Contains(c) || freeing.Contains(c);
+            if (used != held)
+                throw new CorruptImageException(used ? $"cluster {c} is allocated but neither mapped nor being freed (a leak)"
+                                                     : $"cluster {c} is mapped or being freed but marked free");
+            if (!used) free++;
+        }
+        for (long c = Math.Max(fileClusters, ClusterGeometry.FirstDataCluster); c < _allocator.HighWater; c++)
+            if (_allocator.IsUsed(c)) throw new CorruptImageException($"cluster {c} is allocated past the end of the data file");
+        long pendingFree = freeing.Count;
+        long covered = Math.Max(0, fileClusters - ClusterGeometry.FirstDataCluster);
+        if (seen.Count + pendingFree + free != covered)
+            throw new CorruptImageException($"mapped {seen.Count} + freeing {pendingFree} + free {free} != {covered} data clusters");
         return new InvariantReport(seen.Count, pendingFree, free, covered);
     }
 

@@ -56,8 +56,14 @@ internal sealed class RingClient : IDisposable
     /// <summary>Round trips through the ring so far (for benchmarks and info).</summary>
     public long Calls => Interlocked.Read(ref _calls);
 
+    /// <summary>A call whose request is in the ring and whose response is not yet taken.</summary>
+    public readonly record struct PendingCall(int Slot);
+
     /// <summary>Sends a request and waits for its response (MAP_BLOCK_REQ → RSP, FLUSH_REQ → FLUSH_RSP).</summary>
-    public RingEvent Call(RingEvent request)
+    public RingEvent Call(RingEvent request) => End(Begin(request));
+
+    /// <summary>Sends a request; <see cref="End"/> waits for its response.</summary>
+    public PendingCall Begin(RingEvent request)
     {
         if (_stopping) throw new ObjectDisposedException(nameof(RingClient));
         _slotsAvailable.Wait();
@@ -71,17 +77,33 @@ internal sealed class RingClient : IDisposable
         {
             request.Id = ((ulong)slot.Generation << IdSlotBits) | (uint)index;
             Produce(request);
+            return new PendingCall(index);
+        }
+        catch
+        {
+            Return(slot, index);
+            throw;
+        }
+    }
+
+    public RingEvent End(PendingCall call)
+    {
+        var slot = _slots[call.Slot];
+        try
+        {
             WaitFor(slot);
             Interlocked.Increment(ref _calls);
             return slot.Response;
         }
-        finally
-        {
-            Volatile.Write(ref slot.InUse, 0);
-            slot.Generation++;
-            lock (_freeSlots) _freeSlots.Push(index);
-            _slotsAvailable.Release();
-        }
+        finally { Return(slot, call.Slot); }
+    }
+
+    private void Return(CallSlot slot, int index)
+    {
+        Volatile.Write(ref slot.InUse, 0);
+        slot.Generation++;
+        lock (_freeSlots) _freeSlots.Push(index);
+        _slotsAvailable.Release();
     }
 
     /// <summary>Sends an event that has no response (MAP_BLOCK_DONE).</summary>

@@ -124,9 +124,13 @@ internal sealed class CowTarget
     public void Flush()
     {
         if (_readOnly) return;
+        // FLUSH_REQ enters the ring while no I/O runs: every extent freed before it in ring order is out of
+        // reach of all I/O, so the responder may reuse those extents once this flush is durable.
+        RingClient.PendingCall call;
         _drain.EnterWriteLock();
-        _drain.ExitWriteLock();
-        var rsp = _ring.Call(new RingEvent { Type = RingEventType.FlushReq });
+        try { call = _ring.Begin(new RingEvent { Type = RingEventType.FlushReq }); }
+        finally { _drain.ExitWriteLock(); }
+        var rsp = _ring.End(call);
         if (rsp.Result != 0) throw new BlockDeviceException($"flush failed (errno {-rsp.Result})");
     }
 
@@ -185,12 +189,13 @@ internal sealed class CowTarget
     {
         if (run.Source != MappingSource.Data) throw new CorruptImageException($"write to block {block} mapped to {run.Source}");
         long physicalOffset = _geometry.ClusterOffset(run.DeviceBlock);
-        int result = 0;
+        bool written = false;
         try
         {
             if ((run.Flags & MapResponseFlags.CopyFirst) == 0)
             {
                 WriteData(physicalOffset + inBlock, data);
+                written = true;
                 return;
             }
             // New extent: whole blocks are written as they are, consecutive ones in one write; a partial head
@@ -229,21 +234,23 @@ internal sealed class CowTarget
                 pos += len;
             }
             if (bodyLength > 0) WriteData(bodyPhysical, data.Slice(bodyPos, bodyLength));
+            written = true;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            result = -5;
             throw new BlockDeviceException($"write to data file failed: {e.Message}", e);
         }
         finally
         {
             if ((run.Flags & MapResponseFlags.Sync) != 0)
             {
-                // The data is written (not yet durable: a flush orders fdatasync before the commit).
-                _ring.Post(new RingEvent { Type = RingEventType.MapBlockDone, Id = run.Id, Block = block, Count = run.Count, Result = result });
-                if (result == 0 && _cache is not null)
+                // Cache first, DONE second: a discard of these blocks waits in the responder until DONE, so its
+                // INVALIDATE always lands after this store and can never be undone by it.
+                if (written && _cache is not null)
                     for (int i = 0; i < run.Count; i++)
                         _cache.Store(block + i, MappingCache.Encode(MappingSource.Data, run.DeviceBlock + i));
+                // The data is written (not yet durable: a flush orders fdatasync before the commit).
+                _ring.Post(new RingEvent { Type = RingEventType.MapBlockDone, Id = run.Id, Block = block, Count = run.Count, Result = written ? 0 : -5 });
             }
         }
     }

@@ -21,7 +21,7 @@ public readonly record struct ImageHeader(
     public const int ImageIdOffset = 16;       // 16 bytes, RFC 4122 big-endian byte order
     public const int ClusterSizeOffset = 32;   // u32
     public const int VirtualSizeOffset = 40;   // u64
-    public const int ChecksumOffset = 48;      // u32 CRC-32C-free simple checksum over bytes [0, 48)
+    public const int ChecksumOffset = 48;      // u32 FNV-1a over bytes [0, 48)
     public const int Size = 52;
 
     /// <summary>Bytes reserved for the header at the start of the data file.</summary>

@@ -186,6 +186,8 @@ public class CliCommandTests
         var env = CommandRunner.Run(CowdiskExecutable.Path, new[] { "io", img, "read", "0", "4K" },
             environment: new Dictionary<string, string> { ["COWDISK_Engine__RingSlots"] = "100" });
         AssertOneLineError(env, "ring slots");
+        AssertOneLineError(Cow("io", img, "write", "0", "4K", "--set", "Engine:RingSlots=100"), "ring slots");
+        Assert.Contains("clean shutdown: yes", Cow("info", img).Output);   // a refused open marks nothing
         Assert.Equal(0, Cow("io", img, "read", "0", "4K", "--set", "Engine:MappingCache=false").ExitCode);
         AssertOneLineError(Cow("io", img, "read", "0", "4K", "--set", "Engine:MappingCache=perhaps"), "Engine");
     }
