@@ -21,8 +21,8 @@ public sealed class RawFileDevice : IBlockDevice
         {
             _handle.Dispose();
             throw new Images.ImageLockedException(readOnly
-                ? $"{Path} is open for writing by another process"
-                : $"{Path} is already open by another process (one writer per image)");
+                ? $"{Path} is open for writing by another process{LockHolder.Describe(Path)}"
+                : $"{Path} cannot be opened for writing: it is in use{LockHolder.Describe(Path)}");
         }
         Size = RandomAccess.GetLength(_handle);
     }

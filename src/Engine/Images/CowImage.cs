@@ -174,8 +174,8 @@ public sealed class CowImage : IBlockDevice
         {
             if (!FileLock.TryLock(data, exclusive: !options.ReadOnly))
                 throw new ImageLockedException(options.ReadOnly
-                    ? $"image {files.DataPath} is open for writing by another process"
-                    : $"image {files.DataPath} is already open by another process (one writer per image)");
+                    ? $"image {files.DataPath} is open for writing by another process{LockHolder.Describe(files.DataPath)}"
+                    : $"image {files.DataPath} cannot be opened for writing: it is in use{LockHolder.Describe(files.DataPath)}");
             var header = ReadHeader(files, data);
             store = MetadataStore.Open(files.MetadataPath, options.ReadOnly);
             var rec = store.Image;

@@ -19,6 +19,8 @@ public static partial class HostFile
     [LibraryImport("libc", EntryPoint = "stat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int stat(string path, out Stat buf);
 
+    public static ulong? Inode(string path) => stat(path, out var s) == 0 ? s.st_ino : null;
+
     /// <summary>Bytes the file occupies on disk (st_blocks × 512; x86-64 stat layout), holes excluded.</summary>
     public static long AllocatedBytes(string path) =>
         stat(path, out var s) == 0 ? s.st_blocks * 512 : new FileInfo(path).Length;

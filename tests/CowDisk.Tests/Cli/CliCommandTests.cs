@@ -191,4 +191,17 @@ public class CliCommandTests
         Assert.Equal(0, Cow("io", img, "read", "0", "4K", "--set", "Engine:MappingCache=false").ExitCode);
         AssertOneLineError(Cow("io", img, "read", "0", "4K", "--set", "Engine:MappingCache=perhaps"), "Engine");
     }
+
+    [Fact]
+    public void A_second_writer_is_refused_naming_the_holder()
+    {
+        using var dir = new TempDir();
+        string img = dir.File("w.img");
+        using (CowDisk.Engine.Images.CowImage.Create(img, new CowDisk.Engine.Images.ImageCreateOptions { Size = 1 << 20 })) { }
+        using var holder = CowDisk.Engine.Images.CowImage.Open(img, new CowDisk.Engine.Images.ImageOpenOptions());
+        string pid = $"held by pid {Environment.ProcessId}";
+        AssertOneLineError(Cow("io", img, "write", "0", "4K"), pid);
+        AssertOneLineError(Cow("io", img, "read", "0", "4K"), pid);
+        Assert.Contains("in use: yes", Cow("info", img).Output);
+    }
 }

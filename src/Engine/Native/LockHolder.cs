@@ -1,0 +1,31 @@
+using System.Globalization;
+
+namespace CowDisk.Engine.Native;
+
+/// <summary>Names the process holding a flock on a file, from /proc/locks, for "in use by …" errors.</summary>
+internal static class LockHolder
+{
+    /// <summary>" (held by pid N: command line)", or "" when it cannot be told.</summary>
+    public static string Describe(string path)
+    {
+        try
+        {
+            if (HostFile.Inode(path) is not { } inode) return "";
+            foreach (string line in File.ReadLines("/proc/locks"))
+            {
+                // "1: FLOCK  ADVISORY  WRITE 1234 fd:00:5678 0 EOF" (blocked waiters carry "->" and are skipped)
+                var f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (f.Length < 6 || f[1] != "FLOCK") continue;
+                var dev = f[5].Split(':');
+                if (dev.Length != 3 || !ulong.TryParse(dev[2], NumberStyles.None, CultureInfo.InvariantCulture, out ulong ino) || ino != inode) continue;
+                string pid = f[4];
+                string cmd = File.Exists($"/proc/{pid}/cmdline")
+                    ? File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' ').Trim()
+                    : "";
+                return cmd.Length > 0 ? $" (held by pid {pid}: {cmd})" : $" (held by pid {pid})";
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException) { }
+        return "";
+    }
+}
