@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix="${PREFIX:-/usr/local}"
-if [ ! -w "$prefix/bin" ] 2>/dev/null; then prefix="$HOME/.local"; fi
+if ! mkdir -p "$prefix/bin" 2>/dev/null || [ ! -w "$prefix/bin" ]; then prefix="$HOME/.local"; fi
 mkdir -p "$prefix/lib/cowdisk" "$prefix/bin"
 dotnet publish src/Cli/CowDisk.Cli.csproj -c Release -o "$prefix/lib/cowdisk" --nologo -v quiet
 ln -sf "$prefix/lib/cowdisk/cowdisk" "$prefix/bin/cowdisk"
