@@ -52,8 +52,8 @@ public static class IoCommand
             return what switch
             {
                 "write" => Write(a),
-                "discard" => Discard(a),
-                "zero" => Zero(a),
+                "discard" => RangeOp(a, "discarded", a.Image.Discard),
+                "zero" => RangeOp(a, "zeroed", a.Image.WriteZeroes),
                 _ => Read(a),
             };
         }));
@@ -123,21 +123,13 @@ public static class IoCommand
         return 0;
     }
 
-    private static int Discard(OpArgs a)
+    /// <summary>discard and zero: one call on the device, then a flush.</summary>
+    private static int RangeOp(OpArgs a, string verb, Action<long, long> op)
     {
         var sw = Stopwatch.StartNew();
-        a.Image.Discard(a.Offset, a.Length);
+        op(a.Offset, a.Length);
         a.Image.Flush();
-        Report("discarded", a, sw);
-        return 0;
-    }
-
-    private static int Zero(OpArgs a)
-    {
-        var sw = Stopwatch.StartNew();
-        a.Image.WriteZeroes(a.Offset, a.Length);
-        a.Image.Flush();
-        Report("zeroed", a, sw);
+        Report(verb, a, sw);
         return 0;
     }
 
