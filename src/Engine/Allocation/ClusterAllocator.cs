@@ -45,8 +45,12 @@ internal sealed class ClusterAllocator
     /// </summary>
     public long Allocate(int maxCount, out int count, out bool fresh)
     {
-        long start = FindFree(_cursor);
-        if (start < 0) start = FindFree(ClusterGeometry.FirstDataCluster);
+        long start = -1;
+        if (FreeBelowHighWater > 0)   // without holes, skip the scans: appending is the only choice
+        {
+            start = FindFree(_cursor);
+            if (start < 0) start = FindFree(ClusterGeometry.FirstDataCluster);
+        }
         if (start < 0) start = HighWater;   // everything below the high water is in use: grow the file
         count = 0;
         while (count < maxCount && !IsUsed(start + count))

@@ -9,21 +9,28 @@ internal static class ExtentCodec
     public static byte[]? Encode(MappingTable table, long chunk)
     {
         var entries = table.ChunkEntries(chunk);
-        if (entries.IsEmpty) return null;
-        var records = new List<ExtentRecord>();
-        int i = 0;
+        int runs = ForEachRun(entries, default);   // first pass counts, so the buffer is allocated once, exactly
+        if (runs == 0) return null;
+        var bytes = new byte[runs * ExtentRecord.Size];
+        ForEachRun(entries, bytes);
+        return bytes;
+    }
+
+    /// <summary>Walks the mapped runs of a chunk, writing each as a record into output when it is not empty.</summary>
+    private static int ForEachRun(ReadOnlySpan<ulong> entries, Span<byte> output)
+    {
+        int runs = 0, i = 0;
         while (i < entries.Length)
         {
             var m = MappingEntry.Decode(entries[i]);
             if (m.Source == MappingSource.Unallocated) { i++; continue; }
             int start = i++;
             while (i < entries.Length && Continues(m, MappingEntry.Decode(entries[i]), i - start)) i++;
-            records.Add(new ExtentRecord(start, i - start, m.Source, m.Epoch, m.PhysicalCluster));
+            if (!output.IsEmpty)
+                new ExtentRecord(start, i - start, m.Source, m.Epoch, m.PhysicalCluster).Write(output[(runs * ExtentRecord.Size)..]);
+            runs++;
         }
-        if (records.Count == 0) return null;
-        var bytes = new byte[records.Count * ExtentRecord.Size];
-        for (int r = 0; r < records.Count; r++) records[r].Write(bytes.AsSpan(r * ExtentRecord.Size));
-        return bytes;
+        return runs;
     }
 
     private static bool Continues(in Format.Mapping.Mapping first, in Format.Mapping.Mapping next, int distance) =>

@@ -307,7 +307,7 @@ internal sealed class MapResponder : IDisposable
         }
         foreach (ulong id in batch.FlushIds) Respond(new RingEvent { Type = RingEventType.FlushRsp, Id = id, Result = result });
         if (_fatal is not null) { FailPending(); return 1; }
-        StartCommit();   // flushes that arrived while this batch was in flight
+        if (_waitingFlushes.Count > 0 || CommitDue()) StartCommit();   // flushes that arrived meanwhile, or an overdue commit
         return 1;
     }
 

@@ -6,7 +6,8 @@ namespace CowDisk.Engine.Ring;
 /// </summary>
 internal sealed class Doorbell : IDisposable
 {
-    private const int SpinIterations = 64;
+    // A short spin, then yields: on two cores a long spin starves the very thread being waited for.
+    private const int SpinIterations = 16, YieldIterations = 32;
     private readonly SemaphoreSlim _semaphore = new(0);
     private int _rung;
     private int _sleeping;
@@ -20,7 +21,8 @@ internal sealed class Doorbell : IDisposable
     /// <summary>Waits until rung or the timeout passes; clears the bell either way. A spurious wake is possible.</summary>
     public void Wait(int timeoutMs)
     {
-        for (int i = 0; i < SpinIterations && Volatile.Read(ref _rung) == 0; i++) Thread.SpinWait(20);
+        for (int i = 0; i < SpinIterations && Volatile.Read(ref _rung) == 0; i++) Thread.SpinWait(10);
+        for (int i = 0; i < YieldIterations && Volatile.Read(ref _rung) == 0; i++) Thread.Yield();
         if (Volatile.Read(ref _rung) == 0)
         {
             Interlocked.Increment(ref _sleeping);
