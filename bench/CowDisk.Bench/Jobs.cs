@@ -127,7 +127,7 @@ internal static class Offsets
 /// <summary>How a reference waiter waits before it sleeps on its semaphore.</summary>
 internal enum WaitStyle
 {
-    /// <summary>The engine's Doorbell: 64 x Thread.SpinWait(20) (PAUSE loops), then sleep.</summary>
+    /// <summary>The engine's Doorbell until 4f6fff3: 64 x Thread.SpinWait(20) (PAUSE loops), then sleep.</summary>
     DoorbellSpin,
     /// <summary>Up to 16 x Thread.Yield (sched_yield), then sleep.</summary>
     Yield,

@@ -45,7 +45,7 @@ try
     Console.WriteLine($"CowDisk benchmark ({(quick ? "--quick" : "full")} run)");
     foreach (var (key, value) in Machine.Facts(work)) Console.WriteLine($"  {key,-12} {value}");
     var (spinMedian, spinBest) = Machine.DoorbellSpinMicros();
-    Console.WriteLine($"  {"spin",-12} 64 x Thread.SpinWait(20) (the engine Doorbell's spin before it sleeps): median {spinMedian:0} us, best {spinBest:0} us");
+    Console.WriteLine($"  {"spin",-12} 64 x Thread.SpinWait(20) (the engine Doorbell's spin until 4f6fff3; now 16 x SpinWait(10) then 32 yields): median {spinMedian:0} us, best {spinBest:0} us");
     string fs = Machine.FileSystemType(work);
     if (fs is "tmpfs" or "ramfs" or "overlay")
         Console.WriteLine($"  WARNING: {work} is on {fs}, not a real disk; flush figures mean little (use --dir)");
@@ -202,7 +202,7 @@ internal sealed class Benchmarks(string work, Sizes sizes)
         foreach (int threads in new[] { 2, 3 })
             foreach (var style in new[] { WaitStyle.DoorbellSpin, WaitStyle.Yield, WaitStyle.Sleep })
             {
-                string what = style switch { WaitStyle.DoorbellSpin => "doorbell spin", WaitStyle.Yield => "yield x16", _ => "sleep only" };
+                string what = style switch { WaitStyle.DoorbellSpin => "long spin (old doorbell)", WaitStyle.Yield => "yield x16", _ => "sleep only" };
                 using var relay = new HandoffRelay(threads - 1, style);
                 Report.Add(Runner.Run($"ref: {threads}-thread hand-off, {what}", "ref", 1, relay, maxSeconds: Math.Min(1, secs)));
             }
