@@ -18,11 +18,7 @@ public sealed class AttachLifecycleTests
         Assert.Equal("running", record.State);
         Assert.Equal(record.Device, new FileInfo(link).LinkTarget);
         Assert.Contains(scratch.List(), s => s.Name == name && s.Device == record.Device && s.State == "running");
-        CommandRunner.Check("mkfs.ext4", "-q", "-F", link);
-        string mountPoint = scratch.Mount(link);
-        AttachScratch.WriteFiles(mountPoint, count: 40, seed: 1);
-        var written = AttachScratch.Checksums(mountPoint);
-        scratch.Unmount(mountPoint);
+        var written = scratch.FormatAndFill(link, count: 40, seed: 1);
         scratch.Detach(name);
 
         Assert.False(File.Exists(link) || new FileInfo(link).LinkTarget is not null, "the link outlived detach");
@@ -30,9 +26,7 @@ public sealed class AttachLifecycleTests
         Assert.False(File.Exists(scratch.Paths.RecordPath(name)), "the record outlived detach");
 
         link = scratch.Attach(image, name);
-        mountPoint = scratch.Mount(link);
-        Assert.Equal(written, AttachScratch.Checksums(mountPoint));
-        scratch.Unmount(mountPoint);
+        Assert.Equal(written, scratch.MountedChecksums(link));
         scratch.Detach(name);
     }
 
@@ -43,11 +37,7 @@ public sealed class AttachLifecycleTests
         string image = scratch.CreateImage("base.img", "256M");
         string name = scratch.NewName();
         string link = scratch.Attach(image, name);
-        CommandRunner.Check("mkfs.ext4", "-q", "-F", link);
-        string mountPoint = scratch.Mount(link);
-        AttachScratch.WriteFiles(mountPoint, count: 10, seed: 2);
-        var baseFiles = AttachScratch.Checksums(mountPoint);
-        scratch.Unmount(mountPoint);
+        var baseFiles = scratch.FormatAndFill(link, count: 10, seed: 2);
         scratch.Detach(name);
         string baseData = AttachScratch.FileChecksum(image), baseMetadata = AttachScratch.FileChecksum(image + ".meta.db");
 
@@ -56,7 +46,7 @@ public sealed class AttachLifecycleTests
         Assert.True(attach.ExitCode == 0, $"attach --overlay failed: {attach}");
         string overlay = scratch.Record(overlayName).Overlay!;
         Assert.Contains($"overlay: {overlay}", attach.Output);
-        mountPoint = scratch.Mount(scratch.Paths.LinkPath(overlayName));
+        string mountPoint = scratch.Mount(scratch.Paths.LinkPath(overlayName));
         Assert.Equal(baseFiles, AttachScratch.Checksums(mountPoint));
         AttachScratch.WriteFiles(mountPoint, count: 10, seed: 3);
         File.Delete(Path.Combine(mountPoint, "data", "file2-0.bin"));
@@ -67,9 +57,7 @@ public sealed class AttachLifecycleTests
         Assert.Equal(baseData, AttachScratch.FileChecksum(image));
         Assert.Equal(baseMetadata, AttachScratch.FileChecksum(image + ".meta.db"));
         link = scratch.Attach(overlay, overlayName);
-        mountPoint = scratch.Mount(link);
-        Assert.Equal(overlayFiles, AttachScratch.Checksums(mountPoint));
-        scratch.Unmount(mountPoint);
+        Assert.Equal(overlayFiles, scratch.MountedChecksums(link));
         scratch.Detach(overlayName);
     }
 
@@ -80,11 +68,7 @@ public sealed class AttachLifecycleTests
         string image = scratch.CreateImage("disk.img", "256M");
         string name = scratch.NewName();
         string link = scratch.Attach(image, name);
-        CommandRunner.Check("mkfs.ext4", "-q", "-F", link);
-        string mountPoint = scratch.Mount(link);
-        AttachScratch.WriteFiles(mountPoint, count: 10, seed: 4);
-        var files = AttachScratch.Checksums(mountPoint);
-        scratch.Unmount(mountPoint);
+        var files = scratch.FormatAndFill(link, count: 10, seed: 4);
         scratch.Detach(name);
         string data = AttachScratch.FileChecksum(image), metadata = AttachScratch.FileChecksum(image + ".meta.db");
 
@@ -93,9 +77,7 @@ public sealed class AttachLifecycleTests
         Assert.Equal("1", CommandRunner.Check("blockdev", "--getro", link).Output.Trim());
         var write = CommandRunner.Run("dd", ["if=/dev/zero", $"of={link}", "bs=4096", "count=16", "oflag=direct"]);
         Assert.NotEqual(0, write.ExitCode);
-        mountPoint = scratch.Mount(link, "-o", "ro,noload");
-        Assert.Equal(files, AttachScratch.Checksums(mountPoint));
-        scratch.Unmount(mountPoint);
+        Assert.Equal(files, scratch.MountedChecksums(link, "-o", "ro,noload"));
 
         // A writer is refused while a reader holds the image, and told who.
         string writer = scratch.NewName();

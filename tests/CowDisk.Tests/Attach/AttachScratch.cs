@@ -88,6 +88,26 @@ public sealed class AttachScratch : IDisposable
         return JsonSerializer.Deserialize(result.Output, AttachJsonContext.Default.ListAttachmentStatus)!;
     }
 
+    /// <summary>mkfs.ext4 on an attached device, mount, write files, unmount: returns their checksums.</summary>
+    public SortedDictionary<string, string> FormatAndFill(string link, int count, int seed)
+    {
+        CommandRunner.Check("mkfs.ext4", "-q", "-F", link);
+        string mountPoint = Mount(link);
+        WriteFiles(mountPoint, count, seed);
+        var files = Checksums(mountPoint);
+        Unmount(mountPoint);
+        return files;
+    }
+
+    /// <summary>Mounts an attached device, reads every file's checksum, unmounts.</summary>
+    public SortedDictionary<string, string> MountedChecksums(string link, params string[] mountOptions)
+    {
+        string mountPoint = Mount(link, mountOptions);
+        var files = Checksums(mountPoint);
+        Unmount(mountPoint);
+        return files;
+    }
+
     /// <summary>Deterministic files of varied sizes under folder; returns their relative paths.</summary>
     public static void WriteFiles(string folder, int count, int seed)
     {
