@@ -28,7 +28,6 @@ public static class CliSettings
             int eq = s.IndexOf('=');
             if (eq <= 0) throw new CliException($"invalid --set '{s}' (use Key=Value, e.g. Engine:MappingCache=false)");
             switches.Add($"--{s[..eq].Replace("__", ":")}={s[(eq + 1)..]}");   // Engine__X as in the environment
-
         }
         builder.AddCommandLine(switches.ToArray());
         try { return builder.Build(); }
