@@ -17,7 +17,7 @@ public sealed class RawFileDevice : IBlockDevice
         Path = System.IO.Path.GetFullPath(path);
         _readOnly = readOnly;
         _handle = File.OpenHandle(Path, FileMode.Open, readOnly ? FileAccess.Read : FileAccess.ReadWrite, FileShare.ReadWrite);
-        if (!FileLock.TryLock(_handle, exclusive: !readOnly))
+        if (!FileLock.TryLock(_handle, exclusive: !readOnly, patient: true))
         {
             _handle.Dispose();
             throw new Images.ImageLockedException(readOnly

@@ -172,7 +172,7 @@ public sealed class CowImage : IBlockDevice
         IBlockDevice? baseDevice = null;
         try
         {
-            if (!FileLock.TryLock(data, exclusive: !options.ReadOnly))
+            if (!FileLock.TryLock(data, exclusive: !options.ReadOnly, patient: true))
                 throw new ImageLockedException(options.ReadOnly
                     ? $"image {files.DataPath} is open for writing by another process{LockHolder.Describe(files.DataPath)}"
                     : $"image {files.DataPath} cannot be opened for writing: it is in use{LockHolder.Describe(files.DataPath)}");
