@@ -76,18 +76,12 @@ public sealed class CowImage : IBlockDevice
     {
         long fileClusters = geometry.ClustersIn(dataFileLength);
         var allocator = new ClusterAllocator(fileClusters);
-        foreach (long chunk in table.PopulatedChunks())
+        foreach (var (block, cluster) in table.DataMappings())
         {
-            var entries = table.ChunkEntries(chunk);
-            for (int i = 0; i < entries.Length; i++)
-            {
-                if (MappingEntry.SourceOf(entries[i]) != MappingSource.Data) continue;
-                long cluster = MappingEntry.PhysicalOf(entries[i]);
-                if (cluster >= fileClusters)
-                    throw new CorruptImageException($"block {MappingTable.ChunkStart(chunk) + i} maps to cluster {cluster}, past the end of the data file");
-                if (!allocator.TryMarkUsed(cluster))
-                    throw new CorruptImageException($"physical cluster {cluster} is mapped by more than one block");
-            }
+            if (cluster >= fileClusters)
+                throw new CorruptImageException($"block {block} maps to cluster {cluster}, past the end of the data file");
+            if (!allocator.TryMarkUsed(cluster))
+                throw new CorruptImageException($"physical cluster {cluster} is mapped by more than one block");
         }
         return allocator;
     }
@@ -224,14 +218,7 @@ public sealed class CowImage : IBlockDevice
     public void WriteZeroes(long offset, long length) => _target.Zero(offset, length);
 
     /// <summary>Bytes of virtual disk mapped to data extents in this layer. Exact once I/O is quiescent.</summary>
-    public long AllocatedBytes()
-    {
-        long clusters = 0;
-        foreach (long chunk in _table.PopulatedChunks())
-            foreach (ulong raw in _table.ChunkEntries(chunk))
-                if (MappingEntry.SourceOf(raw) == MappingSource.Data) clusters++;
-        return clusters * Geometry.ClusterSize;
-    }
+    public long AllocatedBytes() => _table.DataMappings().LongCount() * Geometry.ClusterSize;
 
     /// <summary>Flushes, then checks the allocation invariants; throws CorruptImageException on a breach.</summary>
     public InvariantReport CheckInvariants()
@@ -247,7 +234,7 @@ public sealed class CowImage : IBlockDevice
         VirtualSize = Size,
         ClusterSize = Geometry.ClusterSize,
         AllocatedBytes = AllocatedBytes(),
-        DiskBytes = Files.Existing().Sum(HostBytes),
+        DiskBytes = Files.Existing().Sum(HostFile.AllocatedBytes),
         ImageId = ImageId,
         Clean = !WasUnclean,
         BackingFile = _store.Image.BackingFile,
@@ -255,8 +242,6 @@ public sealed class CowImage : IBlockDevice
         Files = Files.Existing(),
         Backing = _base is null ? null : BaseImage.Info(_base),
     };
-
-    internal static long HostBytes(string file) => HostFile.AllocatedBytes(file);
 
     public void Dispose()
     {

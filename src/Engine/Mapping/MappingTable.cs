@@ -48,13 +48,20 @@ internal sealed class MappingTable
         Volatile.Write(ref chunk[block & ChunkMask], raw);
     }
 
-    public void Clear(long firstBlock, long count)
-    {
-        for (long b = firstBlock; b < firstBlock + count; b++) Set(b, 0);
-    }
-
     /// <summary>The raw entries of one chunk, or null if nothing in it was ever set.</summary>
     public ReadOnlySpan<ulong> ChunkEntries(long chunk) => _chunks[chunk];
+
+    /// <summary>Every block mapped to a data cluster, in block order (open and checks, not the I/O path).</summary>
+    public IEnumerable<(long Block, long Physical)> DataMappings()
+    {
+        foreach (long chunk in PopulatedChunks())
+        {
+            var entries = _chunks[chunk]!;
+            for (int i = 0; i < entries.Length; i++)
+                if (MappingEntry.SourceOf(entries[i]) == MappingSource.Data)
+                    yield return (ChunkStart(chunk) + i, MappingEntry.PhysicalOf(entries[i]));
+        }
+    }
 
     public IEnumerable<long> PopulatedChunks()
     {

@@ -3,7 +3,6 @@ using CowDisk.Engine.Allocation;
 using CowDisk.Engine.Devices;
 using CowDisk.Engine.Mapping;
 using CowDisk.Engine.Metadata;
-using CowDisk.Engine.Native;
 using CowDisk.Engine.Ring;
 using CowDisk.Format.Image;
 using CowDisk.Format.Mapping;
@@ -352,18 +351,12 @@ internal sealed class MapResponder : IDisposable
         if (_allocating.Count > 0) throw new InvalidOperationException("allocations in flight; flush first");
         var seen = new HashSet<long>();
         long fileClusters = _geometry.ClustersIn(dataFileLength);
-        foreach (long chunk in _table.PopulatedChunks())
+        foreach (var (b, cluster) in _table.DataMappings())
         {
-            long start = MappingTable.ChunkStart(chunk);
-            for (long b = start; b < Math.Min(start + MappingTable.ChunkBlocks, _table.BlockCount); b++)
-            {
-                var m = _table.GetMapping(b);
-                if (!m.IsData) continue;
-                if (!seen.Add(m.PhysicalCluster)) throw new CorruptImageException($"physical cluster {m.PhysicalCluster} mapped twice");
-                if (m.PhysicalCluster < ClusterGeometry.FirstDataCluster || m.PhysicalCluster >= fileClusters)
-                    throw new CorruptImageException($"block {b} maps to cluster {m.PhysicalCluster}, outside the data file ({fileClusters} clusters)");
-                if (!_allocator.IsUsed(m.PhysicalCluster)) throw new CorruptImageException($"mapped cluster {m.PhysicalCluster} is marked free");
-            }
+            if (!seen.Add(cluster)) throw new CorruptImageException($"physical cluster {cluster} mapped twice");
+            if (cluster < ClusterGeometry.FirstDataCluster || cluster >= fileClusters)
+                throw new CorruptImageException($"block {b} maps to cluster {cluster}, outside the data file ({fileClusters} clusters)");
+            if (!_allocator.IsUsed(cluster)) throw new CorruptImageException($"mapped cluster {cluster} is marked free");
         }
         var freeing = new HashSet<long>();
         foreach (var (cluster, count) in _pendingFree.Concat(_releasable))
