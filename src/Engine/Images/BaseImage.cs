@@ -26,13 +26,16 @@ public static class BaseImage
         return RawFormat;
     }
 
-    public static IBlockDevice Open(string path, int depth)
+    public static IBlockDevice Open(string path, int depth) => Open(path, depth, Array.Empty<string>());
+
+    /// <param name="chain">The images above this one, to report a loop as a loop rather than a lock conflict.</param>
+    internal static IBlockDevice Open(string path, int depth, IReadOnlyList<string> chain)
     {
         if (depth > MaxChainDepth) throw new ImageOpenException($"backing chain is deeper than {MaxChainDepth} (a loop?) at {path}");
         if (!File.Exists(path)) throw new ImageOpenException($"backing file {path} does not exist");
         return Probe(path) switch
         {
-            CowDiskFormat => CowImage.Open(path, new ImageOpenOptions { ReadOnly = true }, depth),
+            CowDiskFormat => CowImage.Open(path, new ImageOpenOptions { ReadOnly = true }, depth, chain),
             Qcow2Format => throw new ImageOpenException($"{path} is a qcow2 image; qcow2 backing files are not supported yet"),
             _ => new RawFileDevice(path, readOnly: true),
         };

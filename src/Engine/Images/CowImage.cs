@@ -8,7 +8,7 @@ using CowDisk.Engine.Ring;
 using CowDisk.Engine.Target;
 using CowDisk.Format.Image;
 using CowDisk.Format.Mapping;
-using Microsoft.Win32.SafeHandles;
+using CowDisk.Engine.Storage;
 
 namespace CowDisk.Engine.Images;
 
@@ -18,7 +18,7 @@ namespace CowDisk.Engine.Images;
 /// </summary>
 public sealed class CowImage : IBlockDevice
 {
-    private readonly SafeFileHandle _dataFile;
+    private readonly IStorageFile _dataFile;
     private readonly MetadataStore _store;
     private readonly IBlockDevice? _base;
     private readonly SharedRegion _region;
@@ -51,17 +51,19 @@ public sealed class CowImage : IBlockDevice
     /// <summary>Group commits of mappings to LiteDB since open.</summary>
     public long MetadataCommits => _responder.Commits;
 
-    private CowImage(ImageFiles files, SafeFileHandle dataFile, ImageHeader header, MetadataStore store,
-        IBlockDevice? baseDevice, bool readOnly, EngineSettings settings)
+    /// <summary>Bytes of an unfinished commit (never acknowledged) found in the metadata log at open and dropped.</summary>
+    public long RecoveredLogBytes => _store.RecoveredLogBytes;
+
+    private CowImage(ImageFiles files, IStorageFile dataFile, ImageHeader header, MetadataStore store,
+        IBlockDevice? baseDevice, bool readOnly, EngineSettings settings, MappingTable table, ClusterAllocator allocator,
+        long extents, bool wasUnclean)
     {
         Files = files; _dataFile = dataFile; _store = store; _base = baseDevice; ReadOnly = readOnly;
         ImageId = header.ImageId;
         Geometry = new ClusterGeometry(header.ClusterSize, header.VirtualSize);
-        WasUnclean = !store.Image.Clean;
-
-        _table = new MappingTable(Geometry.BlockCount);
-        ExtentsLoaded = store.LoadMappings(_table);
-        var allocator = BuildAllocator(_table, Geometry, RandomAccess.GetLength(dataFile));
+        WasUnclean = wasUnclean;
+        _table = table;
+        ExtentsLoaded = extents;
 
         _region = new SharedRegion(settings.RingSlots);
         _responder = new MapResponder(Geometry, _table, allocator, readOnly ? null : store, dataFile, baseDevice is not null,
@@ -86,92 +88,115 @@ public sealed class CowImage : IBlockDevice
         return allocator;
     }
 
-    public static CowImage Create(string path, ImageCreateOptions options, EngineSettings? settings = null)
+    public static CowImage Create(string path, ImageCreateOptions options, EngineSettings? settings = null) =>
+        Create(path, options, settings ?? new EngineSettings(), HostStorage.Instance);
+
+    internal static CowImage Create(string path, ImageCreateOptions options, EngineSettings settings, IStorage storage)
     {
-        settings?.Validate();
+        settings.Validate();
         var files = ImageFiles.For(path);
         if (!ClusterGeometry.IsValidClusterSize((uint)options.ClusterSize))
             throw new ImageOpenException($"cluster size must be a power of two from 4K to 2M, not {options.ClusterSize}");
         if (!Directory.Exists(files.Folder)) throw new ImageOpenException($"folder {files.Folder} does not exist");
+        if (Directory.Exists(files.DataPath)) throw new ImageOpenException($"{files.DataPath} is a folder");
         string? backingFormat = null;
         long size = options.Size;
         if (options.BackingPath is not null)
         {
             string backingFull = files.ResolveBacking(options.BackingPath);
             if (backingFull == files.DataPath) throw new ImageOpenException("an image cannot be its own backing file");
-            using var backing = BaseImage.Open(backingFull, depth: 1);
+            using var backing = BaseImage.Open(backingFull, depth: 1, new[] { files.DataPath });
             backingFormat = BaseImage.FormatName(backing);
             if (size == 0) size = backing.Size;
         }
         if (size <= 0 || size > ClusterGeometry.MaxVirtualSize)
             throw new ImageOpenException(size == 0 ? "a size is needed (--size) when there is no backing image" : $"size {size} is out of range (1 byte to 64T)");
-        if (!options.Force)
-        {
-            foreach (var existing in new[] { files.DataPath, files.MetadataPath })
-                if (File.Exists(existing)) throw new ImageOpenException($"{existing} already exists (use --force to replace it)");
-        }
-        else
-        {
-            foreach (var existing in new[] { files.DataPath, files.MetadataPath, files.MetadataLogPath })
-                File.Delete(existing);
-        }
 
-        var header = new ImageHeader(ImageHeader.CurrentVersion, Guid.NewGuid(), options.ClusterSize, size);
+        IStorageFile? oldData = null;
         try
         {
-            using (var data = File.OpenHandle(files.DataPath, FileMode.CreateNew, FileAccess.ReadWrite))
+            if (!options.Force)
             {
+                foreach (var existing in new[] { files.DataPath, files.MetadataPath })
+                    if (storage.Exists(existing)) throw new ImageOpenException($"{existing} already exists (use --force to replace it)");
+            }
+            else if (storage.Exists(files.DataPath))
+            {
+                // Replacing an image is writing it: refused while anyone has it open, like any second writer.
+                oldData = storage.Open(files.DataPath, StorageAccess.ReadWrite);
+                if (!oldData.TryLock(exclusive: true))
+                    throw new ImageLockedException($"{files.DataPath} cannot be replaced: it is in use{LockHolder.Describe(files.DataPath)}");
+            }
+            // Without the data file and metadata, leftover logs belong to no image: replace them too.
+            foreach (var f in options.Force ? files.All : new[] { files.MetadataLogPath, files.LegacyMetadataLogPath })
+                storage.Delete(f);
+            CreateFiles(storage, files, options, size, backingFormat);
+        }
+        catch (StorageException e)
+        {
+            throw new ImageOpenException($"cannot create {files.DataPath}: {e.Message}");
+        }
+        finally { oldData?.Dispose(); }
+        return Open(path, new ImageOpenOptions { Settings = settings, Storage = storage });
+    }
+
+    private static void CreateFiles(IStorage storage, ImageFiles files, ImageCreateOptions options, long size, string? backingFormat)
+    {
+        var header = new ImageHeader(ImageHeader.CurrentVersion, Guid.NewGuid(), options.ClusterSize, size);
+        var created = new List<string>();
+        try
+        {
+            using (var data = storage.Create(files.DataPath))
+            {
+                created.Add(files.DataPath);
                 var page = new byte[ImageHeader.ReservedBytes];
                 header.Write(page);
-                RandomAccess.Write(data, page, 0);
-                Libc.FDataSync(data);   // header durable before the metadata that names it
+                data.Write(0, page);
+                data.Flush();   // header durable before the metadata that names it
             }
             var record = new ImageRecord
             {
                 ImageId = header.ImageId, ClusterSize = header.ClusterSize, VirtualSize = size,
                 BackingFile = options.BackingPath, BackingFormat = backingFormat, Clean = true, CreatedUtc = DateTime.UtcNow,
             };
-            MetadataStore.Create(files.MetadataPath, record).Dispose();
-            Libc.FSyncDirectory(files.Folder);   // both new names durable
+            created.Add(files.MetadataPath);
+            created.Add(files.MetadataLogPath);
+            MetadataStore.Create(storage, files, record).Dispose();
+            storage.SyncFolder(files.Folder);   // all three names durable
         }
         catch
         {
-            foreach (var f in new[] { files.DataPath, files.MetadataPath, files.MetadataLogPath }) File.Delete(f);
+            foreach (var f in created)
+            {
+                try { storage.Delete(f); } catch (StorageException) { }
+            }
             throw;
         }
-        return Open(path, new ImageOpenOptions { Settings = settings ?? new EngineSettings() });
     }
 
-    public static CowImage Open(string path, ImageOpenOptions options) => Open(path, options, depth: 0);
+    public static CowImage Open(string path, ImageOpenOptions options) => Open(path, options, depth: 0, Array.Empty<string>());
 
-    internal static CowImage Open(string path, ImageOpenOptions options, int depth)
+    /// <param name="chain">The images above this one in a backing chain, to report a loop as a loop.</param>
+    internal static CowImage Open(string path, ImageOpenOptions options, int depth, IReadOnlyList<string> chain)
     {
         options.Settings.Validate();
+        var storage = options.Storage ?? HostStorage.Instance;
         var files = ImageFiles.For(path);
-        if (!File.Exists(files.DataPath)) throw new ImageOpenException($"image {files.DataPath} does not exist");
-        SafeFileHandle data;
-        try
-        {
-            data = File.OpenHandle(files.DataPath, FileMode.Open, options.ReadOnly ? FileAccess.Read : FileAccess.ReadWrite, FileShare.ReadWrite);
-        }
-        catch (IOException e) when (e is not FileNotFoundException)
-        {
-            throw new ImageOpenException($"cannot open {files.DataPath}: {e.Message}");
-        }
-        catch (UnauthorizedAccessException)
-        {
-            throw new ImageOpenException($"no permission to open {files.DataPath}{(options.ReadOnly ? "" : " for writing")}");
-        }
+        if (Directory.Exists(files.DataPath)) throw new ImageOpenException($"{files.DataPath} is a folder, not an image");
+        if (!storage.Exists(files.DataPath)) throw new ImageOpenException($"image {files.DataPath} does not exist");
+        IStorageFile data;
+        try { data = storage.Open(files.DataPath, options.ReadOnly ? StorageAccess.Read : StorageAccess.ReadWrite); }
+        catch (StorageException e) { throw new ImageOpenException(e.Message); }
         MetadataStore? store = null;
         IBlockDevice? baseDevice = null;
         try
         {
-            if (!FileLock.TryLock(data, exclusive: !options.ReadOnly, patient: true))
+            if (!data.TryLock(exclusive: !options.ReadOnly))
                 throw new ImageLockedException(options.ReadOnly
                     ? $"image {files.DataPath} is open for writing by another process{LockHolder.Describe(files.DataPath)}"
                     : $"image {files.DataPath} cannot be opened for writing: it is in use{LockHolder.Describe(files.DataPath)}");
             var header = ReadHeader(files, data);
-            store = MetadataStore.Open(files.MetadataPath, options.ReadOnly);
+            store = MetadataStore.Open(storage, files, header.ImageId, options.ReadOnly);
             var rec = store.Image;
             if (rec.ImageId != header.ImageId)
                 throw new CorruptImageException($"metadata file {files.MetadataPath} belongs to image {rec.ImageId}, not to {header.ImageId}");
@@ -180,15 +205,24 @@ public sealed class CowImage : IBlockDevice
             if (rec.BackingFile is not null)
             {
                 string backing = files.ResolveBacking(rec.BackingFile);
+                var below = chain.Append(files.DataPath).ToArray();
+                if (below.Contains(backing))
+                    throw new ImageOpenException($"backing chain loops: {string.Join(" -> ", below.Append(backing))}");
                 if (!File.Exists(backing)) throw new ImageOpenException($"backing file {backing} of {files.DataPath} does not exist");
-                baseDevice = BaseImage.Open(backing, depth + 1);
+                baseDevice = BaseImage.Open(backing, depth + 1, below);
             }
+            // Everything is validated before the first write: a refused open modifies nothing.
+            var geometry = new ClusterGeometry(header.ClusterSize, header.VirtualSize);
+            var table = new MappingTable(geometry.BlockCount);
+            long extents = store.LoadMappings(table);
+            var allocator = BuildAllocator(table, geometry, data.Length);
+            bool wasUnclean = !rec.Clean;
             if (!options.ReadOnly)
             {
                 // Marked in use before any write; a crash leaves it unclean, which open reports.
                 store.Commit(Array.Empty<(long, byte[]?)>(), rec with { Clean = false });
             }
-            return new CowImage(files, data, header, store, baseDevice, options.ReadOnly, options.Settings);
+            return new CowImage(files, data, header, store, baseDevice, options.ReadOnly, options.Settings, table, allocator, extents, wasUnclean);
         }
         catch
         {
@@ -199,10 +233,10 @@ public sealed class CowImage : IBlockDevice
         }
     }
 
-    private static ImageHeader ReadHeader(ImageFiles files, SafeFileHandle data)
+    private static ImageHeader ReadHeader(ImageFiles files, IStorageFile data)
     {
         var page = new byte[ImageHeader.Size];
-        int n = RandomAccess.Read(data, page, 0);
+        int n = data.Read(0, page);
         try { return ImageHeader.Read(page.AsSpan(0, n)); }
         catch (FormatException e) { throw new CorruptImageException($"{files.DataPath}: {e.Message}"); }
     }
@@ -224,7 +258,7 @@ public sealed class CowImage : IBlockDevice
     public InvariantReport CheckInvariants()
     {
         if (!ReadOnly) Flush();
-        return _responder.CheckInvariants(RandomAccess.GetLength(_dataFile));
+        return _responder.CheckInvariants(_dataFile.Length);
     }
 
     public ImageInfo GetInfo() => new()

@@ -1,21 +1,25 @@
-using CowDisk.Engine.Metadata;
-
 namespace CowDisk.Engine.Images;
 
 /// <summary>The files that make up one image, all derived from the one path a user names (the data file).</summary>
 public sealed record ImageFiles(string DataPath)
 {
     public const string MetadataSuffix = ".meta.db";
+    public const string MetadataLogSuffix = ".meta.log";
 
     public string MetadataPath => DataPath + MetadataSuffix;
-    public string MetadataLogPath => MetadataStore.LogPathFor(MetadataPath);
+    /// <summary>LiteDB's write-ahead log in checksummed frames (see docs/FORMAT.md).</summary>
+    public string MetadataLogPath => DataPath + MetadataLogSuffix;
+    /// <summary>LiteDB's own log file, as format-1 images before the framed log had it: "x.meta.db" → "x.meta-log.db".</summary>
+    public string LegacyMetadataLogPath => DataPath + ".meta-log.db";
     public string Folder => Path.GetDirectoryName(DataPath) ?? ".";
 
     public static ImageFiles For(string path) => new(Path.GetFullPath(path));
 
+    /// <summary>Every file name an image may own, data file first.</summary>
+    public IReadOnlyList<string> All => new[] { DataPath, MetadataPath, MetadataLogPath, LegacyMetadataLogPath };
+
     /// <summary>The files that exist now, data file first.</summary>
-    public IReadOnlyList<string> Existing() =>
-        new[] { DataPath, MetadataPath, MetadataLogPath }.Where(File.Exists).ToArray();
+    public IReadOnlyList<string> Existing() => All.Where(File.Exists).ToArray();
 
     /// <summary>Resolves a backing path as stored in the image (relative to the image's folder).</summary>
     public string ResolveBacking(string backing) => Path.GetFullPath(Path.Combine(Folder, backing));

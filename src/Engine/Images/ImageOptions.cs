@@ -17,4 +17,6 @@ public sealed record ImageOpenOptions
 {
     public bool ReadOnly { get; init; }
     public EngineSettings Settings { get; init; } = new();
+    /// <summary>Where the image's files live; the host file system unless a test simulates power loss.</summary>
+    internal Storage.IStorage? Storage { get; init; }
 }

@@ -1,88 +1,160 @@
 using CowDisk.Engine.Devices;
+using CowDisk.Engine.Images;
 using CowDisk.Engine.Mapping;
-using CowDisk.Engine.Native;
+using CowDisk.Engine.Storage;
+using CowDisk.Format.Metadata;
 using LiteDB;
+using LiteDB.Engine;
 
 namespace CowDisk.Engine.Metadata;
 
 /// <summary>
 /// The durable half of the metadata, in LiteDB: one image document and one document per map chunk holding
 /// that chunk's extents packed (see docs/FORMAT.md). Never on the I/O path: the responder loads everything
-/// at open and writes here only by group commit. LiteDB 5.0.21 does not fsync its log on commit, so every
-/// commit here ends with our own fsync of the log file.
+/// at open and writes here only by group commit. LiteDB reads and writes through the storage seam: its data
+/// file as a plain stream, its log as checksummed frames (<see cref="FramedLogStream"/>), because LiteDB
+/// 5.0.21 neither fsyncs its log on commit nor can tell a torn commit from a whole one.
 /// </summary>
 internal sealed class MetadataStore : IDisposable
 {
     private const string ImageCollection = "image";
     private const string ChunkCollection = "chunks";
     private const int ImageDocId = 1;
-
-    private readonly LiteDatabase _db;
-    private readonly string _path;
-    private readonly bool _readOnly;
-    private bool _logNameDurable;
+    private const int PageSize = LogFrameTrailer.PageSize;
     /// <summary>Past this the log is folded into the data file, so long sessions do not grow it without end.</summary>
     private const long CheckpointLogBytes = 64L << 20;
 
+    private readonly IStorageFile _dataFile;
+    private readonly IStorageFile _logFile;
+    private readonly string _path;
+    private readonly Guid _imageId;
+    private readonly bool _readOnly;
+    private LiteDatabase _db;
+    private FramedLogStream _log;
+
     public ImageRecord Image { get; private set; }
 
-    private MetadataStore(LiteDatabase db, string path, bool readOnly, ImageRecord image)
+    /// <summary>Bytes of an unfinished (never acknowledged) commit found at open and dropped.</summary>
+    public long RecoveredLogBytes { get; }
+
+    /// <summary>Set when a failed commit could not be undone by reloading the durable state: every commit fails.</summary>
+    public bool Broken { get; private set; }
+
+    private MetadataStore(IStorageFile dataFile, IStorageFile logFile, Guid imageId, bool readOnly)
     {
-        _db = db; _path = path; _readOnly = readOnly; Image = image;
+        _dataFile = dataFile; _logFile = logFile; _path = dataFile.Path; _imageId = imageId; _readOnly = readOnly;
+        (_db, _log) = OpenDatabase();
+        RecoveredLogBytes = _log.DroppedBytes;
+        Image = ReadImage();
     }
 
-    /// <summary>LiteDB's write-ahead log next to a data file: "x.meta.db" → "x.meta-log.db".</summary>
-    public static string LogPathFor(string metaPath) =>
-        Path.Combine(Path.GetDirectoryName(metaPath) ?? ".",
-            Path.GetFileNameWithoutExtension(metaPath) + "-log" + Path.GetExtension(metaPath));
-
-    public static MetadataStore Create(string path, ImageRecord image)
+    public static MetadataStore Create(IStorage storage, ImageFiles files, ImageRecord image)
     {
-        if (File.Exists(path)) throw new IOException($"{path} already exists");
-        var db = new LiteDatabase(ConnectionFor(path, readOnly: false));
-        var store = new MetadataStore(db, path, false, image);
+        var data = storage.Create(files.MetadataPath);
+        IStorageFile? log = null;
         try
         {
-            db.Pragma("CHECKPOINT", 0);   // checkpoints only at close (LiteDB's own checkpoint fsyncs before truncating the log)
-            store.CommitInternal(Array.Empty<(long, byte[]?)>(), image);
-            db.Checkpoint();
-            return store;
+            log = storage.Create(files.MetadataLogPath);
+            var store = new MetadataStore(data, log, image.ImageId, readOnly: false, image);
+            try
+            {
+                store._db.Pragma("CHECKPOINT", 0);   // persisted: LiteDB checkpoints only when we ask (at close, or a long log)
+                store.Commit(Array.Empty<(long, byte[]?)>(), image);
+                store._db.Checkpoint();
+                return store;
+            }
+            catch { store.Dispose(); throw; }
         }
-        catch { store.Dispose(); throw; }
+        catch
+        {
+            log?.Dispose();
+            data.Dispose();
+            throw;
+        }
     }
 
-    public static MetadataStore Open(string path, bool readOnly)
+    // For Create: the database is new, so there is no image document to read yet.
+    private MetadataStore(IStorageFile dataFile, IStorageFile logFile, Guid imageId, bool readOnly, ImageRecord image)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"metadata file {path} is missing", path);
-        LiteDatabase db;
-        try { db = new LiteDatabase(ConnectionFor(path, readOnly)); }
+        _dataFile = dataFile; _logFile = logFile; _path = dataFile.Path; _imageId = imageId; _readOnly = readOnly;
+        (_db, _log) = OpenDatabase();
+        Image = image;
+    }
+
+    /// <summary>Opens the metadata of the image whose data-file header carries imageId. Validates before it writes anything.</summary>
+    public static MetadataStore Open(IStorage storage, ImageFiles files, Guid imageId, bool readOnly)
+    {
+        if (!storage.Exists(files.MetadataPath)) throw new ImageOpenException($"metadata file {files.MetadataPath} is missing");
+        CheckNoLegacyLog(storage, files);
+        var access = readOnly ? StorageAccess.Read : StorageAccess.ReadWrite;
+        var data = storage.Open(files.MetadataPath, access);
+        IStorageFile? log = null;
+        try
+        {
+            long length = data.Length;
+            if (length < PageSize)
+                throw new CorruptImageException($"metadata file {files.MetadataPath} is damaged: {length} bytes, less than one 8 KiB page");
+            if (storage.Exists(files.MetadataLogPath)) log = storage.Open(files.MetadataLogPath, access);
+            else if (readOnly) log = new EmptyStorageFile(files.MetadataLogPath);
+            else
+            {
+                log = storage.Create(files.MetadataLogPath);
+                storage.SyncFolder(files.Folder);   // the log's name is durable before a commit relies on it
+            }
+            return new MetadataStore(data, log, imageId, readOnly);   // CHECKPOINT=0 was persisted at creation
+        }
         catch (Exception e) when (e is not (BlockDeviceException or OutOfMemoryException))
         {
+            log?.Dispose();
+            data.Dispose();
             // LiteDB reports a damaged file through many exception types (even ArgumentOutOfRange).
-            throw new CorruptImageException($"metadata file {path} is unreadable: {e.Message}");
+            throw new CorruptImageException($"metadata file {files.MetadataPath} is unreadable: {e.Message}");
         }
+        catch
+        {
+            log?.Dispose();
+            data.Dispose();
+            throw;
+        }
+    }
+
+    // Before the framed log (format v1 images), LiteDB kept its own log beside the data file.
+    private static void CheckNoLegacyLog(IStorage storage, ImageFiles files)
+    {
+        if (!storage.Exists(files.LegacyMetadataLogPath)) return;
+        using var legacy = storage.Open(files.LegacyMetadataLogPath, StorageAccess.Read);
+        if (legacy.Length > 0)
+            throw new ImageOpenException($"{files.LegacyMetadataLogPath} holds metadata an earlier cowdisk left after a crash; " +
+                                         "open the image once with that version to replay it");
+    }
+
+    private (LiteDatabase, FramedLogStream) OpenDatabase()
+    {
+        var log = FramedLogStream.Open(_logFile, _imageId);
+        var engine = new LiteEngine(new LiteDB.Engine.EngineSettings
+        {
+            DataStream = new StorageStream(_dataFile, PageSize),
+            LogStream = log,
+            ReadOnly = _readOnly,
+            Upgrade = false,
+        });
+        return (new LiteDatabase(engine, disposeOnClose: true), log);
+    }
+
+    private ImageRecord ReadImage()
+    {
         try
         {
-            if (!readOnly) db.Pragma("CHECKPOINT", 0);
-            var doc = db.GetCollection(ImageCollection).FindById(ImageDocId)
-                      ?? throw new CorruptImageException($"metadata file {path} has no image record");
-            return new MetadataStore(db, path, readOnly, FromDocument(doc));
+            var doc = _db.GetCollection(ImageCollection).FindById(ImageDocId)
+                      ?? throw new CorruptImageException($"metadata file {_path} has no image record");
+            return FromDocument(doc);
         }
         catch (Exception e) when (e is not (BlockDeviceException or OutOfMemoryException))
         {
-            db.Dispose();
-            throw new CorruptImageException($"metadata file {path} is unreadable: {e.Message}");
+            _db.Dispose();
+            throw new CorruptImageException($"metadata file {_path} is unreadable: {e.Message}");
         }
-        catch { db.Dispose(); throw; }
     }
-
-    private static ConnectionString ConnectionFor(string path, bool readOnly) => new()
-    {
-        Filename = path,
-        Connection = ConnectionType.Direct,
-        ReadOnly = readOnly,
-        Upgrade = false,
-    };
 
     /// <summary>Loads every chunk's extents into the table; returns the number of extents.</summary>
     public long LoadMappings(MappingTable table)
@@ -107,18 +179,18 @@ internal sealed class MetadataStore : IDisposable
 
     /// <summary>
     /// One transaction: replaces the given chunks (null = no mappings left) and optionally the image document,
-    /// then fsyncs LiteDB's log so the commit survives power loss, not only a crash of this process.
+    /// then makes the log durable. On failure the durable state is the previous commit's and the caller may
+    /// retry; the exception carries the errno (ENOSPC, EIO).
     /// </summary>
-    public void Commit(IReadOnlyCollection<(long Chunk, byte[]? Extents)> chunks, ImageRecord? image = null) =>
-        CommitInternal(chunks, image);
-
-    private void CommitInternal(IReadOnlyCollection<(long Chunk, byte[]? Extents)> chunks, ImageRecord? image)
+    public void Commit(IReadOnlyCollection<(long Chunk, byte[]? Extents)> chunks, ImageRecord? image = null)
     {
         if (_readOnly) throw new InvalidOperationException("metadata is open read-only");
-        var col = _db.GetCollection(ChunkCollection);
-        _db.BeginTrans();
+        if (Broken) throw new StorageException($"metadata of {_path} is unusable after an earlier failure; reopen the image", Native.Errno.EIO);
+        CutTail();
         try
         {
+            var col = _db.GetCollection(ChunkCollection);
+            _db.BeginTrans();
             foreach (var (chunk, extents) in chunks)
             {
                 if (extents is null) col.Delete(chunk);
@@ -126,43 +198,52 @@ internal sealed class MetadataStore : IDisposable
             }
             if (image is not null) _db.GetCollection(ImageCollection).Upsert(ToDocument(image));
             _db.Commit();
+            _log.Flush();   // barrier: the commit's frames are durable before anyone relies on it
         }
-        catch (LiteException e)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
-            _db.Rollback();
-            throw new BlockDeviceException($"metadata commit failed: {e.Message}", e);
+            var failure = StorageException.From($"metadata commit to {_path} failed", e);
+            Reload();
+            throw failure;
         }
         if (image is not null) Image = image;
-        SyncLog();   // the commit is in the log only; make it durable before anyone relies on it
+        if (_log.Length > CheckpointLogBytes) TryCheckpoint();
     }
 
-    private void SyncLog()
+    /// <summary>Drops an unfinished commit found at open, just before the first write of this session.</summary>
+    private void CutTail() => _log.CutTail();
+
+    /// <summary>
+    /// After a failed commit LiteDB's state (and, after an I/O error, LiteDB itself) cannot be trusted; reopening
+    /// from storage gives exactly the durable state: the failed commit's frames are unconfirmed or cut.
+    /// </summary>
+    private void Reload()
     {
-        string log = LogPathFor(_path);
-        if (!File.Exists(log)) return;
-        long length;
-        using (var handle = File.OpenHandle(log, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete))
-        {
-            Libc.FSync(handle);
-            length = RandomAccess.GetLength(handle);
-        }
-        if (!_logNameDurable)
-        {
-            Libc.FSyncDirectory(Path.GetDirectoryName(Path.GetFullPath(_path))!);   // LiteDB created the log: make its name durable
-            _logNameDurable = true;
-        }
-        // LiteDB's own checkpoint fsyncs the data file before it empties the log, so it is safe mid-session.
-        if (length > CheckpointLogBytes) _db.Checkpoint();
+        try { (_db, _log) = Reopen(); }
+        catch (Exception) { Broken = true; }
+    }
+
+    private (LiteDatabase, FramedLogStream) Reopen()
+    {
+        try { _db.Dispose(); } catch (Exception) { }
+        var opened = OpenDatabase();
+        opened.Item2.CutTail();
+        return opened;
+    }
+
+    // LiteDB's checkpoint flushes the data file (our barrier) before it empties the log.
+    private void TryCheckpoint()
+    {
+        try { _db.Checkpoint(); }
+        catch (Exception e) when (e is not OutOfMemoryException) { Reload(); }
     }
 
     public void Dispose()
     {
-        if (!_readOnly)
-        {
-            try { _db.Checkpoint(); } catch (LiteException) { }   // fsyncs the data file before it empties the log
-        }
-        _db.Dispose();
-        if (!_readOnly) Libc.FSyncDirectory(Path.GetDirectoryName(Path.GetFullPath(_path))!);   // the log file's removal
+        if (!_readOnly && !Broken) TryCheckpoint();
+        try { _db.Dispose(); } catch (Exception) when (Broken) { }
+        _logFile.Dispose();
+        _dataFile.Dispose();
     }
 
     private static BsonDocument ToDocument(ImageRecord r) => new()
@@ -194,7 +275,7 @@ internal sealed class MetadataStore : IDisposable
                 CreatedUtc = d["created"].AsDateTime,
             };
         }
-        catch (Exception e) when (e is FormatException or InvalidCastException or ArgumentNullException or NullReferenceException)
+        catch (Exception e) when (e is FormatException or InvalidCastException or ArgumentException or NullReferenceException)
         {
             throw new CorruptImageException($"image record is malformed: {e.Message}");
         }

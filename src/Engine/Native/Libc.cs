@@ -28,23 +28,23 @@ internal static partial class Libc
     public static void FDataSync(SafeFileHandle handle)
     {
         if (fdatasync((int)handle.DangerousGetHandle()) != 0)
-            throw new IOException($"fdatasync failed: errno {Marshal.GetLastPInvokeError()}");
+            { int e = Marshal.GetLastPInvokeError(); throw new IOException($"fdatasync failed: errno {e}", e); }
     }
 
     public static void FSync(SafeFileHandle handle)
     {
         if (fsync((int)handle.DangerousGetHandle()) != 0)
-            throw new IOException($"fsync failed: errno {Marshal.GetLastPInvokeError()}");
+            { int e = Marshal.GetLastPInvokeError(); throw new IOException($"fsync failed: errno {e}", e); }
     }
 
     /// <summary>fsync of a folder, so that files created or renamed in it survive power loss.</summary>
     public static void FSyncDirectory(string path)
     {
         int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0) throw new IOException($"open {path} failed: errno {Marshal.GetLastPInvokeError()}");
+        if (fd < 0) { int e = Marshal.GetLastPInvokeError(); throw new IOException($"open {path} failed: errno {e}", e); }
         try
         {
-            if (fsync(fd) != 0) throw new IOException($"fsync {path} failed: errno {Marshal.GetLastPInvokeError()}");
+            if (fsync(fd) != 0) { int e = Marshal.GetLastPInvokeError(); throw new IOException($"fsync {path} failed: errno {e}", e); }
         }
         finally { close(fd); }
     }

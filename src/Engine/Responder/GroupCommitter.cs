@@ -1,8 +1,7 @@
 using System.Collections.Concurrent;
 using CowDisk.Engine.Metadata;
-using CowDisk.Engine.Native;
+using CowDisk.Engine.Storage;
 using CowDisk.Engine.Ring;
-using Microsoft.Win32.SafeHandles;
 
 namespace CowDisk.Engine.Responder;
 
@@ -24,13 +23,13 @@ internal sealed class CommitBatch
 internal sealed class GroupCommitter : IDisposable
 {
     private readonly MetadataStore _store;
-    private readonly SafeFileHandle _dataFile;
+    private readonly IStorageFile _dataFile;
     private readonly Doorbell _responderBell;
     private readonly BlockingCollection<CommitBatch> _work = new(boundedCapacity: 1);
     private readonly ConcurrentQueue<CommitBatch> _done = new();
     private readonly Thread _thread;
 
-    public GroupCommitter(MetadataStore store, SafeFileHandle dataFile, Doorbell responderBell)
+    public GroupCommitter(MetadataStore store, IStorageFile dataFile, Doorbell responderBell)
     {
         _store = store; _dataFile = dataFile; _responderBell = responderBell;
         _thread = new Thread(Run) { IsBackground = true, Name = "cowdisk-group-commit" };
@@ -47,7 +46,7 @@ internal sealed class GroupCommitter : IDisposable
         {
             try
             {
-                Libc.FDataSync(_dataFile);   // data durable before the mappings that point at it are committed
+                _dataFile.Flush();   // data durable before the mappings that point at it are committed
                 if (batch.Chunks.Count > 0) _store.Commit(batch.Chunks);   // LiteDB commit, then fsync of its log
             }
             catch (Exception e) { batch.Error = e; }

@@ -7,7 +7,7 @@ using CowDisk.Engine.Ring;
 using CowDisk.Format.Image;
 using CowDisk.Format.Mapping;
 using CowDisk.Format.Ring;
-using Microsoft.Win32.SafeHandles;
+using CowDisk.Engine.Storage;
 
 namespace CowDisk.Engine.Responder;
 
@@ -25,7 +25,7 @@ internal sealed class MapResponder : IDisposable
     private readonly MappingTable _table;
     private readonly ClusterAllocator _allocator;
     private readonly MetadataStore? _store;          // null when read-only
-    private readonly SafeFileHandle _dataFile;
+    private readonly IStorageFile _dataFile;
     private readonly bool _hasBase;
     private readonly SpscRing _requests;
     private readonly SpscRing _responses;
@@ -53,7 +53,7 @@ internal sealed class MapResponder : IDisposable
     public long Commits { get; private set; }
 
     public MapResponder(ClusterGeometry geometry, MappingTable table, ClusterAllocator allocator, MetadataStore? store,
-        SafeFileHandle dataFile, bool hasBase, SpscRing requests, SpscRing responses, Doorbell bell, Doorbell targetBell,
+        IStorageFile dataFile, bool hasBase, SpscRing requests, SpscRing responses, Doorbell bell, Doorbell targetBell,
         ResponderSettings settings)
     {
         _geometry = geometry; _table = table; _allocator = allocator; _store = store; _dataFile = dataFile;
@@ -295,9 +295,18 @@ internal sealed class MapResponder : IDisposable
         int result = 0;
         if (batch.Error is not null)
         {
-            _fatal = batch.Error;
+            // Nothing of the batch is durable; the table still holds it. Its chunks are committed again at the
+            // next flush or interval (ENOSPC may pass), and its freed extents stay unreusable until then.
+            result = -StorageException.ErrnoOf(batch.Error);
             Console.Error.WriteLine($"cowdisk: commit failed: {batch.Error.Message}");
-            result = -ErrnoIo;
+            foreach (var (chunk, _) in batch.Chunks) _dirtyChunks.Add(chunk);
+            if (batch.Chunks.Count > 0) _firstDirtyTicks = Stopwatch.GetTimestamp();   // retry after an interval, not in a loop
+            _releasable.AddRange(batch.Release);
+            if (_store is { Broken: true })
+            {
+                _fatal = batch.Error;
+                result = -ErrnoIo;
+            }
         }
         else
         {
@@ -306,7 +315,7 @@ internal sealed class MapResponder : IDisposable
         }
         foreach (ulong id in batch.FlushIds) Respond(new RingEvent { Type = RingEventType.FlushRsp, Id = id, Result = result });
         if (_fatal is not null) { FailPending(); return 1; }
-        if (_waitingFlushes.Count > 0 || CommitDue()) StartCommit();   // flushes that arrived meanwhile, or an overdue commit
+        if (_waitingFlushes.Count > 0 || (batch.Error is null && CommitDue())) StartCommit();   // flushes that arrived meanwhile, or an overdue commit
         return 1;
     }
 

@@ -5,7 +5,7 @@ using CowDisk.Engine.Ring;
 using CowDisk.Format.Image;
 using CowDisk.Format.Mapping;
 using CowDisk.Format.Ring;
-using Microsoft.Win32.SafeHandles;
+using CowDisk.Engine.Storage;
 
 namespace CowDisk.Engine.Target;
 
@@ -17,7 +17,7 @@ namespace CowDisk.Engine.Target;
 internal sealed class CowTarget
 {
     private readonly ClusterGeometry _geometry;
-    private readonly SafeFileHandle _dataFile;
+    private readonly IStorageFile _dataFile;
     private readonly IBlockDevice? _base;
     private readonly RingClient _ring;
     private readonly MappingCache? _cache;
@@ -29,7 +29,7 @@ internal sealed class CowTarget
     [ThreadStatic] private static byte[]? t_blockBuffer;   // COPY_FIRST fill, one per I/O thread
     private static readonly byte[] s_zeros = new byte[ClusterGeometry.MaxClusterSize];
 
-    public CowTarget(ClusterGeometry geometry, SafeFileHandle dataFile, IBlockDevice? baseDevice, RingClient ring,
+    public CowTarget(ClusterGeometry geometry, IStorageFile dataFile, IBlockDevice? baseDevice, RingClient ring,
         MappingCache? cache, bool readOnly)
     {
         _geometry = geometry; _dataFile = dataFile; _base = baseDevice; _ring = ring; _cache = cache; _readOnly = readOnly;
@@ -131,7 +131,7 @@ internal sealed class CowTarget
         try { call = _ring.Begin(new RingEvent { Type = RingEventType.FlushReq }); }
         finally { _drain.ExitWriteLock(); }
         var rsp = _ring.End(call);
-        if (rsp.Result != 0) throw new BlockDeviceException($"flush failed (errno {-rsp.Result})");
+        if (rsp.Result != 0) throw new BlockDeviceException($"flush failed: {Native.Errno.Describe(-rsp.Result)}", null, -rsp.Result);
     }
 
     private void WriteZeroBytes(long offset, long length)
@@ -238,7 +238,7 @@ internal sealed class CowTarget
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new BlockDeviceException($"write to data file failed: {e.Message}", e);
+            throw new BlockDeviceException($"write to data file failed: {e.Message}", e, StorageException.ErrnoOf(e));
         }
         finally
         {
@@ -257,21 +257,11 @@ internal sealed class CowTarget
 
     private void ReadData(long physicalOffset, Span<byte> buffer)
     {
-        while (!buffer.IsEmpty)
-        {
-            int n = RandomAccess.Read(_dataFile, buffer, physicalOffset);
-            if (n == 0)
-            {
-                // The tail of a fresh cluster at the end of the file, never written: zeros, like a hole.
-                buffer.Clear();
-                return;
-            }
-            buffer = buffer[n..];
-            physicalOffset += n;
-        }
+        int n = _dataFile.Read(physicalOffset, buffer);
+        buffer[n..].Clear();   // the tail of a fresh cluster at the end of the file, never written: zeros, like a hole
     }
 
-    private void WriteData(long physicalOffset, ReadOnlySpan<byte> data) => RandomAccess.Write(_dataFile, data, physicalOffset);
+    private void WriteData(long physicalOffset, ReadOnlySpan<byte> data) => _dataFile.Write(physicalOffset, data);
 
     /// <summary>Reads the base at a virtual offset; past the base's end (a smaller base) reads zeros.</summary>
     private void ReadBase(long offset, Span<byte> buffer)
@@ -294,7 +284,7 @@ internal sealed class CowTarget
         if ((rsp.ResponseFlags & MapResponseFlags.Error) != 0)
             throw rsp.Result == -30
                 ? new BlockDeviceException("image is read-only")
-                : new BlockDeviceException($"mapping request failed (errno {-rsp.Result})");
+                : new BlockDeviceException($"mapping request failed: {Native.Errno.Describe(-rsp.Result)}", null, -rsp.Result);
     }
 
     private void CheckWritable()

@@ -99,7 +99,12 @@ internal sealed unsafe class FuseWorker : IDisposable
         catch (Exception error)
         {
             _server.Log($"fuse: {header.Opcode} failed: {error.Message}");
-            ReplyError(header.Unique, error is ArgumentException ? Errno.EINVAL : Errno.EIO);
+            ReplyError(header.Unique, error switch
+            {
+                ArgumentException => Errno.EINVAL,
+                Devices.BlockDeviceException b => b.Errno,   // ENOSPC reaches the client as ENOSPC
+                _ => Errno.EIO,
+            });
         }
     }
 

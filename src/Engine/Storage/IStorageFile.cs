@@ -1,0 +1,29 @@
+namespace CowDisk.Engine.Storage;
+
+/// <summary>
+/// One persisted file as the engine sees it: the data file, LiteDB's data and log, or a raw device. Every
+/// byte the engine persists goes through here, so a test can record writes and barriers and replay a crash.
+/// Positional and thread-safe. Failures are <see cref="StorageException"/>s carrying an errno.
+/// </summary>
+public interface IStorageFile : IDisposable
+{
+    string Path { get; }
+    bool ReadOnly { get; }
+    long Length { get; }
+
+    /// <summary>Reads up to buffer.Length bytes at offset; fewer only at the end of the file.</summary>
+    int Read(long offset, Span<byte> buffer);
+
+    void Write(long offset, ReadOnlySpan<byte> data);
+
+    /// <summary>Durability barrier: every write (and length change) completed before the call survives power loss.</summary>
+    void Flush();
+
+    void SetLength(long length);
+
+    /// <summary>Gives the range's space back (it reads as zeros); false where the storage cannot.</summary>
+    bool PunchHole(long offset, long length);
+
+    /// <summary>Advisory whole-file lock (one writer, or many readers); false if another holder conflicts.</summary>
+    bool TryLock(bool exclusive);
+}

@@ -1,0 +1,223 @@
+using CowDisk.Engine.Storage;
+
+namespace CowDisk.Tests.Crash;
+
+/// <summary>
+/// A power-loss simulator behind the storage seam, in the spirit of dm-log-writes and CrashMonkey. Every
+/// write, resize and barrier is recorded per file, names per folder. A crash image keeps what the last
+/// barrier covered plus a random subset of the later writes, applied in random order, each torn at 512-byte
+/// sectors; names keep only what the last folder barrier covered. Crash images can be taken at chosen
+/// operation counts while the engine runs (inside a commit, between log frames), or at the end.
+/// </summary>
+internal sealed class PowerLossStorage : IStorage
+{
+    public const int SectorSize = 512;
+
+    private readonly object _lock = new();
+    private readonly Dictionary<string, Inode> _names = new();
+    private readonly Dictionary<string, Inode> _durableNames = new();
+    private readonly SortedDictionary<long, (Random Rng, Action<PowerLossStorage> Taken)> _crashPoints = new();
+
+    /// <summary>Storage operations so far (writes, resizes, barriers, name changes).</summary>
+    public long Operations { get; private set; }
+
+    /// <summary>Set by the test before each workload step, read when a crash image is taken.</summary>
+    public volatile int Step;
+
+    /// <summary>Fault injection: return an errno to fail the operation (before it has any effect), or 0.</summary>
+    public Func<StorageOp, string, int>? Fault;
+
+    public enum StorageOp { Write, Flush, SetLength, Create, SyncFolder }
+
+    internal sealed class Inode
+    {
+        public byte[] Durable = Array.Empty<byte>();
+        public byte[] Current = Array.Empty<byte>();
+        public readonly List<(long Offset, byte[]? Data, long Length)> Pending = new();   // Data null: a resize
+
+        public Inode Clone() => new() { Durable = (byte[])Durable.Clone(), Current = (byte[])Current.Clone() };
+    }
+
+    /// <summary>Takes a crash image when the operation count reaches <paramref name="operation"/>.</summary>
+    public void CrashAt(long operation, Random rng, Action<PowerLossStorage> taken)
+    {
+        lock (_lock) _crashPoints[operation] = (rng, taken);
+    }
+
+    /// <summary>What survives a power cut now: a new storage whose every byte and name is durable.</summary>
+    public PowerLossStorage Crash(Random rng)
+    {
+        lock (_lock)
+        {
+            var crashed = new PowerLossStorage();
+            var images = new Dictionary<Inode, Inode>();
+            foreach (var (name, inode) in _durableNames)
+            {
+                if (!images.TryGetValue(inode, out var image))
+                {
+                    var bytes = Survivor(inode, rng);
+                    images[inode] = image = new Inode { Durable = bytes, Current = (byte[])bytes.Clone() };
+                }
+                crashed._names[name] = image;
+                crashed._durableNames[name] = image;
+            }
+            return crashed;
+        }
+    }
+
+    private static byte[] Survivor(Inode inode, Random rng)
+    {
+        var bytes = (byte[])inode.Durable.Clone();
+        var survivors = inode.Pending.Where(_ => rng.Next(2) == 0).ToList();
+        rng.Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(survivors));
+        foreach (var (offset, data, length) in survivors)
+        {
+            if (data is null) { Array.Resize(ref bytes, (int)length); continue; }
+            // A write may survive in part: each 512-byte sector of the file it touches lands or not.
+            long start = offset;
+            while (start < offset + data.Length)
+            {
+                long sectorEnd = Math.Min(offset + data.Length, (start / SectorSize + 1) * SectorSize);
+                if (rng.Next(4) != 0)
+                {
+                    if (bytes.Length < sectorEnd) Array.Resize(ref bytes, (int)sectorEnd);
+                    Array.Copy(data, start - offset, bytes, start, sectorEnd - start);
+                }
+                start = sectorEnd;
+            }
+        }
+        return bytes;
+    }
+
+    private void Count(StorageOp op, string path)
+    {
+        int errno = Fault?.Invoke(op, path) ?? 0;
+        if (errno != 0) throw new StorageException($"simulated {op} failure on {path}", errno);
+        Operations++;
+        if (_crashPoints.Remove(Operations, out var point)) point.Taken(Crash(point.Rng));
+    }
+
+    public bool Exists(string path) { lock (_lock) return _names.ContainsKey(path); }
+
+    public IStorageFile Open(string path, StorageAccess access)
+    {
+        lock (_lock)
+        {
+            if (!_names.TryGetValue(path, out var inode)) throw new StorageException($"cannot open {path}: no such file", 2);
+            return new File(this, path, inode, access == StorageAccess.Read);
+        }
+    }
+
+    public IStorageFile Create(string path)
+    {
+        lock (_lock)
+        {
+            if (_names.ContainsKey(path)) throw new StorageException($"cannot create {path}: exists", 17);
+            Count(StorageOp.Create, path);
+            var inode = new Inode();
+            _names[path] = inode;
+            return new File(this, path, inode, readOnly: false);
+        }
+    }
+
+    public void Delete(string path) { lock (_lock) _names.Remove(path); }
+
+    public void Rename(string from, string to)
+    {
+        lock (_lock)
+        {
+            if (!_names.Remove(from, out var inode)) throw new StorageException($"cannot rename {from}: no such file", 2);
+            _names[to] = inode;
+        }
+    }
+
+    public void SyncFolder(string folder)
+    {
+        lock (_lock)
+        {
+            Count(StorageOp.SyncFolder, folder);
+            foreach (var name in _durableNames.Keys.Where(n => Path.GetDirectoryName(n) == folder).ToList()) _durableNames.Remove(name);
+            foreach (var (name, inode) in _names.Where(n => Path.GetDirectoryName(n.Key) == folder)) _durableNames[name] = inode;
+        }
+    }
+
+    /// <summary>The current bytes of a file (what a reader sees now), for tests that inspect or damage files.</summary>
+    public byte[] Contents(string path) { lock (_lock) return (byte[])_names[path].Current.Clone(); }
+
+    public void Replace(string path, byte[] bytes)
+    {
+        lock (_lock)
+        {
+            var inode = _names.TryGetValue(path, out var i) ? i : _names[path] = new Inode();
+            inode.Current = (byte[])bytes.Clone();
+            inode.Durable = (byte[])bytes.Clone();
+            inode.Pending.Clear();
+            _durableNames[path] = inode;
+        }
+    }
+
+    private sealed class File(PowerLossStorage storage, string path, Inode inode, bool readOnly) : IStorageFile
+    {
+        public string Path { get; } = path;
+        public bool ReadOnly { get; } = readOnly;
+
+        public long Length { get { lock (storage._lock) return inode.Current.Length; } }
+
+        public int Read(long offset, Span<byte> buffer)
+        {
+            lock (storage._lock)
+            {
+                int n = (int)Math.Clamp(inode.Current.Length - offset, 0, buffer.Length);
+                inode.Current.AsSpan((int)offset, n).CopyTo(buffer);
+                return n;
+            }
+        }
+
+        public void Write(long offset, ReadOnlySpan<byte> data)
+        {
+            if (ReadOnly) throw new StorageException($"{Path} is read-only", 30);
+            lock (storage._lock)
+            {
+                storage.Count(StorageOp.Write, Path);
+                long end = offset + data.Length;
+                if (inode.Current.Length < end) Array.Resize(ref inode.Current, (int)end);
+                data.CopyTo(inode.Current.AsSpan((int)offset));
+                inode.Pending.Add((offset, data.ToArray(), 0));
+            }
+        }
+
+        public void Flush()
+        {
+            if (ReadOnly) return;
+            lock (storage._lock)
+            {
+                storage.Count(StorageOp.Flush, Path);
+                inode.Durable = (byte[])inode.Current.Clone();
+                inode.Pending.Clear();
+            }
+        }
+
+        public void SetLength(long length)
+        {
+            if (ReadOnly) throw new StorageException($"{Path} is read-only", 30);
+            lock (storage._lock)
+            {
+                storage.Count(StorageOp.SetLength, Path);
+                Array.Resize(ref inode.Current, (int)length);
+                inode.Pending.Add((0, null, length));
+            }
+        }
+
+        public bool PunchHole(long offset, long length)
+        {
+            if (ReadOnly) return false;
+            long end = Math.Min(offset + length, Length);
+            if (end > offset) Write(offset, new byte[end - offset]);
+            return true;
+        }
+
+        public bool TryLock(bool exclusive) => true;
+
+        public void Dispose() { }
+    }
+}
