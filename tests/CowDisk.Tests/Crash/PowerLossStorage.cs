@@ -9,7 +9,7 @@ namespace CowDisk.Tests.Crash;
 /// sectors; names keep only what the last folder barrier covered. Crash images can be taken at chosen
 /// operation counts while the engine runs (inside a commit, between log frames), or at the end.
 /// </summary>
-internal sealed class PowerLossStorage : IStorage
+public sealed class PowerLossStorage : IStorage
 {
     public const int SectorSize = 512;
 
