@@ -198,13 +198,26 @@ internal sealed class MetadataStore : IDisposable
             }
             if (image is not null) _db.GetCollection(ImageCollection).Upsert(ToDocument(image));
             _db.Commit();
-            _log.Flush();   // barrier: the commit's frames are durable before anyone relies on it
+            _log.WriteUnwritten();   // a frame LiteDB could not be told about failing (ENOSPC) fails the commit here
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
+            // A write failed (ENOSPC): nothing is lost behind our back, so reloading the durable state and
+            // committing again later is safe.
             var failure = StorageException.From($"metadata commit to {_path} failed", e);
+            // Close the transaction on this thread: one left open is finalized later by LiteDB, which throws
+            // on the finalizer thread and takes the process down.
+            try { _db.Rollback(); } catch (Exception) { }
             Reload();
             throw failure;
+        }
+        try { _log.Flush(); }   // barrier: the commit's frames are durable before anyone relies on it
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // After a failed fsync the kernel may have dropped pages it still shows us: no later commit may
+            // build on this log. The image must be reopened (recovery starts from what is durable).
+            Broken = true;
+            throw StorageException.From($"metadata commit to {_path} failed", e);
         }
         if (image is not null) Image = image;
         if (_log.Length > CheckpointLogBytes) TryCheckpoint();

@@ -13,6 +13,8 @@ internal sealed class CommitBatch
     /// <summary>Freed before the flushes' drain: reusable once this batch is durable.</summary>
     public required List<(long Cluster, int Count)> Release { get; init; }
     public Exception? Error { get; set; }
+    /// <summary>The data file's fsync failed: written data may be gone although reads still show it (fsyncgate).</summary>
+    public bool DurabilityLost { get; set; }
 }
 
 /// <summary>
@@ -46,7 +48,8 @@ internal sealed class GroupCommitter : IDisposable
         {
             try
             {
-                _dataFile.Flush();   // data durable before the mappings that point at it are committed
+                try { _dataFile.Flush(); }   // data durable before the mappings that point at it are committed
+                catch (Exception) { batch.DurabilityLost = true; throw; }
                 if (batch.Chunks.Count > 0) _store.Commit(batch.Chunks);   // LiteDB commit, then fsync of its log
             }
             catch (Exception e) { batch.Error = e; }

@@ -295,14 +295,15 @@ internal sealed class MapResponder : IDisposable
         int result = 0;
         if (batch.Error is not null)
         {
-            // Nothing of the batch is durable; the table still holds it. Its chunks are committed again at the
-            // next flush or interval (ENOSPC may pass), and its freed extents stay unreusable until then.
+            // Nothing of the batch is durable; the table still holds it. After a failed write (ENOSPC) its chunks
+            // are committed again at the next flush or interval, and its freed extents stay unreusable until then.
             result = -StorageException.ErrnoOf(batch.Error);
             Console.Error.WriteLine($"cowdisk: commit failed: {batch.Error.Message}");
             foreach (var (chunk, _) in batch.Chunks) _dirtyChunks.Add(chunk);
             if (batch.Chunks.Count > 0) _firstDirtyTicks = Stopwatch.GetTimestamp();   // retry after an interval, not in a loop
             _releasable.AddRange(batch.Release);
-            if (_store is { Broken: true })
+            // A failed fsync (data or log) cannot be retried safely: the kernel may have dropped the pages.
+            if (batch.DurabilityLost || _store is { Broken: true })
             {
                 _fatal = batch.Error;
                 result = -ErrnoIo;

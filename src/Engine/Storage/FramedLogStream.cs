@@ -107,27 +107,30 @@ internal sealed class FramedLogStream : Stream
 
     public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 
-    /// <summary>LiteDB appends whole pages at page-aligned positions; anything else is a bug, not data.</summary>
+    /// <summary>
+    /// LiteDB appends whole pages at page-aligned positions; anything else is a bug, not data. A frame that
+    /// cannot be written (ENOSPC) is kept and written again before anything after it, and the failure is
+    /// reported by <see cref="WriteUnwritten"/> after LiteDB's commit rather than to LiteDB: LiteDB 5.0.21
+    /// cannot roll back a commit that failed half-way (its transaction is left to a finalizer that throws).
+    /// </summary>
     public override void Write(ReadOnlySpan<byte> buffer)
     {
         if (_position % PageSize != 0 || buffer.Length % PageSize != 0)
             throw new InvalidOperationException($"metadata log write of {buffer.Length} bytes at {_position} is not whole pages");
         CutTail();
-        WriteUnwritten();
         for (int done = 0; done < buffer.Length; done += PageSize)
         {
             long index = _position / PageSize;
             var page = buffer.Slice(done, PageSize);
             _frames = Math.Max(_frames, index + 1);
             _position += PageSize;
-            try { WriteFrame(index, page); }
-            catch
+            if (_unwritten.Count == 0)
             {
-                // LiteDB has already given this position to the page; leaving a hole would end the log here at
-                // the next open and lose later commits, so the frame is written again before anything after it.
-                _unwritten.Add((index, page.ToArray()));
-                throw;
+                try { WriteFrame(index, page); continue; }
+                catch (StorageException) { }
             }
+            // A hole here would end the log at the next open and lose later commits: keep the page, in order.
+            _unwritten.Add((index, page.ToArray()));
         }
     }
 
@@ -138,7 +141,8 @@ internal sealed class FramedLogStream : Stream
         _file.Write(index * FrameSize, _frame);
     }
 
-    private void WriteUnwritten()
+    /// <summary>Writes the frames whose first write failed; throws if one fails again.</summary>
+    public void WriteUnwritten()
     {
         while (_unwritten.Count > 0)
         {
