@@ -19,6 +19,25 @@ public class MappingModelProperties
     public void Random_operation_sequences_match_the_model_without_the_mapping_cache() =>
         Check.One(Config.QuickThrowOnFailure.WithMaxTest(Cases(40)), Prop.ForAll(ModelScenario.Generator(mappingCache: false).ToArbitrary(), s => ModelRunner.Run(s)));
 
+    [Fact]
+    public void Operations_at_and_across_map_chunk_edges_match_the_model() =>
+        Check.One(Config.QuickThrowOnFailure.WithMaxTest(Cases(25)), Prop.ForAll(ModelScenario.ChunkEdgeGenerator().ToArbitrary(), s => ModelRunner.Run(s)));
+
+    /// <summary>A discard that starts in a chunk the cache never saw and ends in one it holds: no stale entries.</summary>
+    [Fact]
+    public void A_discard_from_an_uncached_chunk_into_a_cached_one_invalidates_it()
+    {
+        const int cs = 4096;
+        long edge = 4096L * cs;
+        ModelRunner.Run(new ModelScenario(cs, 3 * edge, BaseKind.None, 0, new[]
+        {
+            new Op(OpKind.Write, edge, 8 * cs, 3, 0),
+            new Op(OpKind.Read, edge, 8 * cs, 0, 0),
+            new Op(OpKind.Discard, edge - 4 * cs, 10 * cs, 0, 0),
+            new Op(OpKind.Read, edge, 8 * cs, 0, 0),
+        }, MappingCache: true));
+    }
+
     [Theory]
     [InlineData(4096)]
     [InlineData(65536)]

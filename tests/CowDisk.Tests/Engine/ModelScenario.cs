@@ -33,6 +33,33 @@ public sealed record ModelScenario(int ClusterSize, long VirtualSize, BaseKind B
         from ops in Gen.ListOf(OpGen(size, cs)).Select(l => l.ToArray())
         select new ModelScenario(cs, size, baseKind, Math.Max(1, (long)(size * baseFraction)), ops, cache);
 
+    /// <summary>
+    /// 4K clusters on a disk of two to four 4096-block map chunks, with offsets drawn near the chunk edges:
+    /// writes, discards and reads that start, end or cross exactly at block 4095/4096.
+    /// </summary>
+    public static Gen<ModelScenario> ChunkEdgeGenerator() =>
+        from chunks in Gen.Choose(2, 4)
+        from remainder in Gen.Elements(0, 1, 4095)
+        let cs = 4096
+        let size = (long)chunks * 4096 * cs + remainder
+        from baseKind in Gen.Elements(BaseKind.None, BaseKind.Raw)
+        from cache in Gen.Elements(true, false)
+        from ops in Gen.ListOf(EdgeOpGen(size, cs, chunks)).Select(l => l.Take(30).ToArray())
+        select new ModelScenario(cs, size, baseKind, size / 3, ops, cache);
+
+    private static Gen<Op> EdgeOpGen(long size, int cs, int chunks) =>
+        from kind in Gen.Frequency(
+            (8, Gen.Constant(OpKind.Write)), (5, Gen.Constant(OpKind.Read)), (3, Gen.Constant(OpKind.Discard)),
+            (2, Gen.Constant(OpKind.Zero)), (2, Gen.Constant(OpKind.Flush)), (2, Gen.Constant(OpKind.Reopen)))
+        from edge in Gen.Choose(1, chunks - 1)
+        from blockDelta in Gen.Choose(-3, 2)
+        from byteDelta in Gen.Elements(0, 0, 1, 511, cs - 1)
+        let start = Math.Clamp((long)(edge * 4096 + blockDelta) * cs + byteDelta, 0, size - 1)
+        from length in Gen.Elements(1, cs, cs + 1, 2 * cs, 5 * cs - 3, 9 * cs)
+        from seed in Gen.Choose(1, 255)
+        from bufferOffset in Gen.Elements(0, 5)
+        select new Op(kind, start, (int)Math.Min(length, size - start), (byte)seed, bufferOffset);
+
     private static Gen<Op> OpGen(long size, int cs) =>
         from kind in Gen.Frequency(
             (10, Gen.Constant(OpKind.Write)), (6, Gen.Constant(OpKind.Read)), (2, Gen.Constant(OpKind.Discard)),
