@@ -26,7 +26,9 @@ internal sealed class RingClient : IDisposable
     }
 
     private const int IdSlotBits = 16;
-    private const int LeaderWaitMs = 50;
+    /// <summary>How long a leader or follower sleeps before it looks again. A safety net only: every wake-up it
+    /// waits for is signalled, so no progress depends on it (tests run with an infinite wait to prove that).</summary>
+    public const int DefaultWaitMs = 50;
     private readonly SpscRing _requests;
     private readonly SpscRing _responses;
     private readonly Doorbell _responderBell;
@@ -36,12 +38,13 @@ internal sealed class RingClient : IDisposable
     private readonly CallSlot[] _slots;
     private readonly Stack<int> _freeSlots;
     private readonly SemaphoreSlim _slotsAvailable;
+    private readonly int _waitMs;
     private int _consumer;   // 1 while a caller holds the consumer (leader) role
     private volatile bool _stopping;
     private long _calls;
 
     public RingClient(SpscRing requests, SpscRing responses, Doorbell responderBell, Doorbell responseBell,
-        MappingCache? cache, int maxInFlight)
+        MappingCache? cache, int maxInFlight, int waitMs = DefaultWaitMs)
     {
         _requests = requests; _responses = responses;
         _responderBell = responderBell; _responseBell = responseBell;
@@ -51,6 +54,7 @@ internal sealed class RingClient : IDisposable
         _freeSlots = new Stack<int>(maxInFlight);
         for (int i = maxInFlight - 1; i >= 0; i--) { _slots[i] = new CallSlot(); _freeSlots.Push(i); }
         _slotsAvailable = new SemaphoreSlim(maxInFlight);
+        _waitMs = waitMs;
     }
 
     /// <summary>Round trips through the ring so far (for benchmarks and info).</summary>
@@ -132,14 +136,18 @@ internal sealed class RingClient : IDisposable
                 try { Lead(slot); }
                 finally
                 {
-                    Volatile.Write(ref _consumer, 0);
+                    // A full fence, not a release store: we store _consumer then load Following (PromoteFollower),
+                    // a follower stores Following then loads _consumer. A plain store may be passed by our loads
+                    // (store-load reordering): the follower still sees a leader, we see no follower, and it sleeps
+                    // for the whole wait. Fenced on both sides, at least one of us sees the other (Dekker).
+                    Interlocked.Exchange(ref _consumer, 0);
                     PromoteFollower();
                 }
                 return;
             }
             // Follower: sleep until the leader completes this call or hands over the consumer role.
-            Interlocked.Exchange(ref slot.Following, 1);   // full fence: pairs with the leader's Completed write
-            if (Volatile.Read(ref slot.Completed) == 0 && Volatile.Read(ref _consumer) == 1) slot.Wake.Wait(LeaderWaitMs);
+            Interlocked.Exchange(ref slot.Following, 1);   // full fence: pairs with the leader's Completed write and step-down
+            if (Volatile.Read(ref slot.Completed) == 0 && Volatile.Read(ref _consumer) == 1) slot.Wake.Wait(_waitMs);
             Interlocked.Exchange(ref slot.Following, 0);
         }
     }
@@ -158,7 +166,7 @@ internal sealed class RingClient : IDisposable
             if (!any && Volatile.Read(ref own.Completed) == 0)
             {
                 if (_stopping) throw new ObjectDisposedException(nameof(RingClient));
-                _responseBell.Wait(LeaderWaitMs);
+                _responseBell.Wait(_waitMs);
             }
         }
     }
