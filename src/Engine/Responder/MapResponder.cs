@@ -68,6 +68,23 @@ internal sealed class MapResponder : IDisposable
 
     private void Run()
     {
+        try { Serve(); }
+        catch (Exception e)
+        {
+            // Not a request's fault (Handle's failures make the responder fatal and it goes on answering EIO):
+            // the loop itself broke. Ending the thread, not the process; the finally tells the callers.
+            _fatal ??= e;
+            Console.Error.WriteLine($"cowdisk: responder died: {e.Message}");
+        }
+        finally
+        {
+            // Stopped or died: nothing will answer again, so waiting callers must fail now, not wait for ever.
+            _targetBell.Close();
+        }
+    }
+
+    private void Serve()
+    {
         while (!_stopping)
         {
             int handled = 0;

@@ -1,3 +1,4 @@
+using CowDisk.Engine.Devices;
 using CowDisk.Engine.Mapping;
 using CowDisk.Format.Mapping;
 using CowDisk.Format.Ring;
@@ -12,6 +13,9 @@ namespace CowDisk.Engine.Ring;
 /// time holds the consumer role, drains in ring order (cache updates, INVALIDATE), hands each response to
 /// its caller, and on leaving promotes a caller still waiting. No completion thread: a round trip costs two
 /// thread hand-offs, not three. Call slots are preallocated: a call allocates nothing.
+/// When the responder is gone (it closes the response bell as its thread ends) every call fails at once with
+/// a <see cref="BlockDeviceException"/>: the leader notices, fails, and hands the role on, so each waiter in
+/// turn does the same.
 /// </summary>
 internal sealed class RingClient : IDisposable
 {
@@ -69,7 +73,7 @@ internal sealed class RingClient : IDisposable
     /// <summary>Sends a request; <see cref="End"/> waits for its response.</summary>
     public PendingCall Begin(RingEvent request)
     {
-        if (_stopping) throw new ObjectDisposedException(nameof(RingClient));
+        ThrowIfUnusable();
         _slotsAvailable.Wait();
         int index;
         lock (_freeSlots) index = _freeSlots.Pop();
@@ -115,11 +119,12 @@ internal sealed class RingClient : IDisposable
 
     private void Produce(in RingEvent ev)
     {
+        ThrowIfUnusable();   // a DONE nobody will apply must fail its write, not vanish
         lock (_produceLock)
         {
             while (!_requests.TryProduce(ev))
             {
-                if (_stopping) throw new ObjectDisposedException(nameof(RingClient));
+                ThrowIfUnusable();
                 _responderBell.Ring();   // full ring: back-pressure, let the responder drain
                 Thread.Yield();
             }
@@ -157,18 +162,37 @@ internal sealed class RingClient : IDisposable
     {
         while (Volatile.Read(ref own.Completed) == 0)
         {
-            bool any = false;
-            while (_responses.TryConsume(out var ev))
+            if (Drain() || Volatile.Read(ref own.Completed) != 0) continue;
+            if (_stopping) throw new ObjectDisposedException(nameof(RingClient));
+            if (Failure is { } failure)
             {
-                any = true;
-                Dispatch(ev);
+                // The responder's last answers may have landed between our drain and its hang-up.
+                Drain();
+                if (Volatile.Read(ref own.Completed) != 0) return;
+                throw new BlockDeviceException(failure);
             }
-            if (!any && Volatile.Read(ref own.Completed) == 0)
-            {
-                if (_stopping) throw new ObjectDisposedException(nameof(RingClient));
-                _responseBell.Wait(_waitMs);
-            }
+            _responseBell.Wait(_waitMs);
         }
+    }
+
+    private bool Drain()
+    {
+        bool any = false;
+        while (_responses.TryConsume(out var ev))
+        {
+            any = true;
+            Dispatch(ev);
+        }
+        return any;
+    }
+
+    /// <summary>Why no call can succeed any more, or null.</summary>
+    private string? Failure => _responseBell.IsClosed ? "the image's responder has stopped; reopen the image" : null;
+
+    private void ThrowIfUnusable()
+    {
+        if (_stopping) throw new ObjectDisposedException(nameof(RingClient));
+        if (Failure is { } failure) throw new BlockDeviceException(failure);
     }
 
     // Leaving the consumer role with calls still waiting: wake one of them to take it.

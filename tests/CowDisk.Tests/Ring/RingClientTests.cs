@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using CowDisk.Engine.Devices;
 using CowDisk.Format.Ring;
 using Xunit;
 
@@ -34,5 +35,38 @@ public class RingClientTests
         ring.JoinOrFail(threads, "lock-step callers");
         Assert.Empty(errors);
         Assert.Equal(callers * rounds, ring.Client.Calls);
+    }
+
+    /// <summary>
+    /// Callers wait (leader and followers, wait timeouts off) when the responder hangs up: an answer already in
+    /// the ring is still delivered, every other caller fails with an I/O error instead of waiting for ever, and
+    /// later calls and posts fail at once.
+    /// </summary>
+    [Fact]
+    public void Waiting_callers_fail_when_the_responder_hangs_up()
+    {
+        const int callers = 4;
+        using var ring = new RingHarness(waitMs: Timeout.Infinite);
+        var outcomes = new ConcurrentDictionary<long, Exception?>();
+        var threads = Enumerable.Range(0, callers).Select(c => new Thread(() =>
+        {
+            try
+            {
+                var rsp = ring.Client.Call(RingHarness.ReadRequest(c));
+                outcomes[c] = rsp.Block == c ? null : new InvalidOperationException($"wrong answer {rsp.Block}");
+            }
+            catch (Exception e) { outcomes[c] = e; }
+        }) { IsBackground = true, Name = $"caller-{c}" }).ToArray();
+        foreach (var t in threads) t.Start();
+
+        var requests = Enumerable.Range(0, callers).Select(_ => ring.TakeRequest()).ToArray();   // all are waiting now
+        ring.Respond(RingHarness.AnswerTo(requests[0]));
+        ring.ResponseBell.Close();
+        ring.JoinOrFail(threads, "callers of a responder that hung up");
+
+        Assert.Null(outcomes[requests[0].Block]);
+        foreach (var request in requests.Skip(1)) Assert.IsType<BlockDeviceException>(outcomes[request.Block]);
+        Assert.Throws<BlockDeviceException>(() => ring.Client.Call(RingHarness.ReadRequest(99)));
+        Assert.Throws<BlockDeviceException>(() => ring.Client.Post(new RingEvent { Type = RingEventType.MapBlockDone, Block = 1, Count = 1 }));
     }
 }
