@@ -222,6 +222,10 @@ internal sealed class RingClient : IDisposable
         int index = (int)(ev.Id & ((1UL << IdSlotBits) - 1));
         if ((uint)index >= (uint)_slots.Length) return;
         var slot = _slots[index];
+        // Only to the call that sent this id and still waits: an answer may carry another call's id (the
+        // responder answers a malformed slot with whatever id it held, perhaps a finished call's, as in a DONE).
+        if (ev.Id >> IdSlotBits != Volatile.Read(ref slot.Generation) || Volatile.Read(ref slot.InUse) == 0 ||
+            Volatile.Read(ref slot.Completed) != 0) return;
         slot.Response = ev;
         Interlocked.Exchange(ref slot.Completed, 1);          // full fence: pairs with the follower's Following write
         if (Volatile.Read(ref slot.Following) == 1) slot.Wake.Release();

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using CowDisk.Engine.Devices;
+using CowDisk.Format.Mapping;
 using CowDisk.Format.Ring;
 using Xunit;
 
@@ -68,5 +69,34 @@ public class RingClientTests
         foreach (var request in requests.Skip(1)) Assert.IsType<BlockDeviceException>(outcomes[request.Block]);
         Assert.Throws<BlockDeviceException>(() => ring.Client.Call(RingHarness.ReadRequest(99)));
         Assert.Throws<BlockDeviceException>(() => ring.Client.Post(new RingEvent { Type = RingEventType.MapBlockDone, Block = 1, Count = 1 }));
+    }
+
+    /// <summary>
+    /// An answer whose id belongs to a call that has ended (the responder answers a malformed DONE with the id
+    /// it carried) must not complete the next call that reuses the slot.
+    /// </summary>
+    [Fact]
+    public void An_answer_for_a_finished_call_does_not_complete_the_next_one()
+    {
+        using var ring = new RingHarness(waitMs: Timeout.Infinite, maxInFlight: 1);
+        var caller = new Thread(() => ring.Client.Call(RingHarness.ReadRequest(1))) { IsBackground = true, Name = "caller-1" };
+        caller.Start();
+        var finished = ring.TakeRequest();
+        ring.Respond(RingHarness.AnswerTo(finished));
+        ring.JoinOrFail([caller], "first call");
+
+        RingEvent? got = null;
+        caller = new Thread(() => got = ring.Client.Call(RingHarness.ReadRequest(2))) { IsBackground = true, Name = "caller-2" };
+        caller.Start();
+        var current = ring.TakeRequest();
+        Assert.NotEqual(finished.Id, current.Id);   // same call slot, next generation
+        ring.Respond(new RingEvent
+        {
+            Type = RingEventType.MapBlockRsp, Id = finished.Id, Block = 1, Count = 1, ResponseFlags = MapResponseFlags.Error, Result = -22,
+        });
+        ring.Respond(RingHarness.AnswerTo(current));
+        ring.JoinOrFail([caller], "second call");
+        Assert.Equal(MapResponseFlags.Valid, got!.Value.ResponseFlags);
+        Assert.Equal(2L, got.Value.Block);
     }
 }
