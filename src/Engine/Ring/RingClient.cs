@@ -13,9 +13,9 @@ namespace CowDisk.Engine.Ring;
 /// time holds the consumer role, drains in ring order (cache updates, INVALIDATE), hands each response to
 /// its caller, and on leaving promotes a caller still waiting. No completion thread: a round trip costs two
 /// thread hand-offs, not three. Call slots are preallocated: a call allocates nothing.
-/// When the responder is gone (it closes the response bell as its thread ends) every call fails at once with
-/// a <see cref="BlockDeviceException"/>: the leader notices, fails, and hands the role on, so each waiter in
-/// turn does the same.
+/// When the responder is gone (it closes the response bell as its thread ends), or the response ring carried a
+/// malformed event, every call fails at once with a <see cref="BlockDeviceException"/>: the leader notices,
+/// fails, and hands the role on, so each waiter in turn does the same.
 /// </summary>
 internal sealed class RingClient : IDisposable
 {
@@ -45,6 +45,7 @@ internal sealed class RingClient : IDisposable
     private readonly int _waitMs;
     private int _consumer;   // 1 while a caller holds the consumer (leader) role
     private volatile bool _stopping;
+    private volatile string? _broken;   // why the response ring can no longer be trusted (set by a leader)
     private long _calls;
 
     public RingClient(SpscRing requests, SpscRing responses, Doorbell responderBell, Doorbell responseBell,
@@ -178,16 +179,25 @@ internal sealed class RingClient : IDisposable
     private bool Drain()
     {
         bool any = false;
-        while (_responses.TryConsume(out var ev))
+        while (_responses.TryConsume(out var ev, out bool malformed))
         {
             any = true;
-            Dispatch(ev);
+            if (malformed) Break(ev);
+            else Dispatch(ev);
         }
         return any;
     }
 
+    // A response slot of an unknown type: whatever it was (an answer, an INVALIDATE) is lost, so neither the
+    // cache nor the calls still waiting can be trusted any more. The ring is broken; calls fail from now on.
+    private void Break(in RingEvent ev)
+    {
+        _broken ??= $"malformed ring response (type {(ushort)ev.Type}, id {ev.Id}); reopen the image";
+        _cache?.Clear();
+    }
+
     /// <summary>Why no call can succeed any more, or null.</summary>
-    private string? Failure => _responseBell.IsClosed ? "the image's responder has stopped; reopen the image" : null;
+    private string? Failure => _responseBell.IsClosed ? "the image's responder has stopped; reopen the image" : _broken;
 
     private void ThrowIfUnusable()
     {
@@ -216,7 +226,7 @@ internal sealed class RingClient : IDisposable
                 _cache?.Invalidate(ev.Block, ev.Count);
                 return;
             case RingEventType.MapBlockRsp:
-                if (_cache is not null) CacheResponse(ev);
+                if (_cache is not null && _broken is null) CacheResponse(ev);
                 break;
         }
         int index = (int)(ev.Id & ((1UL << IdSlotBits) - 1));

@@ -1,22 +1,27 @@
 using CowDisk.Engine.Allocation;
 using CowDisk.Engine.Mapping;
+using CowDisk.Engine.Metadata;
 using CowDisk.Engine.Responder;
 using CowDisk.Engine.Ring;
 using CowDisk.Format.Image;
 using CowDisk.Format.Ring;
+using CowDisk.Tests.Engine;
 using Microsoft.Win32.SafeHandles;
 using Xunit;
 
 namespace CowDisk.Tests.Responder;
 
 /// <summary>
-/// A read-only responder (no store, no committer) over a real shared region, with the test in the target's
-/// seat: it produces requests and drains responses by hand.
+/// A responder over a real shared region, with the test in the target's seat: it produces requests and drains
+/// responses by hand. Read-only (no store, no committer) unless asked; writable, it has a store and a data file
+/// in a temporary folder.
 /// </summary>
 internal sealed class ResponderHarness : IDisposable
 {
     private readonly SharedRegion _region = new(64);
-    private readonly SafeFileHandle _noDataFile = new();   // a read-only responder never touches it
+    private readonly SafeFileHandle _dataFile;   // a read-only responder never touches it
+    private readonly TempDir? _dir;
+    private readonly MetadataStore? _store;
     private bool _bellBroken;
 
     public Doorbell RequestBell { get; } = new();
@@ -25,13 +30,21 @@ internal sealed class ResponderHarness : IDisposable
     public SpscRing Responses { get; }
     public MapResponder Responder { get; }
 
-    public ResponderHarness()
+    public ResponderHarness(bool writable = false)
     {
         var geometry = new ClusterGeometry(4096, 1 << 20);
         Requests = _region.RequestRing;
         Responses = _region.ResponseRing;
-        Responder = new MapResponder(geometry, new MappingTable(geometry.BlockCount), new ClusterAllocator(1), store: null,
-            _noDataFile, hasBase: false, Requests, Responses, RequestBell, ResponseBell, new ResponderSettings());
+        if (writable)
+        {
+            _dir = new TempDir();
+            _store = MetadataStore.Create(_dir.File("t.meta.db"),
+                new ImageRecord { ImageId = Guid.NewGuid(), ClusterSize = geometry.ClusterSize, VirtualSize = geometry.VirtualSize });
+            _dataFile = File.OpenHandle(_dir.File("t.img"), FileMode.CreateNew, FileAccess.ReadWrite);
+        }
+        else _dataFile = new SafeFileHandle();
+        Responder = new MapResponder(geometry, new MappingTable(geometry.BlockCount), new ClusterAllocator(1), _store,
+            _dataFile, hasBase: false, Requests, Responses, RequestBell, ResponseBell, new ResponderSettings());
     }
 
     public void Send(in RingEvent ev)
@@ -45,7 +58,11 @@ internal sealed class ResponderHarness : IDisposable
     {
         for (int waits = 0; waits < 600; waits++)
         {
-            if (Responses.TryConsume(out var ev)) return ev;
+            if (Responses.TryConsume(out var ev, out bool malformed))
+            {
+                Assert.False(malformed, "the responder sent a malformed event");
+                return ev;
+            }
             ResponseBell.Wait(100);   // returns as soon as the responder rings
         }
         throw new Xunit.Sdk.XunitException("the responder did not answer within 60 s");
@@ -72,6 +89,8 @@ internal sealed class ResponderHarness : IDisposable
         _region.Dispose();
         RequestBell.Dispose();
         ResponseBell.Dispose();
-        _noDataFile.Dispose();
+        _store?.Dispose();
+        _dataFile.Dispose();
+        _dir?.Dispose();
     }
 }

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using CowDisk.Engine.Devices;
+using CowDisk.Engine.Mapping;
 using CowDisk.Format.Mapping;
 using CowDisk.Format.Ring;
 using Xunit;
@@ -69,6 +70,42 @@ public class RingClientTests
         foreach (var request in requests.Skip(1)) Assert.IsType<BlockDeviceException>(outcomes[request.Block]);
         Assert.Throws<BlockDeviceException>(() => ring.Client.Call(RingHarness.ReadRequest(99)));
         Assert.Throws<BlockDeviceException>(() => ring.Client.Post(new RingEvent { Type = RingEventType.MapBlockDone, Block = 1, Count = 1 }));
+    }
+
+    /// <summary>
+    /// A malformed response slot (it might have been an INVALIDATE) breaks the ring: the cache is emptied and
+    /// takes no more answers, the call still waiting fails, an answer after the bad slot is still delivered, and
+    /// later calls fail at once.
+    /// </summary>
+    [Fact]
+    public void A_malformed_response_breaks_the_ring_and_empties_the_cache()
+    {
+        var cache = new MappingCache(1024);
+        using var ring = new RingHarness(waitMs: Timeout.Infinite, cache: cache);
+        cache.Store(500, MappingCache.Encode(MappingSource.Data, 77));
+        var outcomes = new ConcurrentDictionary<long, Exception?>();
+        var threads = new long[] { 1, 2 }.Select(block => new Thread(() =>
+        {
+            try
+            {
+                var rsp = ring.Client.Call(RingHarness.ReadRequest(block));
+                outcomes[block] = rsp.Block == block ? null : new InvalidOperationException($"wrong answer {rsp.Block}");
+            }
+            catch (Exception e) { outcomes[block] = e; }
+        }) { IsBackground = true, Name = $"caller-{block}" }).ToArray();
+        foreach (var t in threads) t.Start();
+
+        var first = ring.TakeRequest();
+        var second = ring.TakeRequest();
+        ring.Respond(new RingEvent { Type = (RingEventType)99, Id = first.Id, Block = first.Block, Count = 1 });
+        ring.Respond(RingHarness.AnswerTo(second));
+        ring.JoinOrFail(threads, "callers after a malformed response");
+
+        Assert.IsType<BlockDeviceException>(outcomes[first.Block]);
+        Assert.Null(outcomes[second.Block]);
+        Assert.Equal(0UL, cache.Get(500));            // emptied
+        Assert.Equal(0UL, cache.Get(second.Block));   // the later answer was not cached
+        Assert.Throws<BlockDeviceException>(() => ring.Client.Call(RingHarness.ReadRequest(3)));
     }
 
     /// <summary>

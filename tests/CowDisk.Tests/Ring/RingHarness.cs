@@ -1,3 +1,4 @@
+using CowDisk.Engine.Mapping;
 using CowDisk.Engine.Ring;
 using CowDisk.Format.Ring;
 using Xunit;
@@ -21,12 +22,12 @@ internal sealed class RingHarness : IDisposable
     public SpscRing Responses { get; }
     public RingClient Client { get; }
 
-    public RingHarness(int waitMs = RingClient.DefaultWaitMs, int maxInFlight = 16, int slots = 64)
+    public RingHarness(int waitMs = RingClient.DefaultWaitMs, int maxInFlight = 16, int slots = 64, MappingCache? cache = null)
     {
         _region = new SharedRegion(slots);
         Requests = _region.RequestRing;
         Responses = _region.ResponseRing;
-        Client = new RingClient(Requests, Responses, ResponderBell, ResponseBell, cache: null, maxInFlight, waitMs);
+        Client = new RingClient(Requests, Responses, ResponderBell, ResponseBell, cache, maxInFlight, waitMs);
     }
 
     public static RingEvent ReadRequest(long block) =>
@@ -45,7 +46,11 @@ internal sealed class RingHarness : IDisposable
     {
         while (true)
         {
-            if (Requests.TryConsume(out var ev)) return ev;
+            if (Requests.TryConsume(out var ev, out bool malformed))
+            {
+                Assert.False(malformed);
+                return ev;
+            }
             ResponderBell.Wait(Timeout.Infinite);
         }
     }
@@ -64,7 +69,7 @@ internal sealed class RingHarness : IDisposable
             while (!_stopEcho)
             {
                 bool any = false;
-                while (Requests.TryConsume(out var ev))
+                while (Requests.TryConsume(out var ev, out _))
                 {
                     any = true;
                     while (!Responses.TryProduce(AnswerTo(ev))) { ResponseBell.Ring(); Thread.Yield(); }
