@@ -38,6 +38,12 @@ internal sealed class MappingCache
         }
     }
 
+    /// <summary>Drops every entry: for when the order of the answers can no longer be trusted.</summary>
+    public void Clear()
+    {
+        for (int i = 0; i < _chunks.Length; i++) Volatile.Write(ref _chunks[i], null);
+    }
+
     private ref ulong Slot(long block)
     {
         ref var slot = ref _chunks[block >> MappingTable.ChunkShift];

@@ -68,24 +68,64 @@ internal sealed class MapResponder : IDisposable
 
     private void Run()
     {
+        try { Serve(); }
+        catch (Exception e)
+        {
+            // Not a request's fault (Handle's failures make the responder fatal and it goes on answering EIO):
+            // the loop itself broke. Ending the thread, not the process; the finally tells the callers.
+            _fatal ??= e;
+            Console.Error.WriteLine($"cowdisk: responder died: {e.Message}");
+        }
+        finally
+        {
+            // Stopped or died: nothing will answer again, so waiting callers must fail now, not wait for ever.
+            _targetBell.Close();
+        }
+    }
+
+    private void Serve()
+    {
+        long malformedSlots = 0;
         while (!_stopping)
         {
             int handled = 0;
-            while (_requests.TryConsume(out var ev))
+            while (_requests.TryConsume(out var ev, out bool malformed))
             {
+                handled++;
+                if (malformed || !IsRequest(ev.Type))
+                {
+                    RejectMalformed(ev, firstOne: malformedSlots++ == 0);
+                    continue;
+                }
                 if (_fatal is null)
                 {
                     try { Handle(ev); }
                     catch (Exception e) { _fatal = e; Console.Error.WriteLine($"cowdisk: responder stopped: {e.Message}"); FailPending(); }
                 }
                 if (_fatal is not null) FailRequest(ev);
-                handled++;
             }
             handled += CompleteCommits();
             if (handled > 0) _targetBell.Ring();   // one wake per batch
             if (CommitDue()) StartCommit();
             if (handled == 0) _bell.Wait(_dirtyChunks.Count > 0 ? Math.Max(1, _settings.CommitIntervalMs / 4) : 200);
         }
+    }
+
+    private static bool IsRequest(RingEventType type) =>
+        type is RingEventType.MapBlockReq or RingEventType.MapBlockDone or RingEventType.FlushReq;
+
+    // A slot of an unknown type, or of a type only the responder sends: answer its id with EINVAL and go on.
+    // Its caller, if it has one, fails that call.
+    private void RejectMalformed(in RingEvent ev, bool firstOne)
+    {
+        if (firstOne) Console.Error.WriteLine($"cowdisk: malformed ring event (type {(ushort)ev.Type}, id {ev.Id}) answered with EINVAL; later ones are not logged");
+        Respond(Error(ev, -Native.Errno.EINVAL));
+        if (_allocating.Count == 0 || _fatal is not null) return;
+        // It may have been the DONE of an extent being written: that write was acknowledged and its mapping is
+        // lost. No later flush may report it durable, and no write to those blocks may wait for ever: fatal.
+        _fatal = new CorruptImageException($"malformed ring event while {_allocating.Count} blocks await their MAP_BLOCK_DONE");
+        Console.Error.WriteLine($"cowdisk: responder stopped: {_fatal.Message}");
+        FailPending();
     }
 
     private bool CommitDue() =>

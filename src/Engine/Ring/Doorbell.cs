@@ -3,6 +3,7 @@ namespace CowDisk.Engine.Ring;
 /// <summary>
 /// Wakes one consumer thread; rings coalesce, so a producer rings once per batch (the seed's write(fd, 1)).
 /// The consumer clears the bell before it drains, so an event produced after the drain always rings again.
+/// A ringer that goes away for good closes the bell: the waiter wakes and learns it (a hang-up, not an event).
 /// </summary>
 internal sealed class Doorbell : IDisposable
 {
@@ -11,6 +12,10 @@ internal sealed class Doorbell : IDisposable
     private readonly SemaphoreSlim _semaphore = new(0);
     private int _rung;
     private int _sleeping;
+    private int _closed;
+
+    /// <summary>The ringer has gone for good; a waiter that sees this must not wait for it again.</summary>
+    public bool IsClosed => Volatile.Read(ref _closed) != 0;
 
     public void Ring()
     {
@@ -18,9 +23,17 @@ internal sealed class Doorbell : IDisposable
             _semaphore.Release();
     }
 
+    /// <summary>The ringer's last word: wakes the waiter, and every later <see cref="Wait"/> returns at once.</summary>
+    public void Close()
+    {
+        Interlocked.Exchange(ref _closed, 1);   // before the ring: the woken waiter must see it
+        Ring();
+    }
+
     /// <summary>Waits until rung or the timeout passes; clears the bell either way. A spurious wake is possible.</summary>
     public void Wait(int timeoutMs)
     {
+        if (IsClosed) return;
         for (int i = 0; i < SpinIterations && Volatile.Read(ref _rung) == 0; i++) Thread.SpinWait(10);
         for (int i = 0; i < YieldIterations && Volatile.Read(ref _rung) == 0; i++) Thread.Yield();
         if (Volatile.Read(ref _rung) == 0)

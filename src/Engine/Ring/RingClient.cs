@@ -1,3 +1,4 @@
+using CowDisk.Engine.Devices;
 using CowDisk.Engine.Mapping;
 using CowDisk.Format.Mapping;
 using CowDisk.Format.Ring;
@@ -12,6 +13,9 @@ namespace CowDisk.Engine.Ring;
 /// time holds the consumer role, drains in ring order (cache updates, INVALIDATE), hands each response to
 /// its caller, and on leaving promotes a caller still waiting. No completion thread: a round trip costs two
 /// thread hand-offs, not three. Call slots are preallocated: a call allocates nothing.
+/// When the responder is gone (it closes the response bell as its thread ends), or the response ring carried a
+/// malformed event, every call fails at once with a <see cref="BlockDeviceException"/>: the leader notices,
+/// fails, and hands the role on, so each waiter in turn does the same.
 /// </summary>
 internal sealed class RingClient : IDisposable
 {
@@ -26,7 +30,9 @@ internal sealed class RingClient : IDisposable
     }
 
     private const int IdSlotBits = 16;
-    private const int LeaderWaitMs = 50;
+    /// <summary>How long a leader or follower sleeps before it looks again. A safety net only: every wake-up it
+    /// waits for is signalled, so no progress depends on it (tests run with an infinite wait to prove that).</summary>
+    public const int DefaultWaitMs = 50;
     private readonly SpscRing _requests;
     private readonly SpscRing _responses;
     private readonly Doorbell _responderBell;
@@ -36,12 +42,14 @@ internal sealed class RingClient : IDisposable
     private readonly CallSlot[] _slots;
     private readonly Stack<int> _freeSlots;
     private readonly SemaphoreSlim _slotsAvailable;
+    private readonly int _waitMs;
     private int _consumer;   // 1 while a caller holds the consumer (leader) role
     private volatile bool _stopping;
+    private volatile string? _broken;   // why the response ring can no longer be trusted (set by a leader)
     private long _calls;
 
     public RingClient(SpscRing requests, SpscRing responses, Doorbell responderBell, Doorbell responseBell,
-        MappingCache? cache, int maxInFlight)
+        MappingCache? cache, int maxInFlight, int waitMs = DefaultWaitMs)
     {
         _requests = requests; _responses = responses;
         _responderBell = responderBell; _responseBell = responseBell;
@@ -51,6 +59,7 @@ internal sealed class RingClient : IDisposable
         _freeSlots = new Stack<int>(maxInFlight);
         for (int i = maxInFlight - 1; i >= 0; i--) { _slots[i] = new CallSlot(); _freeSlots.Push(i); }
         _slotsAvailable = new SemaphoreSlim(maxInFlight);
+        _waitMs = waitMs;
     }
 
     /// <summary>Round trips through the ring so far (for benchmarks and info).</summary>
@@ -65,7 +74,7 @@ internal sealed class RingClient : IDisposable
     /// <summary>Sends a request; <see cref="End"/> waits for its response.</summary>
     public PendingCall Begin(RingEvent request)
     {
-        if (_stopping) throw new ObjectDisposedException(nameof(RingClient));
+        ThrowIfUnusable();
         _slotsAvailable.Wait();
         int index;
         lock (_freeSlots) index = _freeSlots.Pop();
@@ -111,11 +120,12 @@ internal sealed class RingClient : IDisposable
 
     private void Produce(in RingEvent ev)
     {
+        ThrowIfUnusable();   // a DONE nobody will apply must fail its write, not vanish
         lock (_produceLock)
         {
             while (!_requests.TryProduce(ev))
             {
-                if (_stopping) throw new ObjectDisposedException(nameof(RingClient));
+                ThrowIfUnusable();
                 _responderBell.Ring();   // full ring: back-pressure, let the responder drain
                 Thread.Yield();
             }
@@ -132,14 +142,18 @@ internal sealed class RingClient : IDisposable
                 try { Lead(slot); }
                 finally
                 {
-                    Volatile.Write(ref _consumer, 0);
+                    // A full fence, not a release store: we store _consumer then load Following (PromoteFollower),
+                    // a follower stores Following then loads _consumer. A plain store may be passed by our loads
+                    // (store-load reordering): the follower still sees a leader, we see no follower, and it sleeps
+                    // for the whole wait. Fenced on both sides, at least one of us sees the other (Dekker).
+                    Interlocked.Exchange(ref _consumer, 0);
                     PromoteFollower();
                 }
                 return;
             }
             // Follower: sleep until the leader completes this call or hands over the consumer role.
-            Interlocked.Exchange(ref slot.Following, 1);   // full fence: pairs with the leader's Completed write
-            if (Volatile.Read(ref slot.Completed) == 0 && Volatile.Read(ref _consumer) == 1) slot.Wake.Wait(LeaderWaitMs);
+            Interlocked.Exchange(ref slot.Following, 1);   // full fence: pairs with the leader's Completed write and step-down
+            if (Volatile.Read(ref slot.Completed) == 0 && Volatile.Read(ref _consumer) == 1) slot.Wake.Wait(_waitMs);
             Interlocked.Exchange(ref slot.Following, 0);
         }
     }
@@ -149,18 +163,46 @@ internal sealed class RingClient : IDisposable
     {
         while (Volatile.Read(ref own.Completed) == 0)
         {
-            bool any = false;
-            while (_responses.TryConsume(out var ev))
+            if (Drain() || Volatile.Read(ref own.Completed) != 0) continue;
+            if (_stopping) throw new ObjectDisposedException(nameof(RingClient));
+            if (Failure is { } failure)
             {
-                any = true;
-                Dispatch(ev);
+                // The responder's last answers may have landed between our drain and its hang-up.
+                Drain();
+                if (Volatile.Read(ref own.Completed) != 0) return;
+                throw new BlockDeviceException(failure);
             }
-            if (!any && Volatile.Read(ref own.Completed) == 0)
-            {
-                if (_stopping) throw new ObjectDisposedException(nameof(RingClient));
-                _responseBell.Wait(LeaderWaitMs);
-            }
+            _responseBell.Wait(_waitMs);
         }
+    }
+
+    private bool Drain()
+    {
+        bool any = false;
+        while (_responses.TryConsume(out var ev, out bool malformed))
+        {
+            any = true;
+            if (malformed) Break(ev);
+            else Dispatch(ev);
+        }
+        return any;
+    }
+
+    // A response slot of an unknown type: whatever it was (an answer, an INVALIDATE) is lost, so neither the
+    // cache nor the calls still waiting can be trusted any more. The ring is broken; calls fail from now on.
+    private void Break(in RingEvent ev)
+    {
+        _broken ??= $"malformed ring response (type {(ushort)ev.Type}, id {ev.Id}); reopen the image";
+        _cache?.Clear();
+    }
+
+    /// <summary>Why no call can succeed any more, or null.</summary>
+    private string? Failure => _responseBell.IsClosed ? "the image's responder has stopped; reopen the image" : _broken;
+
+    private void ThrowIfUnusable()
+    {
+        if (_stopping) throw new ObjectDisposedException(nameof(RingClient));
+        if (Failure is { } failure) throw new BlockDeviceException(failure);
     }
 
     // Leaving the consumer role with calls still waiting: wake one of them to take it.
@@ -184,12 +226,16 @@ internal sealed class RingClient : IDisposable
                 _cache?.Invalidate(ev.Block, ev.Count);
                 return;
             case RingEventType.MapBlockRsp:
-                if (_cache is not null) CacheResponse(ev);
+                if (_cache is not null && _broken is null) CacheResponse(ev);
                 break;
         }
         int index = (int)(ev.Id & ((1UL << IdSlotBits) - 1));
         if ((uint)index >= (uint)_slots.Length) return;
         var slot = _slots[index];
+        // Only to the call that sent this id and still waits: an answer may carry another call's id (the
+        // responder answers a malformed slot with whatever id it held, perhaps a finished call's, as in a DONE).
+        if (ev.Id >> IdSlotBits != Volatile.Read(ref slot.Generation) || Volatile.Read(ref slot.InUse) == 0 ||
+            Volatile.Read(ref slot.Completed) != 0) return;
         slot.Response = ev;
         Interlocked.Exchange(ref slot.Completed, 1);          // full fence: pairs with the follower's Following write
         if (Volatile.Read(ref slot.Following) == 1) slot.Wake.Release();

@@ -33,11 +33,16 @@ internal sealed unsafe class SpscRing
         return true;
     }
 
-    public bool TryConsume(out RingEvent ev)
+    /// <summary>
+    /// Takes the next event, if any. A slot of an unknown type is taken all the same (cleared, the index moves
+    /// on) and reported as <paramref name="malformed"/>, its fields as read: one bad slot must not wedge the
+    /// ring, and its id lets the consumer answer it.
+    /// </summary>
+    public bool TryConsume(out RingEvent ev, out bool malformed)
     {
         byte* slot = _slots + RingLayout.SlotOffset(_consumerIndex);
-        if (Volatile.Read(ref *(int*)slot) == 0) { ev = default; return false; }  // acquire: status before payload
-        ev = RingEvent.Read(new ReadOnlySpan<byte>(slot, RingEvent.Size));
+        if (Volatile.Read(ref *(int*)slot) == 0) { ev = default; malformed = false; return false; }  // acquire: status before payload
+        malformed = !RingEvent.TryRead(new ReadOnlySpan<byte>(slot, RingEvent.Size), out ev);
         Volatile.Write(ref *(int*)slot, 0);                      // hand the slot back after the copy
         _consumerIndex = (_consumerIndex + 1) & _mask;
         return true;

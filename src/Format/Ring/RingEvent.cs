@@ -60,12 +60,20 @@ public record struct RingEvent
     public static RingEvent Read(ReadOnlySpan<byte> slot)
     {
         if (slot.Length < Size) throw new FormatException("truncated ring slot");
-        var type = (RingEventType)BinaryPrimitives.ReadUInt16LittleEndian(slot[TypeOffset..]);
-        if (type is <= RingEventType.None or > RingEventType.FlushRsp)
-            throw new FormatException($"unknown ring event type {(ushort)type}");
-        return new RingEvent
+        if (!TryRead(slot, out var ev)) throw new FormatException($"unknown ring event type {(ushort)ev.Type}");
+        return ev;
+    }
+
+    /// <summary>
+    /// Reads every field but the status word. False if the type is unknown: the fields are read all the same
+    /// (<see cref="Type"/> holds the raw value), so a consumer can still answer the slot by its id.
+    /// </summary>
+    public static bool TryRead(ReadOnlySpan<byte> slot, out RingEvent ev)
+    {
+        if (slot.Length < Size) throw new ArgumentException("ring slot too small", nameof(slot));
+        ev = new RingEvent
         {
-            Type = type,
+            Type = (RingEventType)BinaryPrimitives.ReadUInt16LittleEndian(slot[TypeOffset..]),
             Flags = BinaryPrimitives.ReadUInt16LittleEndian(slot[FlagsOffset..]),
             Id = BinaryPrimitives.ReadUInt64LittleEndian(slot[IdOffset..]),
             Block = BinaryPrimitives.ReadInt64LittleEndian(slot[BlockOffset..]),
@@ -76,5 +84,6 @@ public record struct RingEvent
             DeviceBlock = BinaryPrimitives.ReadInt64LittleEndian(slot[DeviceBlockOffset..]),
             SourceBlock = BinaryPrimitives.ReadInt64LittleEndian(slot[SourceBlockOffset..]),
         };
+        return ev.Type is > RingEventType.None and <= RingEventType.FlushRsp;
     }
 }

@@ -48,6 +48,20 @@ public class RingEventTests
     }
 
     [Fact]
+    public void TryRead_reads_an_unknown_type_with_its_other_fields()
+    {
+        var buffer = new byte[RingEvent.Size];
+        new RingEvent { Type = (RingEventType)7, Id = 42, Block = 5, Count = 2 }.Write(buffer);
+        Assert.False(RingEvent.TryRead(buffer, out var ev));
+        Assert.Equal(7, (ushort)ev.Type);
+        Assert.Equal(42UL, ev.Id);
+        Assert.Equal((5L, 2), (ev.Block, ev.Count));
+        new RingEvent { Type = RingEventType.FlushReq, Id = 43 }.Write(buffer);
+        Assert.True(RingEvent.TryRead(buffer, out ev));
+        Assert.Equal(43UL, ev.Id);
+    }
+
+    [Fact]
     public void Rejects_truncated_slot() => Assert.Throws<FormatException>(() => RingEvent.Read(new byte[RingEvent.Size - 1]));
 
     [Fact]

@@ -34,8 +34,8 @@ public class SpscRingTests
                         }
                         else
                         {
-                            bool got = ring.TryConsume(out var ev);
-                            if (got != (model.Count > 0)) return false;
+                            bool got = ring.TryConsume(out var ev, out bool malformed);
+                            if (got != (model.Count > 0) || malformed) return false;
                             if (got && (ev.Id != model.Dequeue() || ev.Block != (long)ev.Id * 3)) return false;
                         }
                     }
@@ -65,8 +65,9 @@ public class SpscRingTests
         ulong expected = 0;
         while (expected < (ulong)events)
         {
-            if (ring.TryConsume(out var ev))
+            if (ring.TryConsume(out var ev, out bool malformed))
             {
+                Assert.False(malformed);
                 Assert.Equal(expected, ev.Id);
                 Assert.Equal((long)expected * 3, ev.Block);
                 expected++;
@@ -74,7 +75,26 @@ public class SpscRingTests
             else bell.Wait(10);
         }
         producer.Join();
-        Assert.False(ring.TryConsume(out _));
+        Assert.False(ring.TryConsume(out _, out _));
         Assert.True(fullCount > 0 || slots > 64, "a 64-slot ring under a fast producer should have filled at least once");
+    }
+
+    /// <summary>A slot of an unknown type is taken like any other: cleared, reported with its id, and the ring goes on.</summary>
+    [Fact]
+    public void A_malformed_slot_is_taken_cleared_and_reported()
+    {
+        using var region = new SharedRegion(64);
+        var ring = region.RequestRing;
+        Assert.True(ring.TryProduce(new RingEvent { Type = (RingEventType)99, Id = 42 }));
+        Assert.True(ring.TryProduce(Numbered(1)));
+
+        Assert.True(ring.TryConsume(out var bad, out bool malformed));
+        Assert.True(malformed);
+        Assert.Equal(42UL, bad.Id);
+        Assert.True(ring.TryConsume(out var next, out malformed));
+        Assert.False(malformed);
+        Assert.Equal(1UL, next.Id);
+        Assert.False(ring.TryConsume(out _, out _));
+        for (int i = 0; i < ring.SlotCount; i++) Assert.True(ring.TryProduce(Numbered((ulong)i)), "the malformed slot was not handed back");
     }
 }

@@ -149,12 +149,9 @@ public sealed class AttachSession : IDisposable
                 if (!_loop.Detach(LoopReleaseTimeout))
                     _log($"loop: {_loop.DevicePath} is still open elsewhere; the kernel frees it when it is closed");
             });
-        if (_fuse is not null)
-            Step("unmount", () =>
-            {
-                if (!_fuse.Stop()) _log("fuse: a worker did not stop; closing the image anyway");
-            });
-        if (_device is not null) Step("close image", _device.Dispose);
+        bool frontendStopped = _fuse is null;   // if Stop throws, a worker may still be running
+        if (_fuse is not null) Step("unmount", () => frontendStopped = _fuse.Stop());
+        if (_device is not null) Step("close image", () => CloseImage(_device, frontendStopped));
         Step("remove record", () => _registry.Remove(Record.Name));
         if (errors.Count == 0) _claim?.ReleaseAndDelete();
         else _claim?.Dispose();
@@ -164,6 +161,18 @@ public sealed class AttachSession : IDisposable
         _fuse = null;
         _device = null;
         return errors;
+    }
+
+    /// <summary>
+    /// Closes the image, unless a frontend worker may still be inside a call on it: closing would free the
+    /// ring's native memory under that call. Then the image is deliberately left open (not flushed, not marked
+    /// clean: the next open recovers it) until the process exits, and the shutdown reports a failure.
+    /// </summary>
+    internal static void CloseImage(IBlockDevice device, bool frontendStopped)
+    {
+        if (!frontendStopped)
+            throw new AttachException("a FUSE worker did not stop, so the image was left open (not flushed, not marked clean) until the daemon exits");
+        device.Dispose();
     }
 
     public void Dispose()

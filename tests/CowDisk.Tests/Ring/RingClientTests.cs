@@ -1,0 +1,139 @@
+using System.Collections.Concurrent;
+using CowDisk.Engine.Devices;
+using CowDisk.Engine.Mapping;
+using CowDisk.Format.Mapping;
+using CowDisk.Format.Ring;
+using Xunit;
+
+namespace CowDisk.Tests.Ring;
+
+public class RingClientTests
+{
+    /// <summary>
+    /// Callers in lock-step rounds, so every round hands the consumer role over while the others wait, with the
+    /// client's wait timeouts off: a follower that misses the leader's step-down (or any other lost wake) sleeps
+    /// for ever and the round never ends. The store-load race this guards against is rare on real hardware, so
+    /// a pass does not prove its absence; a hang here always means a lost wake-up.
+    /// </summary>
+    [Fact]
+    public void Leader_hand_offs_need_no_wait_timeout()
+    {
+        const int callers = 4, rounds = 5_000;
+        using var ring = new RingHarness(waitMs: Timeout.Infinite);
+        ring.StartEcho();
+        using var barrier = new Barrier(callers);
+        var errors = new ConcurrentQueue<string>();
+        var threads = Enumerable.Range(0, callers).Select(c => new Thread(() =>
+        {
+            for (int r = 0; r < rounds; r++)
+            {
+                barrier.SignalAndWait();
+                long block = (long)r * callers + c;
+                var rsp = ring.Client.Call(RingHarness.ReadRequest(block));
+                if (rsp.Block != block || rsp.DeviceBlock != block + 1000) errors.Enqueue($"block {block} got the answer for {rsp.Block}");
+            }
+        }) { IsBackground = true, Name = $"caller-{c}" }).ToArray();
+        foreach (var t in threads) t.Start();
+        ring.JoinOrFail(threads, "lock-step callers");
+        Assert.Empty(errors);
+        Assert.Equal(callers * rounds, ring.Client.Calls);
+    }
+
+    /// <summary>
+    /// Callers wait (leader and followers, wait timeouts off) when the responder hangs up: an answer already in
+    /// the ring is still delivered, every other caller fails with an I/O error instead of waiting for ever, and
+    /// later calls and posts fail at once.
+    /// </summary>
+    [Fact]
+    public void Waiting_callers_fail_when_the_responder_hangs_up()
+    {
+        const int callers = 4;
+        using var ring = new RingHarness(waitMs: Timeout.Infinite);
+        var outcomes = new ConcurrentDictionary<long, Exception?>();
+        var threads = Enumerable.Range(0, callers).Select(c => new Thread(() =>
+        {
+            try
+            {
+                var rsp = ring.Client.Call(RingHarness.ReadRequest(c));
+                outcomes[c] = rsp.Block == c ? null : new InvalidOperationException($"wrong answer {rsp.Block}");
+            }
+            catch (Exception e) { outcomes[c] = e; }
+        }) { IsBackground = true, Name = $"caller-{c}" }).ToArray();
+        foreach (var t in threads) t.Start();
+
+        var requests = Enumerable.Range(0, callers).Select(_ => ring.TakeRequest()).ToArray();   // all are waiting now
+        ring.Respond(RingHarness.AnswerTo(requests[0]));
+        ring.ResponseBell.Close();
+        ring.JoinOrFail(threads, "callers of a responder that hung up");
+
+        Assert.Null(outcomes[requests[0].Block]);
+        foreach (var request in requests.Skip(1)) Assert.IsType<BlockDeviceException>(outcomes[request.Block]);
+        Assert.Throws<BlockDeviceException>(() => ring.Client.Call(RingHarness.ReadRequest(99)));
+        Assert.Throws<BlockDeviceException>(() => ring.Client.Post(new RingEvent { Type = RingEventType.MapBlockDone, Block = 1, Count = 1 }));
+    }
+
+    /// <summary>
+    /// A malformed response slot (it might have been an INVALIDATE) breaks the ring: the cache is emptied and
+    /// takes no more answers, the call still waiting fails, an answer after the bad slot is still delivered, and
+    /// later calls fail at once.
+    /// </summary>
+    [Fact]
+    public void A_malformed_response_breaks_the_ring_and_empties_the_cache()
+    {
+        var cache = new MappingCache(1024);
+        using var ring = new RingHarness(waitMs: Timeout.Infinite, cache: cache);
+        cache.Store(500, MappingCache.Encode(MappingSource.Data, 77));
+        var outcomes = new ConcurrentDictionary<long, Exception?>();
+        var threads = new long[] { 1, 2 }.Select(block => new Thread(() =>
+        {
+            try
+            {
+                var rsp = ring.Client.Call(RingHarness.ReadRequest(block));
+                outcomes[block] = rsp.Block == block ? null : new InvalidOperationException($"wrong answer {rsp.Block}");
+            }
+            catch (Exception e) { outcomes[block] = e; }
+        }) { IsBackground = true, Name = $"caller-{block}" }).ToArray();
+        foreach (var t in threads) t.Start();
+
+        var first = ring.TakeRequest();
+        var second = ring.TakeRequest();
+        ring.Respond(new RingEvent { Type = (RingEventType)99, Id = first.Id, Block = first.Block, Count = 1 });
+        ring.Respond(RingHarness.AnswerTo(second));
+        ring.JoinOrFail(threads, "callers after a malformed response");
+
+        Assert.IsType<BlockDeviceException>(outcomes[first.Block]);
+        Assert.Null(outcomes[second.Block]);
+        Assert.Equal(0UL, cache.Get(500));            // emptied
+        Assert.Equal(0UL, cache.Get(second.Block));   // the later answer was not cached
+        Assert.Throws<BlockDeviceException>(() => ring.Client.Call(RingHarness.ReadRequest(3)));
+    }
+
+    /// <summary>
+    /// An answer whose id belongs to a call that has ended (the responder answers a malformed DONE with the id
+    /// it carried) must not complete the next call that reuses the slot.
+    /// </summary>
+    [Fact]
+    public void An_answer_for_a_finished_call_does_not_complete_the_next_one()
+    {
+        using var ring = new RingHarness(waitMs: Timeout.Infinite, maxInFlight: 1);
+        var caller = new Thread(() => ring.Client.Call(RingHarness.ReadRequest(1))) { IsBackground = true, Name = "caller-1" };
+        caller.Start();
+        var finished = ring.TakeRequest();
+        ring.Respond(RingHarness.AnswerTo(finished));
+        ring.JoinOrFail([caller], "first call");
+
+        RingEvent? got = null;
+        caller = new Thread(() => got = ring.Client.Call(RingHarness.ReadRequest(2))) { IsBackground = true, Name = "caller-2" };
+        caller.Start();
+        var current = ring.TakeRequest();
+        Assert.NotEqual(finished.Id, current.Id);   // same call slot, next generation
+        ring.Respond(new RingEvent
+        {
+            Type = RingEventType.MapBlockRsp, Id = finished.Id, Block = 1, Count = 1, ResponseFlags = MapResponseFlags.Error, Result = -22,
+        });
+        ring.Respond(RingHarness.AnswerTo(current));
+        ring.JoinOrFail([caller], "second call");
+        Assert.Equal(MapResponseFlags.Valid, got!.Value.ResponseFlags);
+        Assert.Equal(2L, got.Value.Block);
+    }
+}
