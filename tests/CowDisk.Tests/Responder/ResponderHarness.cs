@@ -1,3 +1,5 @@
+using CowDisk.Engine.Storage;
+using CowDisk.Engine.Images;
 using CowDisk.Engine.Allocation;
 using CowDisk.Engine.Mapping;
 using CowDisk.Engine.Metadata;
@@ -19,7 +21,7 @@ namespace CowDisk.Tests.Responder;
 internal sealed class ResponderHarness : IDisposable
 {
     private readonly SharedRegion _region = new(64);
-    private readonly SafeFileHandle _dataFile;   // a read-only responder never touches it
+    private readonly IStorageFile _dataFile;   // a read-only responder never touches it
     private readonly TempDir? _dir;
     private readonly MetadataStore? _store;
     private bool _bellBroken;
@@ -38,11 +40,11 @@ internal sealed class ResponderHarness : IDisposable
         if (writable)
         {
             _dir = new TempDir();
-            _store = MetadataStore.Create(_dir.File("t.meta.db"),
+            _store = MetadataStore.Create(HostStorage.Instance, ImageFiles.For(_dir.File("t.img")),
                 new ImageRecord { ImageId = Guid.NewGuid(), ClusterSize = geometry.ClusterSize, VirtualSize = geometry.VirtualSize });
-            _dataFile = File.OpenHandle(_dir.File("t.img"), FileMode.CreateNew, FileAccess.ReadWrite);
+            _dataFile = HostStorage.Instance.Create(_dir.File("t.img"));
         }
-        else _dataFile = new SafeFileHandle();
+        else _dataFile = new EmptyStorageFile("(none)");
         Responder = new MapResponder(geometry, new MappingTable(geometry.BlockCount), new ClusterAllocator(1), _store,
             _dataFile, hasBase: false, Requests, Responses, RequestBell, ResponseBell, new ResponderSettings());
     }
