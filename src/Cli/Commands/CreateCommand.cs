@@ -13,8 +13,9 @@ public static class CreateCommand
         var size = new Option<string?>("--size", "-s") { Description = "Virtual size: bytes or 512M, 10G, 1T (default: the backing image's size)" };
         var cluster = new Option<string?>("--cluster-size") { Description = "Cluster size, a power of two from 4K to 2M (default 64K)" };
         var backing = new Option<string?>("--backing", "-b") { Description = "Read-only base image (raw or cowdisk); relative to the new image's folder" };
-        var force = new Option<bool>("--force") { Description = "Replace an existing image" };
-        var cmd = new Command("create", "Create an image, optionally as an overlay on a base") { image, size, cluster, backing, force };
+        var force = new Option<bool>("--force") { Description = "Replace an existing image (or reuse a data device that holds another image's extents)" };
+        var device = new Option<string?>("--data-device") { Description = "Block device to hold the extents (held exclusively while open); the image file keeps only the header" };
+        var cmd = new Command("create", "Create an image, optionally as an overlay on a base") { image, size, cluster, backing, force, device };
         cmd.SetAction(r => GlobalOptions.Run(() =>
         {
             var settings = GlobalOptions.Engine(r);
@@ -33,9 +34,11 @@ public static class CreateCommand
             using var img = CowImage.Create(path, new ImageCreateOptions
             {
                 Size = bytes, ClusterSize = clusterSize, BackingPath = r.GetValue(backing), Force = r.GetValue(force),
+                DataDevice = r.GetValue(device),
             }, settings);
             Console.WriteLine($"Formatting '{path}', fmt=cowdisk size={img.Size} cluster_size={img.Geometry.ClusterSize}" +
-                              (img.BackingFile is null ? "" : $" backing_file={img.BackingFile}"));
+                              (img.BackingFile is null ? "" : $" backing_file={img.BackingFile}") +
+                              (img.DataDevice is null ? "" : $" data_device={img.DataDevice}"));
             return 0;
         }));
         return cmd;

@@ -45,6 +45,7 @@ public static class InfoCommand
             if (layer.ImageId is { } id) Console.WriteLine($"image id: {id}");
             if (layer.Clean is { } clean) Console.WriteLine($"clean shutdown: {(clean ? "yes" : "no")}");
             if (layer.InUse) Console.WriteLine("in use: yes (open for writing by another process; allocation not shown)");
+            if (layer.DataDevice is not null) Console.WriteLine($"data device: {layer.DataDevice}");
             if (layer.BackingFile is not null)
             {
                 Console.WriteLine($"backing file: {layer.BackingFile}" + (layer.Backing is null ? "" : $" (actual path: {layer.Backing.Path})"));

@@ -16,8 +16,14 @@ internal sealed class ClusterAllocator
     // Clusters at or past this were never part of the data file, so they read as zeros (a hole or past EOF).
     private long _freshFrom;
 
-    public ClusterAllocator(long dataFileClusters) =>
+    /// <summary>Clusters that can exist at all: a data device's size; unbounded for a file (it grows).</summary>
+    public long Capacity { get; }
+
+    public ClusterAllocator(long dataFileClusters, long capacity = long.MaxValue)
+    {
         _freshFrom = Math.Max(dataFileClusters, ClusterGeometry.FirstDataCluster);
+        Capacity = capacity;
+    }
 
     /// <summary>One past the highest cluster ever marked used (the data file's extent in clusters).</summary>
     public long HighWater { get; private set; } = ClusterGeometry.FirstDataCluster;
@@ -41,7 +47,8 @@ internal sealed class ClusterAllocator
 
     /// <summary>
     /// Allocates 1..maxCount consecutive clusters; returns the first and sets count. Fresh: none of them was
-    /// ever written, so they already read as zeros and need no zero fill.
+    /// ever written, so they already read as zeros and need no zero fill. Returns -1 when no cluster is free
+    /// within <see cref="Capacity"/> (the data device is full).
     /// </summary>
     public long Allocate(int maxCount, out int count, out bool fresh)
     {
@@ -53,7 +60,9 @@ internal sealed class ClusterAllocator
         }
         if (start < 0) start = HighWater;   // everything below the high water is in use: grow the file
         count = 0;
-        while (count < maxCount && !IsUsed(start + count))
+        fresh = false;
+        if (start >= Capacity) return -1;
+        while (count < maxCount && start + count < Capacity && !IsUsed(start + count))
         {
             TryMarkUsed(start + count);
             count++;

@@ -19,6 +19,7 @@ namespace CowDisk.Engine.Images;
 public sealed class CowImage : IBlockDevice
 {
     private readonly IStorageFile _dataFile;
+    private readonly IStorageFile? _headerFile;   // with a data device: the image file, holding the header and the lock
     private readonly MetadataStore _store;
     private readonly IBlockDevice? _base;
     private readonly SharedRegion _region;
@@ -38,6 +39,8 @@ public sealed class CowImage : IBlockDevice
     public long ExtentsLoaded { get; }
     public IBlockDevice? Base => _base;
     public string? BackingFile => _store.Image.BackingFile;
+    /// <summary>The block device holding the extents, or null when they are in the data file.</summary>
+    public string? DataDevice => _store.Image.DataDevice;
 
     public long Size => Geometry.VirtualSize;
 
@@ -54,11 +57,11 @@ public sealed class CowImage : IBlockDevice
     /// <summary>Bytes of an unfinished commit (never acknowledged) found in the metadata log at open and dropped.</summary>
     public long RecoveredLogBytes => _store.RecoveredLogBytes;
 
-    private CowImage(ImageFiles files, IStorageFile dataFile, ImageHeader header, MetadataStore store,
+    private CowImage(ImageFiles files, IStorageFile dataFile, IStorageFile? headerFile, ImageHeader header, MetadataStore store,
         IBlockDevice? baseDevice, bool readOnly, EngineSettings settings, MappingTable table, ClusterAllocator allocator,
         long extents, bool wasUnclean)
     {
-        Files = files; _dataFile = dataFile; _store = store; _base = baseDevice; ReadOnly = readOnly;
+        Files = files; _dataFile = dataFile; _headerFile = headerFile; _store = store; _base = baseDevice; ReadOnly = readOnly;
         ImageId = header.ImageId;
         Geometry = new ClusterGeometry(header.ClusterSize, header.VirtualSize);
         WasUnclean = wasUnclean;
@@ -74,10 +77,11 @@ public sealed class CowImage : IBlockDevice
     }
 
     /// <summary>Free space is derived from the mappings: every cluster no mapping holds is free.</summary>
-    private static ClusterAllocator BuildAllocator(MappingTable table, ClusterGeometry geometry, long dataFileLength)
+    private static ClusterAllocator BuildAllocator(MappingTable table, ClusterGeometry geometry, long dataFileLength, bool device)
     {
         long fileClusters = geometry.ClustersIn(dataFileLength);
-        var allocator = new ClusterAllocator(fileClusters);
+        // A device's clusters all exist (and hold old bytes, so none is fresh); only whole ones are usable.
+        var allocator = device ? new ClusterAllocator(fileClusters, dataFileLength >> geometry.ClusterShift) : new ClusterAllocator(fileClusters);
         foreach (var (block, cluster) in table.DataMappings())
         {
             if (cluster >= fileClusters)
@@ -130,7 +134,7 @@ public sealed class CowImage : IBlockDevice
             // Without the data file and metadata, leftover logs belong to no image: replace them too.
             foreach (var f in options.Force ? files.All : new[] { files.MetadataLogPath, files.LegacyMetadataLogPath })
                 storage.Delete(f);
-            CreateFiles(storage, files, options, size, backingFormat);
+            CreateFiles(storage, files, options, size, backingFormat, DataDevicePath(options));
         }
         catch (StorageException e)
         {
@@ -140,12 +144,20 @@ public sealed class CowImage : IBlockDevice
         return Open(path, new ImageOpenOptions { Settings = settings, Storage = storage });
     }
 
-    private static void CreateFiles(IStorage storage, ImageFiles files, ImageCreateOptions options, long size, string? backingFormat)
+    private static string? DataDevicePath(ImageCreateOptions options) =>
+        options.DataDevice is null ? null : Path.GetFullPath(options.DataDevice);
+
+    private static void CreateFiles(IStorage storage, ImageFiles files, ImageCreateOptions options, long size, string? backingFormat,
+        string? dataDevice)
     {
-        var header = new ImageHeader(ImageHeader.CurrentVersion, Guid.NewGuid(), options.ClusterSize, size);
+        var header = new ImageHeader(ImageHeader.CurrentVersion, Guid.NewGuid(), options.ClusterSize, size)
+        {
+            Flags = dataDevice is null ? ImageHeaderFlags.None : ImageHeaderFlags.ExternalData,
+        };
         var created = new List<string>();
         try
         {
+            if (dataDevice is not null) PrepareDataDevice(storage, dataDevice, header, options.Force);
             using (var data = storage.Create(files.DataPath))
             {
                 created.Add(files.DataPath);
@@ -158,6 +170,7 @@ public sealed class CowImage : IBlockDevice
             {
                 ImageId = header.ImageId, ClusterSize = header.ClusterSize, VirtualSize = size,
                 BackingFile = options.BackingPath, BackingFormat = backingFormat, Clean = true, CreatedUtc = DateTime.UtcNow,
+                DataDevice = dataDevice,
             };
             created.Add(files.MetadataPath);
             created.Add(files.MetadataLogPath);
@@ -172,6 +185,30 @@ public sealed class CowImage : IBlockDevice
             }
             throw;
         }
+    }
+
+    /// <summary>Claims a block device for extents: its cluster 0 gets the image's header (so a swapped device is noticed).</summary>
+    private static void PrepareDataDevice(IStorage storage, string device, ImageHeader header, bool force)
+    {
+        using var dev = storage.OpenDevice(device, StorageAccess.ReadWrite);
+        if (!dev.TryLock(exclusive: true))
+            throw new ImageLockedException($"data device {device} is in use{LockHolder.Describe(device)}");
+        if (dev.Length < 2L * header.ClusterSize)
+            throw new ImageOpenException($"data device {device} has {dev.Length} bytes, less than two clusters of {header.ClusterSize}");
+        var page = new byte[ImageHeader.ReservedBytes];
+        dev.Read(0, page);
+        if (!force && TryReadHeader(page, out var other))
+            throw new ImageOpenException($"data device {device} holds the extents of image {other.ImageId} (use --force to reuse it)");
+        page.AsSpan().Clear();
+        header.Write(page);
+        dev.Write(0, page);
+        dev.Flush();   // the device's header durable before the image that names it
+    }
+
+    private static bool TryReadHeader(ReadOnlySpan<byte> bytes, out ImageHeader header)
+    {
+        try { header = ImageHeader.Read(bytes); return true; }
+        catch (FormatException) { header = default; return false; }
     }
 
     public static CowImage Open(string path, ImageOpenOptions options) => Open(path, options, depth: 0, Array.Empty<string>());
@@ -189,6 +226,7 @@ public sealed class CowImage : IBlockDevice
         catch (StorageException e) { throw new ImageOpenException(e.Message); }
         MetadataStore? store = null;
         IBlockDevice? baseDevice = null;
+        IStorageFile? device = null;
         try
         {
             if (!data.TryLock(exclusive: !options.ReadOnly))
@@ -211,26 +249,53 @@ public sealed class CowImage : IBlockDevice
                 if (!File.Exists(backing)) throw new ImageOpenException($"backing file {backing} of {files.DataPath} does not exist");
                 baseDevice = BaseImage.Open(backing, depth + 1, below);
             }
+            if ((header.Flags & ImageHeaderFlags.ExternalData) != 0)
+                device = OpenDataDevice(storage, files, header, rec, options.ReadOnly);
+            else if (rec.DataDevice is not null)
+                throw new CorruptImageException($"metadata of {files.DataPath} names data device {rec.DataDevice}, but its header does not");
             // Everything is validated before the first write: a refused open modifies nothing.
             var geometry = new ClusterGeometry(header.ClusterSize, header.VirtualSize);
             var table = new MappingTable(geometry.BlockCount);
             long extents = store.LoadMappings(table);
-            var allocator = BuildAllocator(table, geometry, data.Length);
+            var extentFile = device ?? data;
+            var allocator = BuildAllocator(table, geometry, extentFile.Length, device is not null);
             bool wasUnclean = !rec.Clean;
             if (!options.ReadOnly)
             {
                 // Marked in use before any write; a crash leaves it unclean, which open reports.
                 store.Commit(Array.Empty<(long, byte[]?)>(), rec with { Clean = false });
             }
-            return new CowImage(files, data, header, store, baseDevice, options.ReadOnly, options.Settings, table, allocator, extents, wasUnclean);
+            return new CowImage(files, extentFile, device is null ? null : data, header, store, baseDevice, options.ReadOnly,
+                options.Settings, table, allocator, extents, wasUnclean);
         }
         catch
         {
+            device?.Dispose();
             baseDevice?.Dispose();
             store?.Dispose();
             data.Dispose();
             throw;
         }
+    }
+
+    private static IStorageFile OpenDataDevice(IStorage storage, ImageFiles files, ImageHeader header, ImageRecord rec, bool readOnly)
+    {
+        if (rec.DataDevice is null)
+            throw new CorruptImageException($"{files.DataPath} keeps its extents on a data device, but its metadata names none");
+        IStorageFile device;
+        try { device = storage.OpenDevice(rec.DataDevice, readOnly ? StorageAccess.Read : StorageAccess.ReadWrite); }
+        catch (StorageException e) { throw new ImageOpenException(e.Message); }
+        try
+        {
+            if (!device.TryLock(exclusive: !readOnly))
+                throw new ImageLockedException($"data device {rec.DataDevice} is in use{LockHolder.Describe(rec.DataDevice)}");
+            var page = new byte[ImageHeader.Size];
+            device.Read(0, page);
+            if (!TryReadHeader(page, out var onDevice) || onDevice.ImageId != header.ImageId)
+                throw new CorruptImageException($"data device {rec.DataDevice} does not hold the extents of {files.DataPath} (image {header.ImageId})");
+            return device;
+        }
+        catch { device.Dispose(); throw; }
     }
 
     private static ImageHeader ReadHeader(ImageFiles files, IStorageFile data)
@@ -273,6 +338,7 @@ public sealed class CowImage : IBlockDevice
         Clean = !WasUnclean,
         BackingFile = _store.Image.BackingFile,
         BackingFormat = _store.Image.BackingFormat,
+        DataDevice = _store.Image.DataDevice,
         Files = Files.Existing(),
         Backing = _base is null ? null : BaseImage.Info(_base),
     };
@@ -296,6 +362,7 @@ public sealed class CowImage : IBlockDevice
         _responderBell.Dispose();
         _completionBell.Dispose();
         _dataFile.Dispose();
+        _headerFile?.Dispose();
         _base?.Dispose();
         if (failure is not null) throw new BlockDeviceException($"closing {Files.DataPath} failed: {failure.Message}", failure);
     }

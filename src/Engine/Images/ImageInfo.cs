@@ -18,5 +18,7 @@ public sealed record ImageInfo
     public string? BackingFile { get; init; }
     public string? BackingFormat { get; init; }
     public required IReadOnlyList<string> Files { get; init; }
+    /// <summary>The block device holding the extents (--data-device), or null.</summary>
+    public string? DataDevice { get; init; }
     public ImageInfo? Backing { get; init; }
 }

@@ -9,8 +9,10 @@ public sealed record ImageCreateOptions
     public int ClusterSize { get; init; } = ClusterGeometry.DefaultClusterSize;
     /// <summary>A read-only base: raw or cowdisk. Relative paths are relative to the new image's folder.</summary>
     public string? BackingPath { get; init; }
-    /// <summary>Replace an existing image at the path.</summary>
+    /// <summary>Replace an existing image at the path (and reuse a data device that holds another image's extents).</summary>
     public bool Force { get; init; }
+    /// <summary>A block device to hold the extents; the data file then holds only the header.</summary>
+    public string? DataDevice { get; init; }
 }
 
 public sealed record ImageOpenOptions

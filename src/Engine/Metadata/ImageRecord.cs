@@ -14,4 +14,6 @@ public sealed record ImageRecord
     /// <summary>Birth epoch given to new extents; snapshots freeze epochs below it.</summary>
     public uint Epoch { get; init; }
     public DateTime CreatedUtc { get; init; }
+    /// <summary>A block device holding the extents instead of the data file (absolute path), or null.</summary>
+    public string? DataDevice { get; init; }
 }

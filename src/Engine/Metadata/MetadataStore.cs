@@ -270,6 +270,7 @@ internal sealed class MetadataStore : IDisposable
         ["clean"] = r.Clean,
         ["epoch"] = (long)r.Epoch,
         ["created"] = r.CreatedUtc,
+        ["dataDevice"] = r.DataDevice is null ? BsonValue.Null : r.DataDevice,
     };
 
     private static ImageRecord FromDocument(BsonDocument d)
@@ -286,6 +287,7 @@ internal sealed class MetadataStore : IDisposable
                 Clean = d["clean"].AsBoolean,
                 Epoch = (uint)d["epoch"].AsInt64,
                 CreatedUtc = d["created"].AsDateTime,
+                DataDevice = d.TryGetValue("dataDevice", out var device) && !device.IsNull ? device.AsString : null,
             };
         }
         catch (Exception e) when (e is FormatException or InvalidCastException or ArgumentException or NullReferenceException)

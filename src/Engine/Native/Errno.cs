@@ -12,6 +12,7 @@ internal static class Errno
     public const int EBADF = 9;
     public const int EAGAIN = 11;
     public const int EACCES = 13;
+    public const int ENOTBLK = 15;
     public const int EBUSY = 16;
     public const int EEXIST = 17;
     public const int ENODEV = 19;

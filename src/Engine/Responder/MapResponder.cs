@@ -19,7 +19,7 @@ namespace CowDisk.Engine.Responder;
 /// </summary>
 internal sealed class MapResponder : IDisposable
 {
-    private const int ErrnoIo = 5, ErrnoRofs = 30;
+    private const int ErrnoIo = 5, ErrnoNoSpace = 28, ErrnoRofs = 30;
 
     private readonly ClusterGeometry _geometry;
     private readonly MappingTable _table;
@@ -241,6 +241,11 @@ internal sealed class MapResponder : IDisposable
         while (run < count && !_allocating.ContainsKey(req.Block + run) &&
                _table.GetMapping(req.Block + run) is var m && !m.IsData && ReadsAsZero(m) == zeroFill) run++;
         long physical = _allocator.Allocate(run, out int got, out bool fresh);
+        if (physical < 0)
+        {
+            Respond(Error(req, -ErrnoNoSpace));   // the data device is full: the write fails, nothing changes
+            return;
+        }
         if (physical + got - 1 > MappingEntry.MaxPhysicalCluster)
             throw new CorruptImageException("data file is past the addressable size");
         for (int i = 0; i < got; i++) _allocating.Add(req.Block + i, physical + i);

@@ -24,6 +24,9 @@ public sealed class HostStorage : IStorage
         }
     }
 
+    public IStorageFile OpenDevice(string path, StorageAccess access) =>
+        DeviceStorageFile.Open(path, access == StorageAccess.Read);
+
     public IStorageFile Create(string path)
     {
         try

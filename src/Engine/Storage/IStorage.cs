@@ -12,6 +12,9 @@ public interface IStorage
 
     IStorageFile Open(string path, StorageAccess access);
 
+    /// <summary>A raw block device for extents; a writer holds it exclusively. Its length is fixed.</summary>
+    IStorageFile OpenDevice(string path, StorageAccess access);
+
     /// <summary>Creates a new empty file; fails if the name exists. Its name lasts only after <see cref="SyncFolder"/>.</summary>
     IStorageFile Create(string path);
 

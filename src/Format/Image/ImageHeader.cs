@@ -12,6 +12,9 @@ public readonly record struct ImageHeader(
     int ClusterSize,
     long VirtualSize)
 {
+    /// <summary>Incompatible features: a reader that does not know a set bit must refuse the image.</summary>
+    public ImageHeaderFlags Flags { get; init; }
+
     public static ReadOnlySpan<byte> Magic => "CowDisk\0"u8;
     public const uint CurrentVersion = 1;
 
@@ -20,6 +23,7 @@ public readonly record struct ImageHeader(
     public const int HeaderSizeOffset = 12;    // u32, bytes of header in use (for later growth)
     public const int ImageIdOffset = 16;       // 16 bytes, RFC 4122 big-endian byte order
     public const int ClusterSizeOffset = 32;   // u32
+    public const int FlagsOffset = 36;         // u32 ImageHeaderFlags (zero in images made before flags existed)
     public const int VirtualSizeOffset = 40;   // u64
     public const int ChecksumOffset = 48;      // u32 FNV-1a over bytes [0, 48)
     public const int Size = 52;
@@ -36,6 +40,7 @@ public readonly record struct ImageHeader(
         BinaryPrimitives.WriteUInt32BigEndian(destination[HeaderSizeOffset..], Size);
         ImageId.TryWriteBytes(destination.Slice(ImageIdOffset, 16), bigEndian: true, out _);
         BinaryPrimitives.WriteUInt32BigEndian(destination[ClusterSizeOffset..], (uint)ClusterSize);
+        BinaryPrimitives.WriteUInt32BigEndian(destination[FlagsOffset..], (uint)Flags);
         BinaryPrimitives.WriteUInt64BigEndian(destination[VirtualSizeOffset..], (ulong)VirtualSize);
         BinaryPrimitives.WriteUInt32BigEndian(destination[ChecksumOffset..], Checksum(destination[..ChecksumOffset]));
     }
@@ -58,7 +63,10 @@ public readonly record struct ImageHeader(
             throw new FormatException($"invalid cluster size {clusterSize} in header");
         if (virtualSize == 0 || virtualSize > ClusterGeometry.MaxVirtualSize)
             throw new FormatException($"invalid virtual size {virtualSize} in header");
-        return new ImageHeader(version, id, (int)clusterSize, (long)virtualSize);
+        var flags = (ImageHeaderFlags)BinaryPrimitives.ReadUInt32BigEndian(source[FlagsOffset..]);
+        if ((flags & ~ImageHeaderFlags.Known) != 0)
+            throw new FormatException($"image uses features this build does not know (header flags 0x{(uint)flags:x})");
+        return new ImageHeader(version, id, (int)clusterSize, (long)virtualSize) { Flags = flags };
     }
 
     // FNV-1a: catches torn or hand-edited headers; not a security measure.

@@ -108,6 +108,9 @@ public sealed class PowerLossStorage : IStorage
         }
     }
 
+    /// <summary>A device is a file here that must already exist (see <see cref="Replace"/>).</summary>
+    public IStorageFile OpenDevice(string path, StorageAccess access) => Open(path, access);
+
     public IStorageFile Create(string path)
     {
         lock (_lock)
