@@ -18,7 +18,8 @@ public class CrashRegressionTests
     {
         foreach (bool cache in new[] { true, false })
             for (int seed = 1; seed <= 4; seed++)
-                Assert.True(CrashRunner.RunEveryOperation(new CrashScenario(clusterSize, size, ops, cache, 100_000, Array.Empty<double>(), seed)) > 0);
+                            foreach (int dirty in new[] { 1, 1 << 20 })   // background commits at once, or only at flushes
+                Assert.True(CrashRunner.RunEveryOperation(new CrashScenario(clusterSize, size, ops, cache, 100_000, Array.Empty<double>(), seed, dirty)) > 0);
     }
 
     /// <summary>Mutation: freed clusters released at FLUSH_REQ instead of after the durable commit.</summary>

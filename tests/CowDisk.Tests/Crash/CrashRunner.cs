@@ -42,7 +42,7 @@ public static class CrashRunner
         var crashes = new List<CrashImage>();
         foreach (long point in cuts?.Points ?? Array.Empty<long>())
             storage.CrashAt(point, new Random(rng.Next()), crashed => crashes.Add(new CrashImage(crashed, storage.Step, point)));
-        var settings = new EngineSettings { MappingCache = s.MappingCache, CommitIntervalMs = s.CommitIntervalMs, CommitMaxDirtyChunks = 1 };
+        var settings = new EngineSettings { MappingCache = s.MappingCache, CommitIntervalMs = s.CommitIntervalMs, CommitMaxDirtyChunks = s.CommitMaxDirtyChunks };
 
         // versions[k + 1]: the disk after step k; versions[0]: the new, empty disk.
         var model = new byte[s.VirtualSize];

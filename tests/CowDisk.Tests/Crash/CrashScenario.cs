@@ -7,10 +7,10 @@ namespace CowDisk.Tests.Crash;
 /// <summary>A workload, the engine's commit pacing, and where power is cut (storage operation numbers).</summary>
 /// <param name="CrashPoints">Where power is cut, as fractions of the workload's storage operations.</param>
 public sealed record CrashScenario(int ClusterSize, long VirtualSize, Op[] Ops, bool MappingCache, int CommitIntervalMs,
-    double[] CrashPoints, int Seed)
+    double[] CrashPoints, int Seed, int CommitMaxDirtyChunks = 1)
 {
     public override string ToString() =>
-        $"cluster {ClusterSize}, size {VirtualSize}, cache {MappingCache}, commit every {CommitIntervalMs} ms, " +
+        $"cluster {ClusterSize}, size {VirtualSize}, cache {MappingCache}, commit every {CommitIntervalMs} ms or {CommitMaxDirtyChunks} dirty chunks, " +
         $"crash at [{string.Join(",", CrashPoints.Select(p => p.ToString("F3")))}], seed {Seed}: {string.Join(" ", Ops.Select(o => o.ToString()))}";
 
     public static Gen<CrashScenario> Generator() =>
@@ -25,7 +25,8 @@ public sealed record CrashScenario(int ClusterSize, long VirtualSize, Op[] Ops, 
         from ops in Gen.ArrayOf(OpGen(size, cs), count)
         from points in Gen.ArrayOf(Gen.Choose(0, 1000).Select(p => p / 1000.0), 5)
         from seed in Gen.Choose(0, int.MaxValue)
-        select new CrashScenario(cs, size, ops, cache, interval, points.Distinct().Order().ToArray(), seed);
+        from dirty in Gen.Elements(1, 1 << 20)
+        select new CrashScenario(cs, size, ops, cache, interval, points.Distinct().Order().ToArray(), seed, dirty);
 
     private static Gen<Op> OpGen(long size, int cs) =>
         from kind in Gen.Frequency(
