@@ -29,6 +29,9 @@ public sealed class PowerLossStorage : IStorage
 
     public enum StorageOp { Write, Flush, SetLength, Create, SyncFolder }
 
+    /// <summary>Called before every read (outside the lock): lets a test hold a reader mid-I/O.</summary>
+    public Action<string, long>? BeforeRead;
+
     internal sealed class Inode
     {
         public byte[] Durable = Array.Empty<byte>();
@@ -168,6 +171,7 @@ public sealed class PowerLossStorage : IStorage
 
         public int Read(long offset, Span<byte> buffer)
         {
+            storage.BeforeRead?.Invoke(Path, offset);
             lock (storage._lock)
             {
                 int n = (int)Math.Clamp(inode.Current.Length - offset, 0, buffer.Length);
