@@ -11,7 +11,16 @@ public sealed record ImageFiles(string DataPath)
     public string MetadataLogPath => MetadataStore.LogPathFor(MetadataPath);
     public string Folder => Path.GetDirectoryName(DataPath) ?? ".";
 
-    public static ImageFiles For(string path) => new(Path.GetFullPath(path));
+    /// <summary>
+    /// The image at path; a symlink is followed to the data file it names, so the metadata and a relative
+    /// backing path are looked up beside the real data, not beside the link.
+    /// </summary>
+    public static ImageFiles For(string path)
+    {
+        string full = Path.GetFullPath(path);
+        try { return new(new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full); }
+        catch (IOException) { return new(full); }   // a link loop: opening the path reports it
+    }
 
     /// <summary>The files that exist now, data file first.</summary>
     public IReadOnlyList<string> Existing() =>
