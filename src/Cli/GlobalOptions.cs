@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.RegularExpressions;
 using CowDisk.Engine;
 using CowDisk.Engine.Devices;
 using LiteDB;
@@ -32,5 +33,15 @@ public static class GlobalOptions
         }
     }
 
-    private static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();
+    public static string OneLine(string message)
+    {
+        string line = message.ReplaceLineEndings(" ").Trim();
+        // .NET ends a system error with " : 'PATH'"; say the path once, and only where it adds something.
+        var suffix = DotNetPathSuffix.Match(line);
+        if (!suffix.Success) return line;
+        string text = suffix.Groups["text"].Value, path = suffix.Groups["path"].Value;
+        return text.Contains(path, StringComparison.Ordinal) ? text : $"{text} ({path})";
+    }
+
+    private static readonly Regex DotNetPathSuffix = new(@"^(?<text>.+?) : '(?<path>[^']+)'$", RegexOptions.CultureInvariant);
 }
