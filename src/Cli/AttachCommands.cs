@@ -42,6 +42,7 @@ public static class AttachCommands
             AttachPrerequisites.Check();
             AttachName.Validate(request.Name);
             if (request.Overlay && request.ReadOnly) throw new CliException("--overlay and --read-only exclude each other");
+            ImagePath.RequireNotFolder(request.Image);
             if (!File.Exists(request.Image)) throw new CliException($"image {request.Image} does not exist");
             var registry = new AttachRegistry(AttachPaths.FromEnvironment());
             if (registry.IsAlive(request.Name)) throw new CliException($"name '{request.Name}' is already attached");

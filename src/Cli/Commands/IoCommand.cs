@@ -47,7 +47,7 @@ public static class IoCommand
             bool readOnly = what is "read" or "verify";
             // Checked before the image is opened: a short --from file writes nothing.
             using var source = r.GetValue(from) is { } file ? WriteSource.Open(file, len) : null;
-            using var img = CowImage.Open(r.GetValue(image)!, new ImageOpenOptions { ReadOnly = readOnly, Settings = settings });
+            using var img = CowImage.Open(ImagePath.RequireNotFolder(r.GetValue(image)!), new ImageOpenOptions { ReadOnly = readOnly, Settings = settings });
             if (off > img.Size || len > img.Size - off)
                 throw new CliException($"range {off}+{len} is outside the image ({img.Size} bytes)");
             var a = new OpArgs(img, off, len, p, source);

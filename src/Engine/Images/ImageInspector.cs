@@ -10,6 +10,7 @@ public static class ImageInspector
     public static ImageInfo Inspect(string path)
     {
         string full = Path.GetFullPath(path);
+        if (Directory.Exists(full)) throw new ImageOpenException($"image {full} is a folder, not an image (name its data file)");
         if (!File.Exists(full)) throw new ImageOpenException($"image {full} does not exist");
         if (BaseImage.Probe(full) != BaseImage.CowDiskFormat)
         {

@@ -37,6 +37,7 @@ public sealed class AttachSession : IDisposable
         AttachName.Validate(request.Name);
         if (request.Overlay && request.ReadOnly) throw new AttachException("--overlay and --read-only exclude each other");
         string image = Path.GetFullPath(request.Image);
+        if (Directory.Exists(image)) throw new AttachException($"image {image} is a folder, not an image (name its data file)");
         if (!File.Exists(image)) throw new AttachException($"image {image} does not exist");
 
         registry.EnsureDirectories();
@@ -82,7 +83,8 @@ public sealed class AttachSession : IDisposable
         catch (BlockDeviceException error) when (error is not CorruptImageException)
         {
             CheckConflicts(served, wantsWrite: !request.ReadOnly); // a racing attach: name it if we can
-            throw new AttachException($"cannot open {served}: {error.Message}");
+            // The engine's messages mostly name the file already; say it once.
+            throw new AttachException(error.Message.Contains(served, StringComparison.Ordinal) ? error.Message : $"cannot open {served}: {error.Message}");
         }
 
         string mountPoint = _registry.Paths.MountPoint(Record.Name);
