@@ -47,7 +47,7 @@ public static class AttachCommands
             var registry = new AttachRegistry(AttachPaths.FromEnvironment());
             if (registry.IsAlive(request.Name)) throw new CliException($"name '{request.Name}' is already attached");
             registry.EnsureDirectories();
-            return AttachLauncher.Launch(DaemonArguments(r, request), registry.Paths.LogPath(request.Name));
+            return AttachLauncher.Launch(DaemonArguments(r, request), registry, request.Name);
         })));
         return cmd;
     }
