@@ -23,14 +23,25 @@ public sealed class AttachRegistry(AttachPaths paths)
     /// <summary>Takes the name for this process; null when a live daemon already has it.</summary>
     internal LifetimeLock? TryClaim(string name) => LifetimeLock.TryAcquire(Paths.LockPath(name));
 
-    public bool IsAlive(string name) => LifetimeLock.IsHeld(Paths.LockPath(name));
+    /// <summary>
+    /// Whether the daemon of name is alive. Root asks its lock; others cannot open the lock (root's, 0600) and go
+    /// by the record's pid still running an attach of that name.
+    /// </summary>
+    public bool IsAlive(string name) => ProcessControl.IsRoot
+        ? LifetimeLock.IsHeld(Paths.LockPath(name))
+        : Read(name) is { } record && DaemonProcess.IsRunning(record.Pid, name);
 
     public AttachRecord? Read(string name)
     {
-        try { return JsonSerializer.Deserialize(File.ReadAllText(Paths.RecordPath(name)), AttachJsonContext.Default.AttachRecord); }
+        string path = Paths.RecordPath(name);
+        try { return JsonSerializer.Deserialize(File.ReadAllText(path), AttachJsonContext.Default.AttachRecord); }
         catch (FileNotFoundException) { return null; }
         catch (JsonException) { return null; } // half-written by a daemon killed mid-write: treated as absent
+        catch (UnauthorizedAccessException) { throw RootOnly(path); }
     }
+
+    private static AttachException RootOnly(string path) =>
+        new($"cannot read {path}: attachments are root's (run this as root)");
 
     /// <summary>Replaces the record atomically (write aside, rename over).</summary>
     public void Write(AttachRecord record)
@@ -42,10 +53,16 @@ public sealed class AttachRegistry(AttachPaths paths)
 
     public void Remove(string name) => File.Delete(Paths.RecordPath(name));
 
-    public IEnumerable<string> Names() =>
-        Directory.Exists(Paths.RunDirectory)
-            ? Directory.EnumerateFiles(Paths.RunDirectory, "*.json").Select(f => Path.GetFileNameWithoutExtension(f)!).Order(StringComparer.Ordinal)
-            : [];
+    public List<string> Names()
+    {
+        try
+        {
+            return Directory.EnumerateFiles(Paths.RunDirectory, "*.json")
+                .Select(f => Path.GetFileNameWithoutExtension(f)!).Order(StringComparer.Ordinal).ToList();
+        }
+        catch (DirectoryNotFoundException) { return []; }
+        catch (UnauthorizedAccessException) { throw RootOnly(Paths.RunDirectory); }
+    }
 
     /// <summary>Every attachment; dead ones are cleaned up (when root) and reported as "stale".</summary>
     public List<AttachmentStatus> List()
