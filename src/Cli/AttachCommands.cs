@@ -84,7 +84,7 @@ public static class AttachCommands
         var rows = new List<string[]> { new[] { "NAME", "IMAGE", "DEVICE", "PID", "RO", "STATE" } };
         foreach (var s in statuses)
             rows.Add([s.Name, s.Overlay is null ? s.Image : $"{s.Overlay} (over {s.Image})", s.Device ?? "-",
-                s.Pid.ToString(), s.ReadOnly ? "yes" : "no", s.State]);
+                s.Pid.ToString(), s.ReadOnly ? "yes" : "no", s.Error is null ? s.State : $"{s.State}: {s.Error}"]);
         int[] widths = Enumerable.Range(0, rows[0].Length).Select(c => rows.Max(row => row[c].Length)).ToArray();
         foreach (var row in rows)
             Console.WriteLine(string.Join("  ", row.Select((cell, c) => c == row.Length - 1 ? cell : cell.PadRight(widths[c]))));
@@ -98,6 +98,7 @@ public static class AttachCommands
         cmd.SetAction(r => GlobalOptions.Run(() => Guarded(() =>
         {
             AttachPrerequisites.CheckRoot("detach");
+            if (r.GetValue(timeout) < 1) throw new CliException($"--timeout must be at least 1 second, not {r.GetValue(timeout)}");
             string note = new AttachRegistry(AttachPaths.FromEnvironment()).Detach(r.GetValue(name)!, TimeSpan.FromSeconds(r.GetValue(timeout)));
             Console.WriteLine(note);
             return 0;

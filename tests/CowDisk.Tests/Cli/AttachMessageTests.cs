@@ -49,7 +49,7 @@ public sealed class AttachMessageTests
         Assert.True(asNobody.ExitCode == 0, asNobody.ToString());
         var status = Assert.Single(JsonSerializer.Deserialize(asNobody.Output, AttachJsonContext.Default.ListAttachmentStatus)!);
         Assert.Equal(name, status.Name);
-        Assert.Equal("running", status.State);
+        Assert.Equal(AttachState.Running, status.State);
 
         File.SetUnixFileMode(scratch.Paths.RunDirectory, (UnixFileMode)0b111_000_000);   // 0700: nothing to read
         CliAssert.OneLineError(ListAsNobody(scratch), "attachments are root's");
