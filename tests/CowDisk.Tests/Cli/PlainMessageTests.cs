@@ -63,4 +63,17 @@ public class PlainMessageTests
     [InlineData("two\nlines", "two lines")]
     public void System_errors_name_their_path_once(string message, string shown) =>
         Assert.Equal(shown, GlobalOptions.OneLine(message));
+
+    [Fact]
+    public void An_unexpected_exception_is_one_line_not_a_stack_trace()
+    {
+        var original = Console.Error;
+        var captured = new StringWriter();
+        Console.SetError(captured);
+        int code;
+        try { code = GlobalOptions.Run(() => throw new InvalidOperationException("Write lock may not be acquired\nwith read lock held")); }
+        finally { Console.SetError(original); }
+        Assert.Equal(70, code);
+        Assert.Contains("cowdisk: unexpected InvalidOperationException: Write lock may not be acquired with read lock held (a bug; COWDISK_DEBUG=1 shows where)", captured.ToString());
+    }
 }
