@@ -34,4 +34,14 @@ public class SymlinkImageTests
         Assert.Equal(baseImage, json.RootElement.GetProperty("backing").GetProperty("path").GetString());
         Assert.Equal(["top.img"], Directory.GetFileSystemEntries(links).Select(Path.GetFileName));   // nothing created beside the link
     }
+
+    [Fact]
+    public void A_dangling_symlink_names_the_missing_target()
+    {
+        using var dir = new TempDir();
+        string link = dir.File("gone.img");
+        File.CreateSymbolicLink(link, dir.File("nowhere.img"));
+        CliAssert.OneLineError(Cow("info", link), $"image {link} is a symlink to {dir.File("nowhere.img")}, which does not exist");
+        CliAssert.OneLineError(Cow("io", link, "read", "0", "1"), "does not exist");
+    }
 }
