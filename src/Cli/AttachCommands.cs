@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using CowDisk.Cli.Attach;
 using CowDisk.Engine.Frontends.Attach;
+using CowDisk.Engine.Images;
 
 namespace CowDisk.Cli;
 
@@ -43,7 +44,7 @@ public static class AttachCommands
             AttachName.Validate(request.Name);
             if (request.Overlay && request.ReadOnly) throw new CliException("--overlay and --read-only exclude each other");
             ImagePath.RequireNotFolder(request.Image);
-            if (!File.Exists(request.Image)) throw new CliException($"image {request.Image} does not exist");
+            if (!File.Exists(ImageFiles.For(request.Image).DataPath)) throw new CliException($"image {request.Image} does not exist");
             var registry = new AttachRegistry(AttachPaths.FromEnvironment());
             if (registry.IsAlive(request.Name)) throw new CliException($"name '{request.Name}' is already attached");
             registry.EnsureDirectories();

@@ -31,6 +31,12 @@ public sealed class AttachMessageTests
 
         string folder = Directory.CreateDirectory(Path.Combine(scratch.Folder, "folder.img")).FullName;
         CliAssert.OneLineError(scratch.Cow("attach", folder, "--name", name), "is a folder, not an image");
+        string dangling = Path.Combine(scratch.Folder, "gone.img");
+        File.CreateSymbolicLink(dangling, Path.Combine(scratch.Folder, "nowhere.img"));
+        CliAssert.OneLineError(scratch.Cow("attach", dangling, "--name", name), $"image {dangling} does not exist");
+        var foreground = scratch.Cow("attach", dangling, "--name", name, "--foreground");   // logs to stderr too
+        Assert.NotEqual(0, foreground.ExitCode);
+        Assert.EndsWith($"cowdisk: image {dangling} does not exist", foreground.Error.Trim());
     }
 
     [AttachFact]

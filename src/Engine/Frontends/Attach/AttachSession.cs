@@ -38,7 +38,7 @@ public sealed class AttachSession : IDisposable
         if (request.Overlay && request.ReadOnly) throw new AttachException("--overlay and --read-only exclude each other");
         string image = Path.GetFullPath(request.Image);
         if (Directory.Exists(image)) throw new AttachException($"image {image} is a folder, not an image (name its data file)");
-        if (!File.Exists(image)) throw new AttachException($"image {image} does not exist");
+        if (!File.Exists(CanonicalPath.Of(image))) throw new AttachException($"image {image} does not exist");   // not a dangling link
 
         registry.EnsureDirectories();
         var claim = registry.TryClaim(request.Name);
