@@ -35,7 +35,8 @@ public static class BaseImage
         string what = depth == 0 ? "image" : "backing file";
         if (depth > MaxChainDepth) throw new ImageOpenException($"backing chain is deeper than {MaxChainDepth} (a loop?) at {path}");
         if (Directory.Exists(path)) throw new ImageOpenException($"{what} {path} is a folder, not an image");
-        if (!File.Exists(path)) throw new ImageOpenException($"{what} {path} does not exist");
+        // stat follows symlinks: a dangling one, which File.Exists accepts, fails it.
+        if (!File.Exists(path) || HostFile.Inode(path) is null) throw new ImageOpenException($"{what} {path} does not exist");
         if (!HostFile.IsRegularFile(path)) throw new ImageOpenException($"{what} {path} is not a regular file, so not a usable image");
         // An empty base has nothing to read through to (and no size to give an overlay).
         if (depth > 0 && new FileInfo(path).Length == 0) throw new ImageOpenException($"{what} {path} is empty (0 bytes), so not a usable image");

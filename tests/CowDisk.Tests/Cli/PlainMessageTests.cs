@@ -29,13 +29,15 @@ public class PlainMessageTests
     [InlineData("/dev/null", "backing file /dev/null is not a regular file, so not a usable image")]
     [InlineData("/dev/zero", "not a usable image")]
     [InlineData("empty.raw", "is empty (0 bytes), so not a usable image")]
+    [InlineData("dangling.raw", "dangling.raw does not exist")]
     public void A_backing_that_is_no_image_is_named_for_what_it_is(string backing, string fragment)
     {
         using var dir = new TempDir();
         File.WriteAllBytes(dir.File("empty.raw"), []);
+        File.CreateSymbolicLink(dir.File("dangling.raw"), dir.File("nowhere.raw"));
         CliAssert.OneLineError(Cow("create", dir.File("top.img"), "--backing", backing), fragment);
         CliAssert.OneLineError(Cow("create", dir.File("top.img"), "--backing", backing, "--size", "1M"), fragment);
-        Assert.Equal(["empty.raw"], Directory.GetFileSystemEntries(dir.Path).Select(Path.GetFileName));
+        Assert.Equal(["dangling.raw", "empty.raw"], Directory.GetFileSystemEntries(dir.Path).Select(Path.GetFileName).Order());
     }
 
     [Fact]
