@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using CowDisk.Cli.Attach;
 using CowDisk.Engine.Frontends.Attach;
+using CowDisk.Engine.Images;
 
 namespace CowDisk.Cli;
 
@@ -42,11 +43,12 @@ public static class AttachCommands
             AttachPrerequisites.Check();
             AttachName.Validate(request.Name);
             if (request.Overlay && request.ReadOnly) throw new CliException("--overlay and --read-only exclude each other");
-            if (!File.Exists(request.Image)) throw new CliException($"image {request.Image} does not exist");
+            ImagePath.RequireNotFolder(request.Image);
+            if (!File.Exists(ImageFiles.For(request.Image).DataPath)) throw new CliException($"image {request.Image} does not exist");
             var registry = new AttachRegistry(AttachPaths.FromEnvironment());
             if (registry.IsAlive(request.Name)) throw new CliException($"name '{request.Name}' is already attached");
             registry.EnsureDirectories();
-            return AttachLauncher.Launch(DaemonArguments(r, request), registry.Paths.LogPath(request.Name));
+            return AttachLauncher.Launch(DaemonArguments(r, request), registry, request.Name);
         })));
         return cmd;
     }
@@ -83,7 +85,7 @@ public static class AttachCommands
         var rows = new List<string[]> { new[] { "NAME", "IMAGE", "DEVICE", "PID", "RO", "STATE" } };
         foreach (var s in statuses)
             rows.Add([s.Name, s.Overlay is null ? s.Image : $"{s.Overlay} (over {s.Image})", s.Device ?? "-",
-                s.Pid.ToString(), s.ReadOnly ? "yes" : "no", s.State]);
+                s.Pid.ToString(), s.ReadOnly ? "yes" : "no", s.Error is null ? s.State : $"{s.State}: {s.Error}"]);
         int[] widths = Enumerable.Range(0, rows[0].Length).Select(c => rows.Max(row => row[c].Length)).ToArray();
         foreach (var row in rows)
             Console.WriteLine(string.Join("  ", row.Select((cell, c) => c == row.Length - 1 ? cell : cell.PadRight(widths[c]))));
@@ -97,6 +99,7 @@ public static class AttachCommands
         cmd.SetAction(r => GlobalOptions.Run(() => Guarded(() =>
         {
             AttachPrerequisites.CheckRoot("detach");
+            if (r.GetValue(timeout) < 1) throw new CliException($"--timeout must be at least 1 second, not {r.GetValue(timeout)}");
             string note = new AttachRegistry(AttachPaths.FromEnvironment()).Detach(r.GetValue(name)!, TimeSpan.FromSeconds(r.GetValue(timeout)));
             Console.WriteLine(note);
             return 0;

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.RegularExpressions;
 using CowDisk.Engine;
 using CowDisk.Engine.Devices;
 using LiteDB;
@@ -20,7 +21,13 @@ public static class GlobalOptions
     public static EngineSettings Engine(ParseResult result) =>
         CliSettings.Engine(CliSettings.Build(result.GetValue(Config), result.GetValue(Set) ?? Array.Empty<string>()));
 
-    /// <summary>Runs a command body; known failures print "cowdisk: message" and return 1.</summary>
+    /// <summary>Set to 1 to let unexpected exceptions through with their stack trace.</summary>
+    public const string DebugVariable = "COWDISK_DEBUG";
+
+    /// <summary>
+    /// Runs a command body; known failures print "cowdisk: message" and return 1. Anything else is a bug, but
+    /// still one line (exit 70), not a stack trace, unless COWDISK_DEBUG=1.
+    /// </summary>
     public static int Run(Func<int> body)
     {
         try { return body(); }
@@ -30,7 +37,22 @@ public static class GlobalOptions
             Console.Error.WriteLine($"cowdisk: {OneLine(e.Message)}");
             return 1;
         }
+        catch (Exception e) when (Environment.GetEnvironmentVariable(DebugVariable) != "1")
+        {
+            Console.Error.WriteLine($"cowdisk: unexpected {e.GetType().Name}: {OneLine(e.Message)} (a bug; {DebugVariable}=1 shows where)");
+            return 70;
+        }
     }
 
-    private static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();
+    public static string OneLine(string message)
+    {
+        string line = message.ReplaceLineEndings(" ").Trim();
+        // .NET ends a system error with " : 'PATH'"; say the path once, and only where it adds something.
+        var suffix = DotNetPathSuffix.Match(line);
+        if (!suffix.Success) return line;
+        string text = suffix.Groups["text"].Value, path = suffix.Groups["path"].Value;
+        return text.Contains(path, StringComparison.Ordinal) ? text : $"{text} ({path})";
+    }
+
+    private static readonly Regex DotNetPathSuffix = new(@"^(?<text>.+?) : '(?<path>[^']+)'$", RegexOptions.CultureInvariant);
 }

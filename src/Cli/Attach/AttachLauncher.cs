@@ -6,14 +6,16 @@ namespace CowDisk.Cli.Attach;
 
 /// <summary>
 /// Background attach: starts this same executable as the daemon (attach … --foreground), relays what it prints
-/// until it reports ready, and returns. On failure it relays the daemon's one-line error and exit code.
+/// until it reports ready, and returns. On failure it relays the daemon's one-line error and exit code, and
+/// deletes the daemon's log: it says no more than that line, and kept it would pile up under the run folder.
 /// </summary>
 internal static class AttachLauncher
 {
     private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(120);
 
-    public static int Launch(IReadOnlyList<string> daemonArguments, string logPath)
+    public static int Launch(IReadOnlyList<string> daemonArguments, AttachRegistry registry, string name)
     {
+        string logPath = registry.Paths.LogPath(name);
         var start = new ProcessStartInfo(Environment.ProcessPath ?? throw new CliException("cannot find the cowdisk executable"))
         {
             RedirectStandardInput = true,
@@ -53,6 +55,8 @@ internal static class AttachLauncher
         lock (errors)
         {
             if (errors.Count == 0) errors.Add($"cowdisk: the attach daemon exited with code {daemon.ExitCode} before the device was ready (see {logPath})");
+            // Not while the name is alive: then the log is another daemon's (ours lost a race for the name).
+            else if (!registry.IsAlive(name)) File.Delete(logPath);
             foreach (string line in errors) Console.Error.WriteLine(line);
         }
         return daemon.ExitCode == 0 ? 1 : daemon.ExitCode;

@@ -30,7 +30,7 @@ public static class CreateCommand
                 clusterSize = (int)cs;
             }
             if (bytes == 0 && r.GetValue(backing) is null) throw new CliException("--size is required when there is no --backing image");
-            string path = r.GetValue(image)!;
+            string path = ImagePath.RequireNotFolder(r.GetValue(image)!);
             using var img = CowImage.Create(path, new ImageCreateOptions
             {
                 Size = bytes, ClusterSize = clusterSize, BackingPath = r.GetValue(backing), Force = r.GetValue(force),

@@ -18,7 +18,7 @@ public static class IoCommand
 
     private static readonly string[] Ops = { "write", "read", "verify", "discard", "zero" };
 
-    private sealed record OpArgs(CowImage Image, long Offset, long Length, byte? Pattern, string? File);
+    private sealed record OpArgs(CowImage Image, long Offset, long Length, byte? Pattern, WriteSource? Source);
 
     public static Command Build()
     {
@@ -45,10 +45,12 @@ public static class IoCommand
             if (what == "verify" && patternText is null) throw new CliException("verify needs --pattern");
             byte? p = patternText is not null ? ParsePattern(patternText) : what == "write" ? (byte)0xcd : null;
             bool readOnly = what is "read" or "verify";
-            using var img = CowImage.Open(r.GetValue(image)!, new ImageOpenOptions { ReadOnly = readOnly, Settings = settings });
+            // Checked before the image is opened: a short --from file writes nothing.
+            using var source = r.GetValue(from) is { } file ? WriteSource.Open(file, len) : null;
+            using var img = CowImage.Open(ImagePath.RequireNotFolder(r.GetValue(image)!), new ImageOpenOptions { ReadOnly = readOnly, Settings = settings });
             if (off > img.Size || len > img.Size - off)
                 throw new CliException($"range {off}+{len} is outside the image ({img.Size} bytes)");
-            var a = new OpArgs(img, off, len, p, r.GetValue(from));
+            var a = new OpArgs(img, off, len, p, source);
             return what switch
             {
                 "write" => Write(a),
@@ -74,26 +76,17 @@ public static class IoCommand
     {
         var sw = Stopwatch.StartNew();
         var buffer = new byte[(int)Math.Min(ChunkBytes, Math.Max(1, a.Length))];
-        using var source = a.File is null ? null : OpenSource(a.File, a.Length);
-        if (source is null) Array.Fill(buffer, a.Pattern!.Value);
+        if (a.Source is null) Array.Fill(buffer, a.Pattern!.Value);
         for (long done = 0; done < a.Length;)
         {
             int n = (int)Math.Min(buffer.Length, a.Length - done);
-            if (source is not null) source.ReadExactly(buffer, 0, n);
+            a.Source?.ReadExactly(buffer.AsSpan(0, n), written: done, a.Offset);
             a.Image.Write(a.Offset + done, buffer.AsSpan(0, n));
             done += n;
         }
         a.Image.Flush();
         Report("wrote", a, sw);
         return 0;
-    }
-
-    private static FileStream OpenSource(string path, long length)
-    {
-        if (!File.Exists(path)) throw new CliException($"file {path} does not exist");
-        var fs = File.OpenRead(path);
-        if (fs.Length < length) { fs.Dispose(); throw new CliException($"file {path} has {fs.Length} bytes, fewer than {length}"); }
-        return fs;
     }
 
     private static int Read(OpArgs a)

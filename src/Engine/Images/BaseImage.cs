@@ -23,6 +23,10 @@ public static class BaseImage
             n = RandomAccess.Read(handle, head, 0);
         if (n >= 8 && head.SequenceEqual(ImageHeader.Magic)) return CowDiskFormat;
         if (n >= 4 && BinaryPrimitives.ReadUInt32BigEndian(head) == Qcow2Magic) return Qcow2Format;
+        // Cowdisk metadata beside it means a cowdisk image whose header was lost: damaged, not raw.
+        string metadata = ImageFiles.For(path).MetadataPath;
+        if (File.Exists(metadata))
+            throw new CorruptImageException($"{path} is a damaged cowdisk image: its header is not a cowdisk header (bad magic), yet {metadata} beside it is cowdisk metadata");
         return RawFormat;
     }
 
@@ -31,8 +35,14 @@ public static class BaseImage
     /// <param name="chain">The images above this one, to report a loop as a loop rather than a lock conflict.</param>
     internal static IBlockDevice Open(string path, int depth, IReadOnlyList<string> chain)
     {
+        string what = depth == 0 ? "image" : "backing file";
         if (depth > MaxChainDepth) throw new ImageOpenException($"backing chain is deeper than {MaxChainDepth} (a loop?) at {path}");
-        if (!File.Exists(path)) throw new ImageOpenException($"backing file {path} does not exist");
+        if (Directory.Exists(path)) throw new ImageOpenException($"{what} {path} is a folder, not an image");
+        // stat follows symlinks: a dangling one, which File.Exists accepts, fails it.
+        if (!File.Exists(path) || HostFile.Inode(path) is null) throw new ImageOpenException($"{what} {path} does not exist");
+        if (!HostFile.IsRegularFile(path)) throw new ImageOpenException($"{what} {path} is not a regular file, so not a usable image");
+        // An empty base has nothing to read through to (and no size to give an overlay).
+        if (depth > 0 && new FileInfo(path).Length == 0) throw new ImageOpenException($"{what} {path} is empty (0 bytes), so not a usable image");
         return Probe(path) switch
         {
             CowDiskFormat => CowImage.Open(path, new ImageOpenOptions { ReadOnly = true }, depth, chain),

@@ -310,7 +310,15 @@ public sealed class CowImage : IBlockDevice
 
     public void Write(long offset, ReadOnlySpan<byte> buffer, WriteFlags flags = WriteFlags.None) => _target.Write(offset, buffer, flags);
 
-    public void Flush() => _target.Flush();
+    public void Flush()
+    {
+        try { _target.Flush(); }
+        catch (BlockDeviceException e) when (_responder.Fatal is { } fatal && e is not StorageException)
+        {
+            // Name the cause, keeping its errno (ENOSPC, EIO) for the frontends.
+            throw new BlockDeviceException($"flush failed: {fatal.Message}", fatal, StorageException.ErrnoOf(fatal));
+        }
+    }
 
     public void Discard(long offset, long length) => _target.Zero(offset, length);
 
@@ -364,6 +372,8 @@ public sealed class CowImage : IBlockDevice
         _dataFile.Dispose();
         _headerFile?.Dispose();
         _base?.Dispose();
-        if (failure is not null) throw new BlockDeviceException($"closing {Files.DataPath} failed: {failure.Message}", failure);
+        // A close after the engine failed is not clean: the image stays marked unclean and unflushed writes are lost.
+        if (!ReadOnly && failure is null && _responder.Fatal is { } fatal) failure = fatal;
+        if (failure is not null) throw new BlockDeviceException($"closing {Files.DataPath} failed: {failure.Message}", failure, StorageException.ErrnoOf(failure));
     }
 }

@@ -13,7 +13,16 @@ public sealed record ImageFiles(string DataPath)
     public string LegacyMetadataLogPath => DataPath + ".meta-log.db";
     public string Folder => Path.GetDirectoryName(DataPath) ?? ".";
 
-    public static ImageFiles For(string path) => new(Path.GetFullPath(path));
+    /// <summary>
+    /// The image at path; a symlink is followed to the data file it names, so the metadata and a relative
+    /// backing path are looked up beside the real data, not beside the link.
+    /// </summary>
+    public static ImageFiles For(string path)
+    {
+        string full = Path.GetFullPath(path);
+        try { return new(new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full); }
+        catch (IOException) { return new(full); }   // a link loop: opening the path reports it
+    }
 
     /// <summary>Every file name an image may own, data file first.</summary>
     public IReadOnlyList<string> All => new[] { DataPath, MetadataPath, MetadataLogPath, LegacyMetadataLogPath };

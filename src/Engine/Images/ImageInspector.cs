@@ -9,8 +9,11 @@ public static class ImageInspector
 {
     public static ImageInfo Inspect(string path)
     {
-        string full = Path.GetFullPath(path);
-        if (!File.Exists(full)) throw new ImageOpenException($"image {full} does not exist");
+        string named = Path.GetFullPath(path), full = ImageFiles.For(named).DataPath;
+        if (Directory.Exists(full)) throw new ImageOpenException($"image {named} is a folder, not an image (name its data file)");
+        // File.Exists is true for a dangling symlink; the file it names is what must exist.
+        if (!File.Exists(full) || new FileInfo(full).LinkTarget is not null)
+            throw new ImageOpenException(full == named ? $"image {named} does not exist" : $"image {named} is a symlink to {full}, which does not exist");
         if (BaseImage.Probe(full) != BaseImage.CowDiskFormat)
         {
             using var dev = BaseImage.Open(full, depth: 0);

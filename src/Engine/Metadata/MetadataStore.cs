@@ -92,6 +92,7 @@ internal sealed class MetadataStore : IDisposable
         try
         {
             long length = data.Length;
+            if (length == 0) throw new CorruptImageException($"metadata file {files.MetadataPath} is empty");
             if (length < PageSize)
                 throw new CorruptImageException($"metadata file {files.MetadataPath} is damaged: {length} bytes, less than one 8 KiB page");
             if (storage.Exists(files.MetadataLogPath)) log = storage.Open(files.MetadataLogPath, access);
@@ -107,8 +108,7 @@ internal sealed class MetadataStore : IDisposable
         {
             log?.Dispose();
             data.Dispose();
-            // LiteDB reports a damaged file through many exception types (even ArgumentOutOfRange).
-            throw new CorruptImageException($"metadata file {files.MetadataPath} is unreadable: {e.Message}");
+            throw Damaged(files.MetadataPath, e);
         }
         catch
         {
@@ -117,6 +117,14 @@ internal sealed class MetadataStore : IDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// LiteDB reports a damaged file through many exception types (even ArgumentOutOfRange, or a ticks range
+    /// error from a garbage date): its own messages are worth showing, the runtime's are not.
+    /// </summary>
+    private static CorruptImageException Damaged(string path, Exception e) => new(e is LiteException
+        ? $"metadata file {path} is damaged: {e.Message}"
+        : $"metadata file {path} is damaged (not a readable LiteDB file)");
 
     // Before the framed log (format v1 images), LiteDB kept its own log beside the data file.
     private static void CheckNoLegacyLog(IStorage storage, ImageFiles files)
@@ -152,7 +160,7 @@ internal sealed class MetadataStore : IDisposable
         catch (Exception e) when (e is not (BlockDeviceException or OutOfMemoryException))
         {
             _db.Dispose();
-            throw new CorruptImageException($"metadata file {_path} is unreadable: {e.Message}");
+            throw Damaged(_path, e);
         }
     }
 
@@ -172,7 +180,7 @@ internal sealed class MetadataStore : IDisposable
         }
         catch (Exception e) when (e is not (BlockDeviceException or OutOfMemoryException))
         {
-            throw new CorruptImageException($"metadata file {_path} is unreadable: {e.Message}");
+            throw Damaged(_path, e);
         }
         return extents;
     }

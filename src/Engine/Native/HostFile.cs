@@ -21,10 +21,13 @@ public static partial class HostFile
 
     public static ulong? Inode(string path) => stat(path, out var s) == 0 ? s.st_ino : null;
 
-    private const uint S_IFMT = 0xF000, S_IFBLK = 0x6000;
+    private const uint S_IFMT = 0xF000, S_IFREG = 0x8000, S_IFBLK = 0x6000;
 
     /// <summary>True if the path (after symlinks) is a block device.</summary>
     public static bool IsBlockDevice(string path) => stat(path, out var s) == 0 && (s.st_mode & S_IFMT) == S_IFBLK;
+
+    /// <summary>A regular file (following symlinks): its length is its content, unlike a pipe's or a device's.</summary>
+    public static bool IsRegularFile(string path) => stat(path, out var s) == 0 && (s.st_mode & S_IFMT) == S_IFREG;
 
     /// <summary>Bytes the file occupies on disk (st_blocks × 512; x86-64 stat layout), holes excluded.</summary>
     public static long AllocatedBytes(string path) =>

@@ -343,7 +343,6 @@ internal sealed class MapResponder : IDisposable
             // Nothing of the batch is durable; the table still holds it. After a failed write (ENOSPC) its chunks
             // are committed again at the next flush or interval, and its freed extents stay unreusable until then.
             result = -StorageException.ErrnoOf(batch.Error);
-            Console.Error.WriteLine($"cowdisk: commit failed: {batch.Error.Message}");
             foreach (var (chunk, _) in batch.Chunks) _dirtyChunks.Add(chunk);
             if (batch.Chunks.Count > 0) _firstDirtyTicks = Stopwatch.GetTimestamp();   // retry after an interval, not in a loop
             _releasable.AddRange(batch.Release);

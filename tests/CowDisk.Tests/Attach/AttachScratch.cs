@@ -17,12 +17,36 @@ public sealed class AttachScratch : IDisposable
     private readonly List<Process> _children = [];
     private int _mountCount;
 
-    public string Folder { get; } = Directory.CreateTempSubdirectory("cowdisk-attach-").FullName;
-    public AttachPaths Paths { get; } = AttachPaths.FromEnvironment();
+    private readonly Dictionary<string, string>? _environment;
 
-    public AttachScratch()
+    public string Folder { get; } = Directory.CreateTempSubdirectory("cowdisk-attach-").FullName;
+    public AttachPaths Paths { get; }
+
+    /// <param name="privateRunDirectory">
+    /// Keep records, locks and logs in a run folder of this test (COWDISK_RUN_DIR), where no other process's
+    /// list or attach cleans them up: for tests that watch those files.
+    /// </param>
+    public AttachScratch(bool privateRunDirectory = false)
     {
         if (AttachFactAttribute.MissingPrerequisite() is { } missing) Assert.Fail($"attach tests need {missing}");
+        Paths = AttachPaths.FromEnvironment();
+        if (privateRunDirectory)
+        {
+            Paths = Paths with { RunDirectory = Path.Combine(Folder, "run") };
+            _environment = new() { [AttachPaths.RunDirectoryVariable] = Paths.RunDirectory };
+        }
+    }
+
+    /// <summary>Runs the cowdisk CLI against this scratch's run folder.</summary>
+    public CommandRunner.Result Cow(params string[] arguments) =>
+        CommandRunner.Run(CowdiskExecutable.Path, arguments, environment: _environment);
+
+    /// <summary>Starts the cowdisk CLI in the background (killed at the end if still running).</summary>
+    public Process StartCow(params string[] arguments)
+    {
+        var process = CommandRunner.Start(CowdiskExecutable.Path, arguments, _environment);
+        _children.Add(process);
+        return process;
     }
 
     public string NewName()
@@ -42,7 +66,7 @@ public sealed class AttachScratch : IDisposable
     /// <summary>Attaches and returns the stable link; fails the test if attach fails.</summary>
     public string Attach(string image, string name, params string[] options)
     {
-        var result = CowdiskExecutable.Run(["attach", image, "--name", name, .. options]);
+        var result = Cow(["attach", image, "--name", name, .. options]);
         Assert.True(result.ExitCode == 0, $"attach failed: {result}");
         string link = Paths.LinkPath(name);
         Assert.Contains(link, result.Output);
@@ -52,7 +76,7 @@ public sealed class AttachScratch : IDisposable
 
     public void Detach(string name)
     {
-        var result = CowdiskExecutable.Run("detach", name);
+        var result = Cow("detach", name);
         Assert.True(result.ExitCode == 0, $"detach failed: {result}");
     }
 
@@ -83,7 +107,7 @@ public sealed class AttachScratch : IDisposable
 
     public List<AttachmentStatus> List()
     {
-        var result = CowdiskExecutable.Run("list", "--output", "json");
+        var result = Cow("list", "--output", "json");
         Assert.True(result.ExitCode == 0, $"list failed: {result}");
         return JsonSerializer.Deserialize(result.Output, AttachJsonContext.Default.ListAttachmentStatus)!;
     }
@@ -154,13 +178,13 @@ public sealed class AttachScratch : IDisposable
         {
             if (!File.Exists(Paths.RecordPath(name))) continue;
             int? pid = TryReadPid(name);
-            var detach = CommandRunner.Run(CowdiskExecutable.Path, ["detach", name, "--timeout", "30"], TimeSpan.FromSeconds(60));
+            var detach = CommandRunner.Run(CowdiskExecutable.Path, ["detach", name, "--timeout", "30"], TimeSpan.FromSeconds(60), _environment);
             if (detach.ExitCode != 0 && pid is { } stuck)
             {
                 try { Process.GetProcessById(stuck).Kill(); } catch (ArgumentException) { } catch (InvalidOperationException) { }
             }
         }
-        if (_names.Count > 0) CommandRunner.Run(CowdiskExecutable.Path, ["list"], TimeSpan.FromSeconds(60)); // cleans stale ones
+        if (_names.Count > 0) CommandRunner.Run(CowdiskExecutable.Path, ["list"], TimeSpan.FromSeconds(60), _environment); // cleans stale ones
         foreach (string name in _names) File.Delete(Paths.LogPath(name)); // left by refused or killed daemons
         try { Directory.Delete(Folder, recursive: true); } catch (IOException) { }
     }

@@ -2,7 +2,8 @@ namespace CowDisk.Engine.Frontends.Attach;
 
 /// <summary>
 /// Where attachments keep their state. RunDirectory holds NAME.json (the record), NAME.lock (held by the live
-/// daemon), NAME.log and NAME.fuse/ (the private FUSE mount); LinkDirectory holds the stable device links.
+/// daemon), NAME.detach (held by a detach waiting for the daemon's outcome), NAME.log and NAME.fuse/ (the private
+/// FUSE mount); LinkDirectory holds the stable device links.
 /// </summary>
 public sealed record AttachPaths(string RunDirectory, string LinkDirectory)
 {
@@ -17,6 +18,7 @@ public sealed record AttachPaths(string RunDirectory, string LinkDirectory)
 
     public string RecordPath(string name) => Path.Combine(RunDirectory, name + ".json");
     public string LockPath(string name) => Path.Combine(RunDirectory, name + ".lock");
+    public string DetachLockPath(string name) => Path.Combine(RunDirectory, name + ".detach");
     public string LogPath(string name) => Path.Combine(RunDirectory, name + ".log");
     public string MountPoint(string name) => Path.Combine(RunDirectory, name + ".fuse");
     public string LinkPath(string name) => Path.Combine(LinkDirectory, name);

@@ -13,7 +13,7 @@ public sealed record AttachRecord
     public required int Pid { get; init; }
     public required bool ReadOnly { get; init; }
     public required DateTimeOffset Started { get; init; }
-    /// <summary>starting, running, stopping, or failed (then Error says why).</summary>
+    /// <summary>starting, running, stopping, then the outcome: detached, or failed (Error says why). See <see cref="AttachState"/>.</summary>
     public required string State { get; init; }
     public string? Device { get; init; }
     public string? Link { get; init; }

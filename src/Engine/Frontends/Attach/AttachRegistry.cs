@@ -5,8 +5,10 @@ namespace CowDisk.Engine.Frontends.Attach;
 
 /// <summary>
 /// The attachments of this machine, as files under <see cref="AttachPaths.RunDirectory"/>. A daemon holds the
-/// flock on NAME.lock for its whole life, so "lock free but record present" means it died; whoever takes the
-/// lock next cleans up after it (unmount, unbind the loop device, remove the link and the record).
+/// flock on NAME.lock for its whole life, so "lock free but record present" means it ended: with its outcome in
+/// the record (detached or failed) if it shut down, without one if it died. Whoever takes the lock next cleans up
+/// after it (unmount, unbind the loop device, remove the link and the record), except while a detach holds
+/// NAME.detach: that record is the detach's answer.
 /// </summary>
 public sealed class AttachRegistry(AttachPaths paths)
 {
@@ -23,14 +25,28 @@ public sealed class AttachRegistry(AttachPaths paths)
     /// <summary>Takes the name for this process; null when a live daemon already has it.</summary>
     internal LifetimeLock? TryClaim(string name) => LifetimeLock.TryAcquire(Paths.LockPath(name));
 
-    public bool IsAlive(string name) => LifetimeLock.IsHeld(Paths.LockPath(name));
+    /// <summary>
+    /// Whether the daemon of name is alive. Root asks its lock; others cannot open the lock (root's, 0600) and go
+    /// by the record's pid still running an attach of that name.
+    /// </summary>
+    public bool IsAlive(string name) => ProcessControl.IsRoot
+        ? LifetimeLock.IsHeld(Paths.LockPath(name))
+        : Read(name) is { } record && DaemonProcess.IsRunning(record.Pid, name);
+
+    /// <summary>A detach waits for this name's outcome: the record stays until it has read it.</summary>
+    public bool IsBeingDetached(string name) => LifetimeLock.IsHeld(Paths.DetachLockPath(name));
 
     public AttachRecord? Read(string name)
     {
-        try { return JsonSerializer.Deserialize(File.ReadAllText(Paths.RecordPath(name)), AttachJsonContext.Default.AttachRecord); }
+        string path = Paths.RecordPath(name);
+        try { return JsonSerializer.Deserialize(File.ReadAllText(path), AttachJsonContext.Default.AttachRecord); }
         catch (FileNotFoundException) { return null; }
         catch (JsonException) { return null; } // half-written by a daemon killed mid-write: treated as absent
+        catch (UnauthorizedAccessException) { throw RootOnly(path); }
     }
+
+    private static AttachException RootOnly(string path) =>
+        new($"cannot read {path}: attachments are root's (run this as root)");
 
     /// <summary>Replaces the record atomically (write aside, rename over).</summary>
     public void Write(AttachRecord record)
@@ -42,24 +58,35 @@ public sealed class AttachRegistry(AttachPaths paths)
 
     public void Remove(string name) => File.Delete(Paths.RecordPath(name));
 
-    public IEnumerable<string> Names() =>
-        Directory.Exists(Paths.RunDirectory)
-            ? Directory.EnumerateFiles(Paths.RunDirectory, "*.json").Select(f => Path.GetFileNameWithoutExtension(f)!).Order(StringComparer.Ordinal)
-            : [];
+    public List<string> Names()
+    {
+        try
+        {
+            return Directory.EnumerateFiles(Paths.RunDirectory, "*.json")
+                .Select(f => Path.GetFileNameWithoutExtension(f)!).Order(StringComparer.Ordinal).ToList();
+        }
+        catch (DirectoryNotFoundException) { return []; }
+        catch (UnauthorizedAccessException) { throw RootOnly(Paths.RunDirectory); }
+    }
 
-    /// <summary>Every attachment; dead ones are cleaned up (when root) and reported as "stale".</summary>
+    /// <summary>
+    /// Every attachment. One whose daemon shut down cleanly is left out; one that failed or died is reported
+    /// once as "failed" or "stale" and cleaned up (by root, and not while a detach waits for its outcome).
+    /// </summary>
     public List<AttachmentStatus> List()
     {
         var statuses = new List<AttachmentStatus>();
         foreach (string name in Names())
         {
             if (Read(name) is not { } record) continue;
-            if (IsAlive(name)) statuses.Add(AttachmentStatus.From(record, record.State));
-            else
+            if (IsAlive(name))
             {
-                if (ProcessControl.IsRoot) CleanUpIfStale(name);
-                statuses.Add(AttachmentStatus.From(record, "stale"));
+                statuses.Add(AttachmentStatus.From(record, record.State));
+                continue;
             }
+            if (ProcessControl.IsRoot && !IsBeingDetached(name)) CleanUpIfStale(name);
+            if (record.State == AttachState.Detached) continue;
+            statuses.Add(AttachmentStatus.From(record, record.State == AttachState.Failed ? AttachState.Failed : AttachState.Stale));
         }
         return statuses;
     }
@@ -113,20 +140,29 @@ public sealed class AttachRegistry(AttachPaths paths)
     }
 
     /// <summary>
-    /// Asks the daemon to shut down (SIGTERM) and waits until it has flushed, unbound, unmounted and exited.
-    /// Refuses while the device is mounted. Returns a note for the user, or throws with the daemon's error.
+    /// Asks the daemon to shut down (SIGTERM), waits until it has let go of the name, and reads its outcome from
+    /// the record. Refuses while the device is mounted. Returns a note for the user only when the image was
+    /// flushed and closed cleanly; throws otherwise (a failed close, a daemon that died, a timeout).
     /// </summary>
     public string Detach(string name, TimeSpan timeout)
     {
         AttachName.Validate(name);
-        var record = Read(name);
+        if (!Directory.Exists(Paths.RunDirectory)) throw new AttachException($"no attachment named '{name}'");
+        // Held until the outcome is read: list and attach leave the record alone meanwhile.
+        var detaching = LifetimeLock.TryAcquire(Paths.DetachLockPath(name))
+                        ?? throw new AttachException($"'{name}' is already being detached");
+        try { return DetachHolding(name, timeout); }
+        finally { detaching.ReleaseAndDelete(); }
+    }
+
+    private string DetachHolding(string name, TimeSpan timeout)
+    {
         if (!IsAlive(name))
         {
-            if (record is null) throw new AttachException($"no attachment named '{name}'");
-            CleanUpIfStale(name);
-            return $"{name}: the daemon (pid {record.Pid}) was gone; cleaned up what it left";
+            var ended = Read(name) ?? throw new AttachException($"no attachment named '{name}'");
+            return Outcome(name, ended, ended.Pid, alreadyEnded: true);
         }
-        if (record is null) throw new AttachException($"'{name}' is still starting; try again");
+        var record = Read(name) ?? throw new AttachException($"'{name}' is still starting; try again");
         if (record.LoopNumber is { } loop && LoopDevice.IsClaimed(loop))
             throw new AttachException($"{record.Device} ('{name}') is in use, probably mounted; unmount it first");
         if (!ProcessControl.SendSignal(record.Pid, ProcessControl.SIGTERM))
@@ -139,11 +175,24 @@ public sealed class AttachRegistry(AttachPaths paths)
                 throw new AttachException($"the daemon of '{name}' (pid {record.Pid}) did not exit within {timeout.TotalSeconds:0} s");
             Thread.Sleep(50);
         }
-        if (Read(name) is { } left)
+        return Outcome(name, Read(name), record.Pid, alreadyEnded: false);
+    }
+
+    /// <summary>The outcome the daemon wrote before it let go of the name; cleans up whatever it left.</summary>
+    private string Outcome(string name, AttachRecord? left, int pid, bool alreadyEnded)
+    {
+        CleanUpIfStale(name);
+        string log = $"see {Paths.LogPath(name)}";
+        return left?.State switch
         {
-            CleanUpIfStale(name);
-            throw new AttachException($"'{name}' did not shut down cleanly: {left.Error ?? "the daemon exited without finishing"}");
-        }
-        return $"{name}: detached";
+            AttachState.Detached => alreadyEnded ? $"{name}: detached (its daemon had already shut down cleanly)" : $"{name}: detached",
+            AttachState.Failed => throw new AttachException($"'{name}' did not shut down cleanly: {left.Error} ({log})"),
+            // Nobody else removes a record while we hold NAME.detach: this is a daemon of an earlier version,
+            // which removed its record instead of writing "detached" when it had shut down cleanly.
+            null => $"{name}: detached",
+            _ => throw new AttachException(alreadyEnded
+                ? $"'{name}': the daemon (pid {pid}) had died without closing its image; cleaned up what it left ({log})"
+                : $"'{name}' did not shut down cleanly: the daemon (pid {pid}) died before it closed its image ({log})"),
+        };
     }
 }

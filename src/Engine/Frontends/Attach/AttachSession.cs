@@ -37,7 +37,8 @@ public sealed class AttachSession : IDisposable
         AttachName.Validate(request.Name);
         if (request.Overlay && request.ReadOnly) throw new AttachException("--overlay and --read-only exclude each other");
         string image = Path.GetFullPath(request.Image);
-        if (!File.Exists(image)) throw new AttachException($"image {image} does not exist");
+        if (Directory.Exists(image)) throw new AttachException($"image {image} is a folder, not an image (name its data file)");
+        if (!File.Exists(CanonicalPath.Of(image))) throw new AttachException($"image {image} does not exist");   // not a dangling link
 
         registry.EnsureDirectories();
         var claim = registry.TryClaim(request.Name);
@@ -46,13 +47,18 @@ public sealed class AttachSession : IDisposable
             var holder = registry.Read(request.Name);
             throw new AttachException($"name '{request.Name}' is already attached{(holder is null ? "" : $" to {holder.Image} (pid {holder.Pid})")}");
         }
+        if (registry.IsBeingDetached(request.Name))
+        {
+            claim.Dispose();   // the detach still has to read the old daemon's outcome from the record
+            throw new AttachException($"name '{request.Name}' is being detached; try again once the detach has finished");
+        }
         registry.CleanUpClaimed(request.Name); // whatever a dead daemon of this name left behind
 
         string? overlay = request.Overlay ? AttachRequest.OverlayPathFor(image, request.Name) : null;
         var record = new AttachRecord
         {
             Name = request.Name, Image = image, Overlay = overlay, Pid = Environment.ProcessId, ReadOnly = request.ReadOnly,
-            Started = DateTimeOffset.Now, State = "starting",
+            Started = DateTimeOffset.Now, State = AttachState.Starting,
         };
         var session = new AttachSession(registry, record, claim, log);
         try
@@ -62,7 +68,7 @@ public sealed class AttachSession : IDisposable
         }
         catch
         {
-            session.Teardown();
+            session.Dispose();
             throw;
         }
     }
@@ -82,7 +88,8 @@ public sealed class AttachSession : IDisposable
         catch (BlockDeviceException error) when (error is not CorruptImageException)
         {
             CheckConflicts(served, wantsWrite: !request.ReadOnly); // a racing attach: name it if we can
-            throw new AttachException($"cannot open {served}: {error.Message}");
+            // The engine's messages mostly name the file already; say it once.
+            throw new AttachException(error.Message.Contains(served, StringComparison.Ordinal) ? error.Message : $"cannot open {served}: {error.Message}");
         }
 
         string mountPoint = _registry.Paths.MountPoint(Record.Name);
@@ -103,7 +110,7 @@ public sealed class AttachSession : IDisposable
 
         Record = Record with
         {
-            State = "running", Device = _loop.DevicePath, Link = _link, BackingFile = _fuse.FilePath, DirectIo = _loop.DirectIo,
+            State = AttachState.Running, Device = _loop.DevicePath, Link = _link, BackingFile = _fuse.FilePath, DirectIo = _loop.DirectIo,
         };
         _registry.Write(Record);
     }
@@ -115,47 +122,44 @@ public sealed class AttachSession : IDisposable
                 $"image {image} is already attached{(holder.ReadOnly ? " read-only" : " read-write")} as '{holder.Name}' (pid {holder.Pid})");
     }
 
-    /// <summary>Clean shutdown: unlink, unbind the loop device, unmount, then flush, commit and close the image.</summary>
+    /// <summary>
+    /// Clean shutdown: unlink, unbind the loop device, unmount, then flush, commit and close the image. The outcome
+    /// goes into the record (detached, or failed with the reasons) before the name is let go, so a detach waiting
+    /// for the name reads how the image was closed. Throws when it was not closed cleanly.
+    /// </summary>
     public void Stop()
     {
         if (_claim is null) return;
-        Record = Record with { State = "stopping" };
+        Record = Record with { State = AttachState.Stopping };
         _registry.Write(Record);
         var errors = Teardown();
-        if (errors.Count == 0) return;
-        // Leave the record, marked failed, for detach to report; the lock is already released.
-        Record = Record with { State = "failed", Error = string.Join("; ", errors) };
-        _registry.Write(Record);
-        throw new AttachException(Record.Error);
+        Record = errors.Count == 0
+            ? Record with { State = AttachState.Detached }
+            : Record with { State = AttachState.Failed, Error = string.Join("; ", errors) };
+        try { _registry.Write(Record); }
+        finally { Release(clean: errors.Count == 0); }
+        if (Record.Error is { } error) throw new AttachException(error);
     }
 
     private List<string> Teardown()
     {
         var errors = new List<string>();
-        void Step(string what, Action action)
-        {
-            try { action(); }
-            catch (Exception error)
-            {
-                errors.Add($"{what}: {error.Message}");
-                _log($"shutdown: {what} failed: {error.Message}");
-            }
-        }
-
-        if (_link is not null) Step("remove link", () => AttachRegistry.RemoveLinkIfPointsTo(_link, _loop?.DevicePath));
+        if (_link is not null) Step(errors, "remove link", () => AttachRegistry.RemoveLinkIfPointsTo(_link, _loop?.DevicePath));
         if (_loop is not null)
-            Step("detach loop device", () =>
+            Step(errors, "detach loop device", () =>
             {
                 if (!_loop.Detach(LoopReleaseTimeout))
                     _log($"loop: {_loop.DevicePath} is still open elsewhere; the kernel frees it when it is closed");
             });
         bool frontendStopped = _fuse is null;   // if Stop throws, a worker may still be running
-        if (_fuse is not null) Step("unmount", () => frontendStopped = _fuse.Stop());
-        if (_device is not null) Step("close image", () => CloseImage(_device, frontendStopped));
-        Step("remove record", () => _registry.Remove(Record.Name));
-        if (errors.Count == 0) _claim?.ReleaseAndDelete();
-        else _claim?.Dispose();
-        _claim = null;
+        if (_fuse is not null) Step(errors, "unmount", () => frontendStopped = _fuse.Stop());
+        if (_device is not null)
+        {
+            // Flushed on its own first: a close that cannot flush (the engine failed earlier) must not pass as
+            // clean. Not while a worker may still hold the drain lock inside a call: the flush would wait for ever.
+            if (frontendStopped) Step(errors, "flush image", _device.Flush);
+            Step(errors, "close image", () => CloseImage(_device, frontendStopped));
+        }
         _link = null;
         _loop = null;
         _fuse = null;
@@ -175,8 +179,30 @@ public sealed class AttachSession : IDisposable
         device.Dispose();
     }
 
+    private void Step(List<string> errors, string what, Action action)
+    {
+        try { action(); }
+        catch (Exception error)
+        {
+            errors.Add($"{what}: {error.Message}");
+            _log($"shutdown: {what} failed: {error.Message}");
+        }
+    }
+
+    /// <summary>Lets go of the name; the lock file goes too unless something failed (then cleanup finds it).</summary>
+    private void Release(bool clean)
+    {
+        if (clean) _claim?.ReleaseAndDelete();
+        else _claim?.Dispose();
+        _claim = null;
+    }
+
+    /// <summary>Undoes a start that failed: nobody waits for an outcome, so the record goes.</summary>
     public void Dispose()
     {
-        if (_claim is not null) Teardown();
+        if (_claim is null) return;
+        var errors = Teardown();
+        Step(errors, "remove record", () => _registry.Remove(Record.Name));
+        Release(clean: errors.Count == 0);
     }
 }

@@ -12,7 +12,8 @@ public sealed record AttachmentStatus
     public required bool ReadOnly { get; init; }
     public bool? DirectIo { get; init; }
     public required DateTimeOffset Started { get; init; }
-    /// <summary>The daemon's state, or "stale" when it died and list has just cleaned up after it.</summary>
+    /// <summary>The live daemon's state; "failed" when it shut down but could not close cleanly (Error says why),
+    /// "stale" when it died; either is shown once, then cleaned up.</summary>
     public required string State { get; init; }
     public string? Error { get; init; }
 

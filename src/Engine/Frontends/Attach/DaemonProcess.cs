@@ -2,7 +2,10 @@ using CowDisk.Engine.Native;
 
 namespace CowDisk.Engine.Frontends.Attach;
 
-/// <summary>What a background attach daemon does to itself: leave the starter's session, then its pipes.</summary>
+/// <summary>
+/// The attach daemon as a process: what a background daemon does to itself (leave the starter's session, then
+/// its pipes), and how a user without access to its lock tells whether it still runs.
+/// </summary>
 public static class DaemonProcess
 {
     /// <summary>setsid(2): no controlling terminal, so closing the shell does not send SIGHUP.</summary>
@@ -11,4 +14,24 @@ public static class DaemonProcess
     /// <summary>Points stdin at inputPath and stdout/stderr at outputPath (appending).</summary>
     public static void RedirectStandardStreams(string inputPath, string outputPath) =>
         ProcessControl.RedirectStandardStreams(inputPath, outputPath);
+
+    /// <summary>
+    /// Whether pid is an attach daemon of name: its command line holds "attach" and "--name NAME". Pids get
+    /// reused, so a live pid alone is not enough; an unreadable command line falls back to the pid being live.
+    /// </summary>
+    public static bool IsRunning(int pid, string name)
+    {
+        if (pid <= 0) return false;
+        string[] arguments;
+        try { arguments = File.ReadAllText($"/proc/{pid}/cmdline").Split('\0'); }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { return false; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return ProcessControl.IsAlive(pid); }
+        if (!arguments.Contains("attach")) return false;
+        for (int i = 0; i < arguments.Length; i++)
+        {
+            if (arguments[i] == "--name" && i + 1 < arguments.Length && arguments[i + 1] == name) return true;
+            if (arguments[i] == $"--name={name}" || arguments[i] == $"--name:{name}") return true;
+        }
+        return false;
+    }
 }
