@@ -1,12 +1,15 @@
 using CowDisk.Engine.Native;
-using Microsoft.Win32.SafeHandles;
+using CowDisk.Engine.Storage;
 
 namespace CowDisk.Engine.Devices;
 
-/// <summary>A plain file (or raw image) as a block device: the bottom layer, and a read-only base.</summary>
+/// <summary>
+/// A plain file (or raw image) as a block device: a read-only base, or what `attach --read-only` serves for a
+/// raw file. Its bytes go through the storage seam like every other file the engine touches.
+/// </summary>
 public sealed class RawFileDevice : IBlockDevice
 {
-    private readonly SafeFileHandle _handle;
+    private readonly IStorageFile _file;
     private readonly bool _readOnly;
 
     public string Path { get; }
@@ -16,15 +19,15 @@ public sealed class RawFileDevice : IBlockDevice
     {
         Path = System.IO.Path.GetFullPath(path);
         _readOnly = readOnly;
-        _handle = File.OpenHandle(Path, FileMode.Open, readOnly ? FileAccess.Read : FileAccess.ReadWrite, FileShare.ReadWrite);
-        if (!FileLock.TryLock(_handle, exclusive: !readOnly, patient: true))
+        _file = HostStorage.Instance.Open(Path, readOnly ? StorageAccess.Read : StorageAccess.ReadWrite);
+        if (!_file.TryLock(exclusive: !readOnly))
         {
-            _handle.Dispose();
+            _file.Dispose();
             throw new Images.ImageLockedException(readOnly
                 ? $"{Path} is open for writing by another process{LockHolder.Describe(Path)}"
                 : $"{Path} cannot be opened for writing: it is in use{LockHolder.Describe(Path)}");
         }
-        Size = RandomAccess.GetLength(_handle);
+        Size = _file.Length;
     }
 
     public BlockDeviceCapabilities Capabilities => _readOnly
@@ -34,27 +37,19 @@ public sealed class RawFileDevice : IBlockDevice
     public void Read(long offset, Span<byte> buffer)
     {
         CheckRange(offset, buffer.Length);
-        while (!buffer.IsEmpty)
-        {
-            int n = RandomAccess.Read(_handle, buffer, offset);
-            if (n == 0) { buffer.Clear(); return; }
-            buffer = buffer[n..];
-            offset += n;
-        }
+        int n = _file.Read(offset, buffer);
+        buffer[n..].Clear();   // the file shrank under us: past its end reads zeros
     }
 
     public void Write(long offset, ReadOnlySpan<byte> buffer, WriteFlags flags = WriteFlags.None)
     {
         CheckWritable();
         CheckRange(offset, buffer.Length);
-        RandomAccess.Write(_handle, buffer, offset);
-        if ((flags & WriteFlags.Fua) != 0) Libc.FDataSync(_handle);
+        _file.Write(offset, buffer);
+        if ((flags & WriteFlags.Fua) != 0) _file.Flush();   // FUA: this write durable before the call returns
     }
 
-    public void Flush()
-    {
-        if (!_readOnly) Libc.FDataSync(_handle);
-    }
+    public void Flush() => _file.Flush();
 
     public void Discard(long offset, long length) => WriteZeroes(offset, length);
 
@@ -62,11 +57,11 @@ public sealed class RawFileDevice : IBlockDevice
     {
         CheckWritable();
         CheckRange(offset, length);
-        if (length == 0 || Libc.PunchHole(_handle, offset, length)) return;
+        if (length == 0 || _file.PunchHole(offset, length)) return;
         Span<byte> zeros = stackalloc byte[4096];
         zeros.Clear();
         for (long done = 0; done < length; done += zeros.Length)
-            RandomAccess.Write(_handle, zeros[..(int)Math.Min(zeros.Length, length - done)], offset + done);
+            _file.Write(offset + done, zeros[..(int)Math.Min(zeros.Length, length - done)]);
     }
 
     private void CheckWritable()
@@ -80,5 +75,5 @@ public sealed class RawFileDevice : IBlockDevice
             throw new BlockDeviceException($"I/O at {offset}+{length} is outside the device ({Size} bytes)");
     }
 
-    public void Dispose() => _handle.Dispose();
+    public void Dispose() => _file.Dispose();
 }
