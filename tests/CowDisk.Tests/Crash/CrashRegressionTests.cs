@@ -7,6 +7,7 @@ namespace CowDisk.Tests.Crash;
 /// Short workloads that reach a known hazard, with power cut before every storage operation in turn. Each
 /// one failed under the mutation it names (checked by breaking the code on purpose).
 /// </summary>
+[Collection(PowerLossCollection.Name)]
 public class CrashRegressionTests
 {
     private static Op W(long offset, int length, byte seed) => new(OpKind.Write, offset, length, seed, 0);

@@ -13,6 +13,9 @@ namespace CowDisk.Tests.Crash;
 /// </summary>
 public static class CrashRunner
 {
+    /// <summary>Writes covered by a completed flush, summed over every crash image checked (each one had to survive).</summary>
+    public static long AcknowledgedWritesChecked;
+
     /// <param name="Operation">The storage operation the cut came before.</param>
     private sealed record CrashImage(PowerLossStorage Storage, int Step, long Operation);
 
@@ -126,6 +129,7 @@ public static class CrashRunner
     {
         // The last barrier that returned before the cut bounds what must have survived.
         int lastBarrier = barriers.Where(b => b.Completed < crash.Operation).Max(b => b.Step);
+        Interlocked.Add(ref AcknowledgedWritesChecked, s.Ops.Take(lastBarrier + 1).Count(o => o.Kind == OpKind.Write));
         int first = lastBarrier + 1, last = Math.Min(crash.Step, s.Ops.Length - 1) + 1;   // indexes into versions
         string where = $"power cut during step {crash.Step} (last completed barrier: step {lastBarrier}); scenario: {s}";
 
