@@ -19,14 +19,13 @@ public class ConcurrencyTests
         {
             long blockStart = (long)round * cs;
             using var start = new Barrier(writers);
-            var threads = Enumerable.Range(0, writers).Select(w => new Thread(() =>
+            var threads = Enumerable.Range(0, writers).Select(w => TestThread.Start($"writer-{w}", () =>
             {
                 var part = new byte[cs / writers];
                 Array.Fill(part, (byte)(w + 1));
                 start.SignalAndWait();
                 image.Write(blockStart + w * part.Length, part);   // each a partial write of the same new block
             })).ToList();
-            threads.ForEach(t => t.Start());
             threads.ForEach(t => t.Join());
         }
         var report = image.CheckInvariants();

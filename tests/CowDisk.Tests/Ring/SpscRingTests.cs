@@ -52,7 +52,7 @@ public class SpscRingTests
         var ring = region.RequestRing;
         using var bell = new Doorbell();
         int fullCount = 0;
-        var producer = new Thread(() =>
+        var producer = TestThread.Start("producer", () =>
         {
             for (ulong i = 0; i < (ulong)events; i++)
             {
@@ -61,7 +61,6 @@ public class SpscRingTests
             }
             bell.Ring();
         });
-        producer.Start();
         ulong expected = 0;
         while (expected < (ulong)events)
         {
