@@ -37,6 +37,9 @@ internal sealed class MetadataStore : IDisposable
     /// <summary>Bytes of an unfinished (never acknowledged) commit found at open and dropped.</summary>
     public long RecoveredLogBytes { get; }
 
+    /// <summary>Set by a closing image: its last commits (the final flush, the clean flag) may use the reserve.</summary>
+    public volatile bool Closing;
+
     /// <summary>Set when a failed commit could not be undone by reloading the durable state: every commit fails.</summary>
     public bool Broken { get; private set; }
 
@@ -190,11 +193,16 @@ internal sealed class MetadataStore : IDisposable
     /// then makes the log durable. On failure the durable state is the previous commit's and the caller may
     /// retry; the exception carries the errno (ENOSPC, EIO).
     /// </summary>
-    public void Commit(IReadOnlyCollection<(long Chunk, byte[]? Extents)> chunks, ImageRecord? image = null)
+    /// <param name="useReserve">Commit into the log's reserved space even when it cannot be renewed (the last
+    /// commits of a session: marking the image in use, then clean). Other commits fail with ENOSPC first, so a
+    /// full disk fails writes, not the close.</param>
+    public void Commit(IReadOnlyCollection<(long Chunk, byte[]? Extents)> chunks, ImageRecord? image = null, bool useReserve = false)
     {
         if (_readOnly) throw new InvalidOperationException("metadata is open read-only");
         if (Broken) throw new StorageException($"metadata of {_path} is unusable after an earlier failure; reopen the image", Native.Errno.EIO);
         CutTail();
+        if (!_log.EnsureReserve() && !useReserve && !Closing)
+            throw new StorageException($"metadata commit to {_path} failed: no space left for its log", Native.Errno.ENOSPC);
         try
         {
             var col = _db.GetCollection(ChunkCollection);

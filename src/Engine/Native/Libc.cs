@@ -49,6 +49,13 @@ internal static partial class Libc
         finally { close(fd); }
     }
 
+    /// <summary>
+    /// Allocates [0, length) without changing the size (FALLOC_FL_KEEP_SIZE): false only for ENOSPC; a file
+    /// system that cannot preallocate is taken as a yes (nothing reserved, nothing to refuse).
+    /// </summary>
+    public static bool Reserve(SafeFileHandle handle, long length) =>
+        fallocate((int)handle.DangerousGetHandle(), FALLOC_FL_KEEP_SIZE, 0, length) == 0 || Marshal.GetLastPInvokeError() != 28;
+
     /// <summary>Returns host space for a byte range; false where the file system cannot punch holes.</summary>
     public static bool PunchHole(SafeFileHandle handle, long offset, long length) =>
         fallocate((int)handle.DangerousGetHandle(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) == 0;

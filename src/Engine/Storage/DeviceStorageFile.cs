@@ -76,6 +76,8 @@ internal sealed class DeviceStorageFile : IStorageFile
 
     public bool PunchHole(long offset, long length) => !ReadOnly && BlockDeviceIoctl.Discard(_handle, offset, length);
 
+    public bool Reserve(long length) => length <= Length;   // a device has all its space
+
     public bool TryLock(bool exclusive) => FileLock.TryLock(_handle, exclusive, patient: true);
 
     public void Dispose() => _handle.Dispose();

@@ -11,6 +11,8 @@ internal sealed class EmptyStorageFile(string path) : IStorageFile
     public void Flush() { }
     public void SetLength(long length) => throw new StorageException($"{Path} is open read-only", Native.Errno.EROFS);
     public bool PunchHole(long offset, long length) => false;
+    public bool Reserve(long length) => true;
+
     public bool TryLock(bool exclusive) => true;
     public void Dispose() { }
 }

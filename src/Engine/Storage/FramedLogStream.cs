@@ -152,6 +152,12 @@ internal sealed class FramedLogStream : Stream
         }
     }
 
+    /// <summary>Frames kept allocated past the end of the log: room for the commit that marks the image clean at close.</summary>
+    public const int ReserveFrames = 32;
+
+    /// <summary>Keeps <see cref="ReserveFrames"/> frames of space allocated past the end; false if the disk has no room.</summary>
+    public bool EnsureReserve() => _file.Reserve((_frames + _unwritten.Count + ReserveFrames) * (long)FrameSize);
+
     /// <summary>Durability barrier for every frame written so far (a commit is acknowledged only after it).</summary>
     public override void Flush()
     {
@@ -170,5 +176,6 @@ internal sealed class FramedLogStream : Stream
         _generation++;
         _frames = 0;
         _position = 0;
+        EnsureReserve();   // truncation gave the reserved space back: take it again while it is surely free
     }
 }

@@ -114,6 +114,8 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
 
     public bool PunchHole(long offset, long length) => !ReadOnly && Libc.PunchHole(Handle, offset, length);
 
+    public bool Reserve(long length) => ReadOnly || Libc.Reserve(Handle, length);
+
     public bool TryLock(bool exclusive) => FileLock.TryLock(Handle, exclusive, patient: true);
 
     public void Dispose() => Handle.Dispose();

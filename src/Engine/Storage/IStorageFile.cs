@@ -24,6 +24,12 @@ public interface IStorageFile : IDisposable
     /// <summary>Gives the range's space back (it reads as zeros); false where the storage cannot.</summary>
     bool PunchHole(long offset, long length);
 
+    /// <summary>
+    /// Makes sure writes below <paramref name="length"/> need no new space (fallocate, size unchanged): false when
+    /// the storage has no room for it. Storage that cannot reserve says true (nothing is promised).
+    /// </summary>
+    bool Reserve(long length);
+
     /// <summary>Advisory whole-file lock (one writer, or many readers); false if another holder conflicts.</summary>
     bool TryLock(bool exclusive);
 }

@@ -238,7 +238,8 @@ internal sealed class CowTarget
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new BlockDeviceException($"write to data file failed: {e.Message}", e, StorageException.ErrnoOf(e));
+            throw e is StorageException ? new BlockDeviceException(e.Message, e, StorageException.ErrnoOf(e))   // names the file and the errno
+                                        : new BlockDeviceException($"write to the data file failed: {e.Message}", e, StorageException.ErrnoOf(e));
         }
         finally
         {

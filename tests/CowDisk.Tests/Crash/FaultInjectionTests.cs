@@ -114,6 +114,31 @@ public class FaultInjectionTests
         }
     }
 
+    /// <summary>
+    /// The metadata log keeps space reserved: when the disk cannot renew it, ordinary commits fail with ENOSPC
+    /// before writing anything, and the reserve still lets the close mark the image clean.
+    /// </summary>
+    [Fact]
+    public void A_full_disk_fails_commits_but_not_the_close()
+    {
+        var (image, storage, path, dir) = NewImage();
+        using (dir)
+        {
+            image.Write(0, ModelRunner.Pattern(Cs, 6));
+            image.Flush();
+            storage.NoRoomToReserve = true;
+            image.Write(3 * Cs, ModelRunner.Pattern(Cs, 7));
+            Assert.Equal(Enospc, Assert.ThrowsAny<BlockDeviceException>(() => image.Flush()).Errno);
+            image.Dispose();   // no throw: the clean flag goes into the reserve
+            using var reopened = CowImage.Open(path, new ImageOpenOptions { Settings = Settings, Storage = storage, ReadOnly = true });
+            Assert.False(reopened.WasUnclean);
+            var read = new byte[4 * Cs];
+            reopened.Read(0, read);
+            Assert.Equal(ModelRunner.Pattern(Cs, 6), read[..Cs]);
+            Assert.Equal(ModelRunner.Pattern(Cs, 7), read[(3 * Cs)..]);   // the close's flush committed it into the reserve
+        }
+    }
+
     private static bool IsMixOfOldAndNew(byte[] read, byte[] written)
     {
         for (int i = 0; i < read.Length; i++)

@@ -29,6 +29,9 @@ public sealed class PowerLossStorage : IStorage
 
     public enum StorageOp { Write, Flush, SetLength, Create, SyncFolder }
 
+    /// <summary>Set: the disk has no room to reserve space (fallocate says ENOSPC); writes still succeed.</summary>
+    public volatile bool NoRoomToReserve;
+
     /// <summary>Called before every read (outside the lock): lets a test hold a reader mid-I/O.</summary>
     public Action<string, long>? BeforeRead;
 
@@ -222,6 +225,8 @@ public sealed class PowerLossStorage : IStorage
             if (end > offset) Write(offset, new byte[end - offset]);
             return true;
         }
+
+        public bool Reserve(long length) => !storage.NoRoomToReserve;
 
         public bool TryLock(bool exclusive) => true;
 
