@@ -71,6 +71,34 @@ public sealed class PowerLossStorage : IStorage
         }
     }
 
+    /// <summary>Writes to the file since its last barrier.</summary>
+    public int PendingWrites(string path) { lock (_lock) return _names[path].Pending.Count(p => p.Data is not null); }
+
+    /// <summary>A crash image where exactly the chosen later writes survive, whole: keep(path, n) for the n-th write since the barrier.</summary>
+    public PowerLossStorage CrashKeeping(Func<string, int, bool> keep)
+    {
+        lock (_lock)
+        {
+            var crashed = new PowerLossStorage();
+            foreach (var (name, inode) in _durableNames)
+            {
+                var bytes = (byte[])inode.Durable.Clone();
+                int n = 0;
+                foreach (var (offset, data, length) in inode.Pending)
+                {
+                    if (data is null) { Array.Resize(ref bytes, (int)length); continue; }
+                    if (!keep(name, n++)) continue;
+                    if (bytes.Length < offset + data.Length) Array.Resize(ref bytes, (int)(offset + data.Length));
+                    data.CopyTo(bytes, offset);
+                }
+                var image = new Inode { Durable = bytes, Current = (byte[])bytes.Clone() };
+                crashed._names[name] = image;
+                crashed._durableNames[name] = image;
+            }
+            return crashed;
+        }
+    }
+
     private static byte[] Survivor(Inode inode, Random rng)
     {
         var bytes = (byte[])inode.Durable.Clone();
