@@ -72,4 +72,15 @@ public class ImageHeaderTests
         (Sample with { ClusterSize = clusterSize }).Write(buffer);
         Assert.Contains("cluster size", Assert.Throws<FormatException>(() => ImageHeader.Read(buffer)).Message);
     }
+
+    [Fact]
+    public void Flags_round_trip_and_unknown_bits_are_refused()
+    {
+        var buffer = new byte[ImageHeader.Size];
+        var external = Sample with { Flags = ImageHeaderFlags.ExternalData };
+        external.Write(buffer);
+        Assert.Equal(ImageHeaderFlags.ExternalData, ImageHeader.Read(buffer).Flags);
+        (Sample with { Flags = (ImageHeaderFlags)0x4 }).Write(buffer);   // checksum valid, bit unknown
+        Assert.Contains("features this build does not know", Assert.Throws<FormatException>(() => ImageHeader.Read(buffer)).Message);
+    }
 }
