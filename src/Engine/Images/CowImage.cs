@@ -263,7 +263,7 @@ public sealed class CowImage : IBlockDevice
             if (!options.ReadOnly)
             {
                 // Marked in use before any write; a crash leaves it unclean, which open reports.
-                store.Commit(Array.Empty<(long, byte[]?)>(), rec with { Clean = false }, useReserve: true);
+                store.Commit(Array.Empty<(long, byte[]?)>(), rec with { Clean = false });
             }
             return new CowImage(files, extentFile, device is null ? null : data, header, store, baseDevice, options.ReadOnly,
                 options.Settings, table, allocator, extents, wasUnclean);
@@ -356,14 +356,13 @@ public sealed class CowImage : IBlockDevice
         if (_disposed) return;
         _disposed = true;
         Exception? failure = null;
-        _store.Closing = true;   // the close's own commits may use the metadata log's reserved space
         try { if (!ReadOnly && _responder.Fatal is null) _target.Flush(); }
         catch (Exception e) { failure = e; }
         _ring.Dispose();
         _responder.Dispose();
         if (!ReadOnly && failure is null && _responder.Fatal is null)
         {
-            try { _store.Commit(Array.Empty<(long, byte[]?)>(), _store.Image with { Clean = true }, useReserve: true); }
+            try { _store.Commit(Array.Empty<(long, byte[]?)>(), _store.Image with { Clean = true }); }
             catch (Exception e) { failure = e; }
         }
         _store.Dispose();

@@ -37,8 +37,15 @@ internal sealed class MetadataStore : IDisposable
     /// <summary>Bytes of an unfinished (never acknowledged) commit found at open and dropped.</summary>
     public long RecoveredLogBytes { get; }
 
-    /// <summary>Set by a closing image: its last commits (the final flush, the clean flag) may use the reserve.</summary>
-    public volatile bool Closing;
+    /// <summary>
+    /// The metadata log's reserved space could not be renewed (the disk is full): commits still fit in the reserve,
+    /// so flushes and the close go on, but new extents must not be allocated (their mappings would need room).
+    /// </summary>
+    public bool SpaceLow => _spaceLow;
+    private volatile bool _spaceLow;
+
+    /// <summary>Tries to renew the log's reserve (any thread); true if it is whole again.</summary>
+    public bool RenewReserve() => !(_spaceLow = !_log.EnsureReserve());
 
     /// <summary>Set when a failed commit could not be undone by reloading the durable state: every commit fails.</summary>
     public bool Broken { get; private set; }
@@ -193,16 +200,12 @@ internal sealed class MetadataStore : IDisposable
     /// then makes the log durable. On failure the durable state is the previous commit's and the caller may
     /// retry; the exception carries the errno (ENOSPC, EIO).
     /// </summary>
-    /// <param name="useReserve">Commit into the log's reserved space even when it cannot be renewed (the last
-    /// commits of a session: marking the image in use, then clean). Other commits fail with ENOSPC first, so a
-    /// full disk fails writes, not the close.</param>
-    public void Commit(IReadOnlyCollection<(long Chunk, byte[]? Extents)> chunks, ImageRecord? image = null, bool useReserve = false)
+    public void Commit(IReadOnlyCollection<(long Chunk, byte[]? Extents)> chunks, ImageRecord? image = null)
     {
         if (_readOnly) throw new InvalidOperationException("metadata is open read-only");
         if (Broken) throw new StorageException($"metadata of {_path} is unusable after an earlier failure; reopen the image", Native.Errno.EIO);
         CutTail();
-        if (!_log.EnsureReserve() && !useReserve && !Closing)
-            throw new StorageException($"metadata commit to {_path} failed: no space left for its log", Native.Errno.ENOSPC);
+        RenewReserve();   // a commit may use the reserve; new allocations stop while it cannot be renewed
         try
         {
             var col = _db.GetCollection(ChunkCollection);

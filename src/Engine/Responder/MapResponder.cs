@@ -236,6 +236,12 @@ internal sealed class MapResponder : IDisposable
             Respond(rsp);
             return;
         }
+        // A full disk: the metadata log keeps room for the mappings already written, not for new ones.
+        if (_store is { SpaceLow: true } && !_store.RenewReserve())
+        {
+            Respond(Error(req, -ErrnoNoSpace));
+            return;
+        }
         // New extent; its fill for partial blocks comes from what the block reads as now.
         bool zeroFill = ReadsAsZero(first);
         while (run < count && !_allocating.ContainsKey(req.Block + run) &&

@@ -152,7 +152,7 @@ internal sealed class FramedLogStream : Stream
         }
     }
 
-    /// <summary>Frames kept allocated past the end of the log: room for the commit that marks the image clean at close.</summary>
+    /// <summary>Frames kept allocated past the end of the log: room to commit what was written when the disk fills.</summary>
     public const int ReserveFrames = 32;
 
     /// <summary>Keeps <see cref="ReserveFrames"/> frames of space allocated past the end; false if the disk has no room.</summary>

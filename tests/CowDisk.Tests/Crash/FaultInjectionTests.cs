@@ -115,11 +115,12 @@ public class FaultInjectionTests
     }
 
     /// <summary>
-    /// The metadata log keeps space reserved: when the disk cannot renew it, ordinary commits fail with ENOSPC
-    /// before writing anything, and the reserve still lets the close mark the image clean.
+    /// The metadata log keeps space reserved. When the disk cannot renew it, writes that need a new extent fail
+    /// with ENOSPC, while overwrites, flushes (which commit into the reserve) and the close go on; once the disk
+    /// has room again, allocating writes work again.
     /// </summary>
     [Fact]
-    public void A_full_disk_fails_commits_but_not_the_close()
+    public void A_full_disk_fails_allocating_writes_but_not_flushes_overwrites_or_the_close()
     {
         var (image, storage, path, dir) = NewImage();
         using (dir)
@@ -127,15 +128,25 @@ public class FaultInjectionTests
             image.Write(0, ModelRunner.Pattern(Cs, 6));
             image.Flush();
             storage.NoRoomToReserve = true;
-            image.Write(3 * Cs, ModelRunner.Pattern(Cs, 7));
-            Assert.Equal(Enospc, Assert.ThrowsAny<BlockDeviceException>(() => image.Flush()).Errno);
-            image.Dispose();   // no throw: the clean flag goes into the reserve
-            using var reopened = CowImage.Open(path, new ImageOpenOptions { Settings = Settings, Storage = storage, ReadOnly = true });
-            Assert.False(reopened.WasUnclean);
-            var read = new byte[4 * Cs];
-            reopened.Read(0, read);
-            Assert.Equal(ModelRunner.Pattern(Cs, 6), read[..Cs]);
-            Assert.Equal(ModelRunner.Pattern(Cs, 7), read[(3 * Cs)..]);   // the close's flush committed it into the reserve
+            image.Write(3 * Cs, ModelRunner.Pattern(Cs, 7));   // allowed: the disk was not known to be full yet
+            image.Flush();                                      // commits into the reserve, and learns the disk is full
+            Assert.Equal(Enospc, Assert.ThrowsAny<BlockDeviceException>(() => image.Write(9 * Cs, ModelRunner.Pattern(Cs, 8))).Errno);
+            image.Write(0, ModelRunner.Pattern(Cs, 9));         // an overwrite needs no new extent
+            image.Flush();
+            image.Dispose();                                    // clean: the close's commits fit in the reserve
+            using (var reopened = CowImage.Open(path, new ImageOpenOptions { Settings = Settings, Storage = storage, ReadOnly = true }))
+            {
+                Assert.False(reopened.WasUnclean);
+                var read = new byte[10 * Cs];
+                reopened.Read(0, read);
+                Assert.Equal(ModelRunner.Pattern(Cs, 9), read[..Cs]);
+                Assert.Equal(ModelRunner.Pattern(Cs, 7), read[(3 * Cs)..(4 * Cs)]);
+                Assert.True(read.AsSpan(9 * Cs).IndexOfAnyExcept((byte)0) < 0);
+            }
+            storage.NoRoomToReserve = false;                    // space freed
+            using var again = CowImage.Open(path, new ImageOpenOptions { Settings = Settings, Storage = storage });
+            again.Write(9 * Cs, ModelRunner.Pattern(Cs, 8));
+            again.Flush();
         }
     }
 
