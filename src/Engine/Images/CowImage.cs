@@ -116,7 +116,8 @@ public sealed class CowImage : IBlockDevice
         if (size <= 0 || size > ClusterGeometry.MaxVirtualSize)
             throw new ImageOpenException(size == 0 ? "a size is needed (--size) when there is no backing image" : $"size {size} is out of range (1 byte to 64T)");
 
-        IStorageFile? oldData = null;
+        string? dataDevice = DataDevicePath(options);
+        IStorageFile? oldData = null, device = null, data = null;
         try
         {
             if (!options.Force)
@@ -131,41 +132,50 @@ public sealed class CowImage : IBlockDevice
                 if (!oldData.TryLock(exclusive: true))
                     throw new ImageLockedException($"{files.DataPath} cannot be replaced: it is in use{LockHolder.Describe(files.DataPath)}");
             }
+            // Everything that can refuse is checked before anything is deleted.
+            if (dataDevice is not null) device = ClaimDataDevice(storage, dataDevice, options);
             // Without the data file and metadata, leftover logs belong to no image: replace them too.
             foreach (var f in options.Force ? files.All : new[] { files.MetadataLogPath, files.LegacyMetadataLogPath })
                 storage.Delete(f);
-            CreateFiles(storage, files, options, size, backingFormat, DataDevicePath(options));
+            data = CreateFiles(storage, files, options, size, backingFormat, dataDevice, device);
         }
         catch (StorageException e)
         {
             throw new ImageOpenException($"cannot create {files.DataPath}: {e.Message}");
         }
-        finally { oldData?.Dispose(); }
-        return Open(path, new ImageOpenOptions { Settings = settings, Storage = storage });
+        finally
+        {
+            oldData?.Dispose();
+            device?.Dispose();
+        }
+        // The new data file stays open and locked from its creation into the open: nobody else can get in between.
+        return Open(path, new ImageOpenOptions { Settings = settings, Storage = storage }, depth: 0, Array.Empty<string>(), data);
     }
 
     private static string? DataDevicePath(ImageCreateOptions options) =>
         options.DataDevice is null ? null : Path.GetFullPath(options.DataDevice);
 
-    private static void CreateFiles(IStorage storage, ImageFiles files, ImageCreateOptions options, long size, string? backingFormat,
-        string? dataDevice)
+    /// <summary>Creates the files of a new image; returns its data file, open and locked exclusively.</summary>
+    private static IStorageFile CreateFiles(IStorage storage, ImageFiles files, ImageCreateOptions options, long size, string? backingFormat,
+        string? dataDevice, IStorageFile? device)
     {
         var header = new ImageHeader(ImageHeader.CurrentVersion, Guid.NewGuid(), options.ClusterSize, size)
         {
             Flags = dataDevice is null ? ImageHeaderFlags.None : ImageHeaderFlags.ExternalData,
         };
         var created = new List<string>();
+        IStorageFile? data = null;
         try
         {
-            if (dataDevice is not null) PrepareDataDevice(storage, dataDevice, header, options.Force);
-            using (var data = storage.Create(files.DataPath))
-            {
-                created.Add(files.DataPath);
-                var page = new byte[ImageHeader.ReservedBytes];
-                header.Write(page);
-                data.Write(0, page);
-                data.Flush();   // header durable before the metadata that names it
-            }
+            if (device is not null) WriteDeviceHeader(device, header);
+            data = storage.Create(files.DataPath);
+            created.Add(files.DataPath);
+            if (!data.TryLock(exclusive: true))
+                throw new ImageLockedException($"{files.DataPath} was opened by another process while being created{LockHolder.Describe(files.DataPath)}");
+            var page = new byte[ImageHeader.ReservedBytes];
+            header.Write(page);
+            data.Write(0, page);
+            data.Flush();   // header durable before the metadata that names it
             var record = new ImageRecord
             {
                 ImageId = header.ImageId, ClusterSize = header.ClusterSize, VirtualSize = size,
@@ -176,9 +186,11 @@ public sealed class CowImage : IBlockDevice
             created.Add(files.MetadataLogPath);
             MetadataStore.Create(storage, files, record).Dispose();
             storage.SyncFolder(files.Folder);   // all three names durable
+            return data;
         }
         catch
         {
+            data?.Dispose();
             foreach (var f in created)
             {
                 try { storage.Delete(f); } catch (StorageException) { }
@@ -187,22 +199,37 @@ public sealed class CowImage : IBlockDevice
         }
     }
 
-    /// <summary>Claims a block device for extents: its cluster 0 gets the image's header (so a swapped device is noticed).</summary>
-    private static void PrepareDataDevice(IStorage storage, string device, ImageHeader header, bool force)
+    /// <summary>
+    /// Opens a block device for extents exclusively and checks it may be used: big enough, and not holding
+    /// anything (another image's extents, a file system, a partition table) unless --force says to overwrite it.
+    /// </summary>
+    private static IStorageFile ClaimDataDevice(IStorage storage, string path, ImageCreateOptions options)
     {
-        using var dev = storage.OpenDevice(device, StorageAccess.ReadWrite);
-        if (!dev.TryLock(exclusive: true))
-            throw new ImageLockedException($"data device {device} is in use{LockHolder.Describe(device)}");
-        if (dev.Length < 2L * header.ClusterSize)
-            throw new ImageOpenException($"data device {device} has {dev.Length} bytes, less than two clusters of {header.ClusterSize}");
+        var dev = storage.OpenDevice(path, StorageAccess.ReadWrite);
+        try
+        {
+            if (!dev.TryLock(exclusive: true))
+                throw new ImageLockedException($"data device {path} is in use{LockHolder.Describe(path)}");
+            if (dev.Length < 2L * options.ClusterSize)
+                throw new ImageOpenException($"data device {path} has {dev.Length} bytes, less than two clusters of {options.ClusterSize}");
+            var head = new byte[64 * 1024];
+            dev.Read(0, head);
+            if (!options.Force && TryReadHeader(head, out var other))
+                throw new ImageOpenException($"data device {path} holds the extents of image {other.ImageId} (use --force to reuse it)");
+            if (!options.Force && head.AsSpan().IndexOfAnyExcept((byte)0) >= 0)
+                throw new ImageOpenException($"data device {path} is not blank (a file system or partition table?); use --force to overwrite it");
+            return dev;
+        }
+        catch { dev.Dispose(); throw; }
+    }
+
+    /// <summary>The device's cluster 0 gets the image's header, so a swapped device is noticed.</summary>
+    private static void WriteDeviceHeader(IStorageFile device, ImageHeader header)
+    {
         var page = new byte[ImageHeader.ReservedBytes];
-        dev.Read(0, page);
-        if (!force && TryReadHeader(page, out var other))
-            throw new ImageOpenException($"data device {device} holds the extents of image {other.ImageId} (use --force to reuse it)");
-        page.AsSpan().Clear();
         header.Write(page);
-        dev.Write(0, page);
-        dev.Flush();   // the device's header durable before the image that names it
+        device.Write(0, page);
+        device.Flush();   // the device's header durable before the image that names it
     }
 
     private static bool TryReadHeader(ReadOnlySpan<byte> bytes, out ImageHeader header)
@@ -214,22 +241,27 @@ public sealed class CowImage : IBlockDevice
     public static CowImage Open(string path, ImageOpenOptions options) => Open(path, options, depth: 0, Array.Empty<string>());
 
     /// <param name="chain">The images above this one in a backing chain, to report a loop as a loop.</param>
-    internal static CowImage Open(string path, ImageOpenOptions options, int depth, IReadOnlyList<string> chain)
+    /// <param name="created">A data file just created, open and locked by the caller; the open takes it over.</param>
+    internal static CowImage Open(string path, ImageOpenOptions options, int depth, IReadOnlyList<string> chain, IStorageFile? created = null)
     {
         options.Settings.Validate();
         var storage = options.Storage ?? HostStorage.Instance;
         var files = ImageFiles.For(path);
-        if (Directory.Exists(files.DataPath)) throw new ImageOpenException($"{files.DataPath} is a folder, not an image");
-        if (!storage.Exists(files.DataPath)) throw new ImageOpenException($"image {files.DataPath} does not exist");
         IStorageFile data;
-        try { data = storage.Open(files.DataPath, options.ReadOnly ? StorageAccess.Read : StorageAccess.ReadWrite); }
-        catch (StorageException e) { throw new ImageOpenException(e.Message); }
+        if (created is not null) data = created;
+        else
+        {
+            if (Directory.Exists(files.DataPath)) throw new ImageOpenException($"{files.DataPath} is a folder, not an image");
+            if (!storage.Exists(files.DataPath)) throw new ImageOpenException($"image {files.DataPath} does not exist");
+            try { data = storage.Open(files.DataPath, options.ReadOnly ? StorageAccess.Read : StorageAccess.ReadWrite); }
+            catch (StorageException e) { throw new ImageOpenException(e.Message); }
+        }
         MetadataStore? store = null;
         IBlockDevice? baseDevice = null;
         IStorageFile? device = null;
         try
         {
-            if (!data.TryLock(exclusive: !options.ReadOnly))
+            if (created is null && !data.TryLock(exclusive: !options.ReadOnly))
                 throw new ImageLockedException(options.ReadOnly
                     ? $"image {files.DataPath} is open for writing by another process{LockHolder.Describe(files.DataPath)}"
                     : $"image {files.DataPath} cannot be opened for writing: it is in use{LockHolder.Describe(files.DataPath)}");
@@ -262,6 +294,7 @@ public sealed class CowImage : IBlockDevice
             bool wasUnclean = !rec.Clean;
             if (!options.ReadOnly)
             {
+                if (header.Version < ImageHeader.CurrentVersion) header = Upgrade(data, header);
                 // Marked in use before any write; a crash leaves it unclean, which open reports.
                 store.Commit(Array.Empty<(long, byte[]?)>(), rec with { Clean = false });
             }
@@ -296,6 +329,20 @@ public sealed class CowImage : IBlockDevice
             return device;
         }
         catch { device.Dispose(); throw; }
+    }
+
+    /// <summary>
+    /// A version-1 image becomes version 2 before its first write through the framed log, so a build that only
+    /// knows version 1 refuses it instead of missing mappings committed in that log.
+    /// </summary>
+    private static ImageHeader Upgrade(IStorageFile data, ImageHeader header)
+    {
+        var upgraded = header with { Version = ImageHeader.CurrentVersion };
+        var sector = new byte[512];   // the header is one sector: rewritten whole or not at all
+        upgraded.Write(sector);
+        data.Write(0, sector);
+        data.Flush();   // version 2 durable before the first frame an old build would not see
+        return upgraded;
     }
 
     private static ImageHeader ReadHeader(ImageFiles files, IStorageFile data)

@@ -16,7 +16,11 @@ public readonly record struct ImageHeader(
     public ImageHeaderFlags Flags { get; init; }
 
     public static ReadOnlySpan<byte> Magic => "CowDisk\0"u8;
-    public const uint CurrentVersion = 1;
+    /// <summary>2: the metadata log is framed (docs/FORMAT.md §3.4) and header flags exist. A build that only
+    /// knows 1 must refuse such an image rather than miss committed mappings in the framed log.</summary>
+    public const uint CurrentVersion = 2;
+    /// <summary>Version-1 images are read as they are and upgraded to 2 at their first writable open.</summary>
+    public const uint OldestVersion = 1;
 
     public const int MagicOffset = 0;          // 8 bytes "CowDisk\0"
     public const int VersionOffset = 8;        // u32
@@ -51,8 +55,8 @@ public readonly record struct ImageHeader(
         if (source.Length < Size || !source[..Magic.Length].SequenceEqual(Magic))
             throw new FormatException("not a cowdisk image (bad magic)");
         uint version = BinaryPrimitives.ReadUInt32BigEndian(source[VersionOffset..]);
-        if (version != CurrentVersion)
-            throw new FormatException($"unsupported cowdisk format version {version} (this build reads {CurrentVersion})");
+        if (version < OldestVersion || version > CurrentVersion)
+            throw new FormatException($"unsupported cowdisk format version {version} (this build reads {OldestVersion} to {CurrentVersion})");
         uint stored = BinaryPrimitives.ReadUInt32BigEndian(source[ChecksumOffset..]);
         if (stored != Checksum(source[..ChecksumOffset]))
             throw new FormatException("cowdisk header checksum mismatch");

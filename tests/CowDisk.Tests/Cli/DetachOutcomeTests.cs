@@ -9,7 +9,7 @@ namespace CowDisk.Tests.Cli;
 public sealed class DetachOutcomeTests
 {
     [AttachFact]
-    public void A_close_that_fails_for_lack_of_space_fails_the_detach()
+    public void A_full_disk_fails_the_writes_but_the_detach_closes_cleanly()
     {
         using var scratch = new AttachScratch(privateRunDirectory: true);
         string small = Directory.CreateDirectory(Path.Combine(scratch.Folder, "small")).FullName;
@@ -20,16 +20,48 @@ public sealed class DetachOutcomeTests
             CommandRunner.Check(CowdiskExecutable.Path, "create", image, "--size", "100M");
             string name = scratch.NewName();
             string link = scratch.Attach(image, name);
-            // More than the folder holds: data writes fail, then so does the commit of the mappings.
-            CommandRunner.Run("dd", ["if=/dev/urandom", $"of={link}", "bs=1M", "count=40", "oflag=direct"]);
+            // More than the folder holds: the data writes that need space fail; the metadata log's reserve
+            // still holds the mappings of what was written, so the close is clean.
+            var dd = CommandRunner.Run("dd", ["if=/dev/urandom", $"of={link}", "bs=1M", "count=40", "oflag=direct"]);
+            Assert.NotEqual(0, dd.ExitCode);
+            Assert.Contains("No space left on device", dd.Error);
+
+            var detach = scratch.Cow("detach", name);
+            Assert.True(detach.ExitCode == 0, detach.ToString());
+            Assert.Contains("clean shutdown: yes", scratch.Cow("info", image).Output);
+        }
+        finally { CommandRunner.Run("umount", ["-l", small]); }
+    }
+
+    /// <summary>A close whose final commit cannot be written (the log made immutable under the daemon) fails the detach.</summary>
+    [AttachFact]
+    public void A_close_that_cannot_commit_fails_the_detach()
+    {
+        using var scratch = new AttachScratch(privateRunDirectory: true);
+        string fsFile = Path.Combine(scratch.Folder, "fs.ext4"), mnt = Directory.CreateDirectory(Path.Combine(scratch.Folder, "mnt")).FullName;
+        using (var f = File.Create(fsFile)) f.SetLength(64 << 20);
+        CommandRunner.Check("mkfs.ext4", "-q", fsFile);
+        CommandRunner.Check("mount", "-o", "loop", fsFile, mnt);
+        string image = Path.Combine(mnt, "disk.img");
+        try
+        {
+            CommandRunner.Check(CowdiskExecutable.Path, "create", image, "--size", "100M");
+            string name = scratch.NewName();
+            string link = scratch.Attach(image, name);
+            CommandRunner.Check("dd", "if=/dev/urandom", $"of={link}", "bs=1M", "count=4", "oflag=direct");   // mappings to commit
+            CommandRunner.Check("chattr", "+i", image + ".meta.log");   // writes to it now fail with EPERM
 
             var detach = scratch.Cow("detach", name);
             CliAssert.OneLineError(detach, $"'{name}' did not shut down cleanly: ");
-            Assert.Contains("flush image", detach.Error);
             Assert.DoesNotContain(scratch.List(), s => s.Name == name);   // detach cleaned up after it
+            CommandRunner.Check("chattr", "-i", image + ".meta.log");
             Assert.Contains("clean shutdown: no", scratch.Cow("info", image).Output);
         }
-        finally { CommandRunner.Run("umount", ["-l", small]); }
+        finally
+        {
+            CommandRunner.Run("chattr", ["-i", image + ".meta.log"]);
+            CommandRunner.Run("umount", ["-l", mnt]);
+        }
     }
 
     [AttachFact]

@@ -209,6 +209,29 @@ public sealed class FixtureImageTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// A version-1 image opened for writing becomes version 2 before anything goes into the framed log (so a
+    /// build that only knows 1 refuses it), keeps every byte, and opens again.
+    /// </summary>
+    [Fact]
+    public void A_writable_open_upgrades_a_v1_image_to_v2_and_keeps_its_data()
+    {
+        string path = Copy("v1-overlay.img");
+        var before = new byte[1 << 20];
+        using (var image = OpenReadOnly(path)) image.Read(0, before);
+        Assert.Equal(1u, CowDisk.Format.Image.ImageHeader.Read(File.ReadAllBytes(path)).Version);
+        using (var image = CowImage.Open(path, new ImageOpenOptions())) { }
+        Assert.Equal(2u, CowDisk.Format.Image.ImageHeader.Read(File.ReadAllBytes(path)).Version);
+        var after = new byte[1 << 20];
+        using (var image = OpenReadOnly(path))
+        {
+            image.Read(0, after);
+            image.CheckInvariants();
+        }
+        AssertSameBytes(before, after, 0, "v1-overlay.img after its upgrade");
+        Assert.Equal(1u, CowDisk.Format.Image.ImageHeader.Read(File.ReadAllBytes(Copy("v1-base.img"))).Version);   // its base is never written
+    }
+
     [Fact]
     public void Headers_are_v1_and_agree_with_the_metadata()
     {
