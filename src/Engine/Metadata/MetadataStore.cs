@@ -25,7 +25,10 @@ internal sealed class MetadataStore : IDisposable
     private const long CheckpointLogBytes = 64L << 20;
 
     private readonly IStorageFile _dataFile;
-    private readonly IStorageFile _logFile;
+    private IStorageFile _logFile;
+    private readonly Func<IStorageFile>? _createLog;   // a writable open of an image without a log creates it at the first write
+    private StorageStream? _dataStream;
+    private bool _sessionStarted;   // a commit of this session succeeded: from here on a close may checkpoint
     private readonly string _path;
     private readonly Guid _imageId;
     private readonly bool _readOnly;
@@ -50,9 +53,10 @@ internal sealed class MetadataStore : IDisposable
     /// <summary>Set when a failed commit could not be undone by reloading the durable state: every commit fails.</summary>
     public bool Broken { get; private set; }
 
-    private MetadataStore(IStorageFile dataFile, IStorageFile logFile, Guid imageId, bool readOnly)
+    private MetadataStore(IStorageFile dataFile, IStorageFile logFile, Guid imageId, bool readOnly, Func<IStorageFile>? createLog)
     {
         _dataFile = dataFile; _logFile = logFile; _path = dataFile.Path; _imageId = imageId; _readOnly = readOnly;
+        _createLog = createLog;
         (_db, _log) = OpenDatabase();
         RecoveredLogBytes = _log.DroppedBytes;
         Image = ReadImage();
@@ -68,9 +72,10 @@ internal sealed class MetadataStore : IDisposable
             var store = new MetadataStore(data, log, image.ImageId, readOnly: false, image);
             try
             {
+                store._dataStream!.WritesAllowed = true;
                 store._db.Pragma("CHECKPOINT", 0);   // persisted: LiteDB checkpoints only when we ask (at close, or a long log)
                 store.Commit(Array.Empty<(long, byte[]?)>(), image);
-                store._db.Checkpoint();
+                store.TryCheckpoint();
                 return store;
             }
             catch { store.Dispose(); throw; }
@@ -87,7 +92,8 @@ internal sealed class MetadataStore : IDisposable
     private MetadataStore(IStorageFile dataFile, IStorageFile logFile, Guid imageId, bool readOnly, ImageRecord image)
     {
         _dataFile = dataFile; _logFile = logFile; _path = dataFile.Path; _imageId = imageId; _readOnly = readOnly;
-        (_db, _log) = OpenDatabase();
+        (_db, _log) = OpenDatabase(creating: true);
+        _dataStream!.WritesAllowed = false;
         Image = image;
     }
 
@@ -105,14 +111,21 @@ internal sealed class MetadataStore : IDisposable
             if (length == 0) throw new CorruptImageException($"metadata file {files.MetadataPath} is empty");
             if (length < PageSize)
                 throw new CorruptImageException($"metadata file {files.MetadataPath} is damaged: {length} bytes, less than one 8 KiB page");
+            Func<IStorageFile>? createLog = null;
             if (storage.Exists(files.MetadataLogPath)) log = storage.Open(files.MetadataLogPath, access);
-            else if (readOnly) log = new EmptyStorageFile(files.MetadataLogPath);
             else
             {
-                log = storage.Create(files.MetadataLogPath);
-                storage.SyncFolder(files.Folder);   // the log's name is durable before a commit relies on it
+                // No log yet (a format-1 image): created at the first write, after everything is validated.
+                log = new EmptyStorageFile(files.MetadataLogPath);
+                if (!readOnly)
+                    createLog = () =>
+                    {
+                        var created = storage.Create(files.MetadataLogPath);
+                        storage.SyncFolder(files.Folder);   // the log's name is durable before a commit relies on it
+                        return created;
+                    };
             }
-            return new MetadataStore(data, log, imageId, readOnly);   // CHECKPOINT=0 was persisted at creation
+            return new MetadataStore(data, log, imageId, readOnly, createLog);   // CHECKPOINT=0 was persisted at creation
         }
         catch (Exception e) when (e is not (BlockDeviceException or OutOfMemoryException))
         {
@@ -146,18 +159,23 @@ internal sealed class MetadataStore : IDisposable
                                          "open the image once with that version to replay it");
     }
 
-    private (LiteDatabase, FramedLogStream) OpenDatabase()
+    private (LiteDatabase, FramedLogStream) OpenDatabase(bool creating = false)
     {
-        var log = FramedLogStream.Open(_logFile, _imageId);
+        var log = FramedLogStream.Open(_logFile, _imageId, _logFile is EmptyStorageFile && _createLog is not null ? CreateLogFile : null);
+        // LiteDB writes its data file only when it creates it and in checkpoints, and on a failed consistency
+        // check (it marks the file invalid): that last write is refused, so a refused open changes nothing.
+        _dataStream = new StorageStream(_dataFile, PageSize) { WritesAllowed = creating };
         var engine = new LiteEngine(new LiteDB.Engine.EngineSettings
         {
-            DataStream = new StorageStream(_dataFile, PageSize),
+            DataStream = _dataStream,
             LogStream = log,
             ReadOnly = _readOnly,
             Upgrade = false,
         });
         return (new LiteDatabase(engine, disposeOnClose: true), log);
     }
+
+    private IStorageFile CreateLogFile() => _logFile = _createLog!();
 
     private ImageRecord ReadImage()
     {
@@ -167,9 +185,10 @@ internal sealed class MetadataStore : IDisposable
                       ?? throw new CorruptImageException($"metadata file {_path} has no image record");
             return FromDocument(doc);
         }
-        catch (Exception e) when (e is not (BlockDeviceException or OutOfMemoryException))
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
-            _db.Dispose();
+            try { _db.Dispose(); } catch (Exception) { }
+            if (e is BlockDeviceException) throw;
             throw Damaged(_path, e);
         }
     }
@@ -239,6 +258,7 @@ internal sealed class MetadataStore : IDisposable
             throw StorageException.From($"metadata commit to {_path} failed", e);
         }
         if (image is not null) Image = image;
+        _sessionStarted = true;
         if (_log.Length > CheckpointLogBytes) TryCheckpoint();
     }
 
@@ -266,13 +286,16 @@ internal sealed class MetadataStore : IDisposable
     // LiteDB's checkpoint flushes the data file (our barrier) before it empties the log.
     private void TryCheckpoint()
     {
+        _dataStream!.WritesAllowed = true;
         try { _db.Checkpoint(); }
         catch (Exception e) when (e is not OutOfMemoryException) { Reload(); }
+        finally { if (_dataStream is not null) _dataStream.WritesAllowed = false; }
     }
 
+    /// <summary>Checkpoints (writers whose session committed), then closes. A refused open closes without writing.</summary>
     public void Dispose()
     {
-        if (!_readOnly && !Broken) TryCheckpoint();
+        if (!_readOnly && !Broken && _sessionStarted) TryCheckpoint();
         try { _db.Dispose(); } catch (Exception) when (Broken) { }
         _logFile.Dispose();
         _dataFile.Dispose();

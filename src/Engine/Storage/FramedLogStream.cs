@@ -15,7 +15,8 @@ internal sealed class FramedLogStream : Stream
     private const int PageSize = LogFrameTrailer.PageSize;
     private const int FrameSize = LogFrameTrailer.FrameSize;
 
-    private readonly IStorageFile _file;
+    private IStorageFile _file;
+    private Func<IStorageFile>? _create;   // the log does not exist yet: created just before the first write
     private readonly Guid _imageId;
     private readonly byte[] _frame = new byte[FrameSize];            // one frame being written (LiteDB writes under a lock)
     private readonly List<(long Index, byte[] Page)> _unwritten = new(); // frames whose write failed: rewritten before anything after them
@@ -27,16 +28,16 @@ internal sealed class FramedLogStream : Stream
     /// <summary>Bytes past the last good frame found at open (an unfinished commit), dropped or ignored.</summary>
     public long DroppedBytes { get; }
 
-    private FramedLogStream(IStorageFile file, Guid imageId, ulong generation, long frames, long dropped)
+    private FramedLogStream(IStorageFile file, Guid imageId, ulong generation, long frames, long dropped, Func<IStorageFile>? create)
     {
-        _file = file; _imageId = imageId; _generation = generation; _frames = frames; DroppedBytes = dropped;
+        _file = file; _create = create; _imageId = imageId; _generation = generation; _frames = frames; DroppedBytes = dropped;
     }
 
     /// <summary>
     /// Scans the log and keeps its good prefix (see <see cref="CutTail"/>). Throws if the log belongs to
     /// another image.
     /// </summary>
-    public static FramedLogStream Open(IStorageFile file, Guid imageId)
+    public static FramedLogStream Open(IStorageFile file, Guid imageId, Func<IStorageFile>? createOnFirstWrite = null)
     {
         long physical = file.Length;
         var frame = new byte[FrameSize];
@@ -54,7 +55,7 @@ internal sealed class FramedLogStream : Stream
             good++;
         }
         if (good == 0) generation = (ulong)Random.Shared.NextInt64(1, long.MaxValue);
-        return new FramedLogStream(file, imageId, generation, good, physical - good * FrameSize);
+        return new FramedLogStream(file, imageId, generation, good, physical - good * FrameSize, createOnFirstWrite);
     }
 
     /// <summary>
@@ -63,6 +64,11 @@ internal sealed class FramedLogStream : Stream
     /// </summary>
     public void CutTail()
     {
+        if (_create is not null)
+        {
+            _file = _create();
+            _create = null;
+        }
         if (_tailCut || DroppedBytes == 0) return;
         _file.SetLength(_frames * FrameSize);
         _file.Flush();   // the cut is durable before any new frame
@@ -71,7 +77,7 @@ internal sealed class FramedLogStream : Stream
 
     public override bool CanRead => true;
     public override bool CanSeek => true;
-    public override bool CanWrite => !_file.ReadOnly;
+    public override bool CanWrite => _create is not null || !_file.ReadOnly;
     public override long Length => _frames * PageSize;
 
     public override long Position

@@ -11,6 +11,9 @@ internal sealed class StorageStream(IStorageFile file, int pageSize = 1) : Strea
 {
     private long _position;
 
+    /// <summary>Off: writes are refused (an IOException LiteDB swallows where it only marks the file invalid).</summary>
+    public volatile bool WritesAllowed = true;
+
     public override bool CanRead => true;
     public override bool CanSeek => true;
     public override bool CanWrite => !file.ReadOnly;
@@ -35,6 +38,7 @@ internal sealed class StorageStream(IStorageFile file, int pageSize = 1) : Strea
 
     public override void Write(ReadOnlySpan<byte> buffer)
     {
+        if (!WritesAllowed) throw new StorageException($"{file.Path}: write refused outside a checkpoint", Native.Errno.EROFS);
         file.Write(_position, buffer);
         _position += buffer.Length;
     }
@@ -46,7 +50,11 @@ internal sealed class StorageStream(IStorageFile file, int pageSize = 1) : Strea
         _ => file.Length + offset,
     };
 
-    public override void SetLength(long value) => file.SetLength(value);
+    public override void SetLength(long value)
+    {
+        if (!WritesAllowed) throw new StorageException($"{file.Path}: resize refused outside a checkpoint", Native.Errno.EROFS);
+        file.SetLength(value);
+    }
 
     public override void Flush() => file.Flush();
 }

@@ -33,7 +33,7 @@ public class HostileFileTests
         "empty data file", "truncated header", "garbage data file", "header checksum broken", "unknown header flag",
         "empty metadata", "truncated metadata", "garbage metadata", "metadata of another image", "missing metadata",
         "metadata log of another image", "cluster size differs from metadata", "legacy log left by a crash",
-        "data file is a folder", "backing chain loop",
+        "data file is a folder", "backing chain loop", "metadata page zeroed", "crashed overlay whose base is gone",
     };
 
     [Theory]
@@ -92,6 +92,28 @@ public class HostileFileTests
                 Assert.Equal(0, Cow("create", img, "--backing", "a.img", "--force").ExitCode);
                 Assert.Equal(0, Cow("create", x2, "--backing", "disk.img").ExitCode);
                 foreach (var suffix in new[] { "", ".meta.db", ".meta.log" }) File.Move(x2 + suffix, x + suffix, overwrite: true);
+                break;
+            case "metadata page zeroed":
+                // LiteDB's consistency checks fail on it; LiteDB then tries to mark the file invalid: refused.
+                var bytes = File.ReadAllBytes(meta);
+                Array.Clear(bytes, 2 * 8192, 8192);
+                File.WriteAllBytes(meta, bytes);
+                break;
+            case "crashed overlay whose base is gone":
+                // The image's log holds commits (a crash left it); the refused open must not checkpoint it.
+                string b = dir.File("b.img");
+                Assert.Equal(0, Cow("create", b, "--size", "8M").ExitCode);
+                Assert.Equal(0, Cow("create", img, "--backing", "b.img", "--force").ExitCode);
+                using (var open = CowDisk.Engine.Images.CowImage.Open(img, new CowDisk.Engine.Images.ImageOpenOptions()))
+                {
+                    open.Write(0, new byte[70000]);
+                    open.Flush();
+                    foreach (var suffix in new[] { "", ".meta.db", ".meta.log" })
+                        using (var cp = System.Diagnostics.Process.Start("cp", new[] { "--", img + suffix, img + suffix + ".crash" })!) cp.WaitForExit();
+                }
+                foreach (var suffix in new[] { "", ".meta.db", ".meta.log" }) File.Move(img + suffix + ".crash", img + suffix, overwrite: true);
+                Assert.True(new FileInfo(log).Length > 0, "the crash left no log");
+                foreach (var suffix in new[] { "", ".meta.db", ".meta.log" }) File.Delete(b + suffix);
                 break;
             default: throw new ArgumentException(damage);
         }
