@@ -145,9 +145,13 @@ internal sealed class MetadataStore : IDisposable
     /// LiteDB reports a damaged file through many exception types (even ArgumentOutOfRange, or a ticks range
     /// error from a garbage date): its own messages are worth showing, the runtime's are not.
     /// </summary>
-    private static CorruptImageException Damaged(string path, Exception e) => new(e is LiteException
-        ? $"metadata file {path} is damaged: {e.Message}"
-        : $"metadata file {path} is damaged (not a readable LiteDB file)");
+    private static CorruptImageException Damaged(string path, Exception e) => new(e switch
+    {
+        // A failed consistency check: LiteDB's text is an unformatted template ("…: {0}"), not for users.
+        LiteException { ErrorCode: LiteException.INVALID_DATAFILE_STATE } => $"metadata file {path} is damaged (LiteDB consistency check failed)",
+        LiteException lite when !lite.Message.Contains('{') => $"metadata file {path} is damaged: {lite.Message}",
+        _ => $"metadata file {path} is damaged (not a readable LiteDB file)",
+    });
 
     // Before the framed log (format v1 images), LiteDB kept its own log beside the data file.
     private static void CheckNoLegacyLog(IStorage storage, ImageFiles files)

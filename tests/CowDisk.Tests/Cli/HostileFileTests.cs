@@ -50,6 +50,7 @@ public class HostileFileTests
             Assert.True(r.ExitCode != 0, $"{damage}: `{string.Join(' ', args[..3])}` succeeded: {r}");
             Assert.True(r.Error.Trim().Split('\n').Length == 1 && r.Error.StartsWith("cowdisk: "), $"{damage}: not one line: {r}");
             Assert.DoesNotContain("   at ", r.Error);
+            Assert.DoesNotContain("{0}", r.Error);   // no unformatted library templates
             Assert.True(Sums(dir.Path) == before, $"{damage}: `{string.Join(' ', args[..3])}` modified a file");
         }
     }
