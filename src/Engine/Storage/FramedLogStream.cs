@@ -9,6 +9,8 @@ namespace CowDisk.Engine.Storage;
 /// that does not check out: a commit torn by power loss (later pages durable, earlier ones not) ends the log
 /// before its last, confirming page, so LiteDB never replays half a transaction. What lies past that point
 /// was never acknowledged (every acknowledged commit was followed by <see cref="Flush"/>).
+/// Thread-safe: every method holds the stream's monitor, the same one LiteDB's ConcurrentStream wrappers take,
+/// so a frame's page and trailer are always built and written together.
 /// </summary>
 internal sealed class FramedLogStream : Stream
 {
@@ -64,6 +66,11 @@ internal sealed class FramedLogStream : Stream
     /// </summary>
     public void CutTail()
     {
+        lock (this) CutTailLocked();
+    }
+
+    private void CutTailLocked()
+    {
         if (_create is not null)
         {
             _file = _create();
@@ -97,6 +104,11 @@ internal sealed class FramedLogStream : Stream
 
     public override int Read(Span<byte> buffer)
     {
+        lock (this) return ReadLocked(buffer);
+    }
+
+    private int ReadLocked(Span<byte> buffer)
+    {
         int total = 0;
         while (!buffer.IsEmpty && _position < Length)
         {
@@ -121,9 +133,14 @@ internal sealed class FramedLogStream : Stream
     /// </summary>
     public override void Write(ReadOnlySpan<byte> buffer)
     {
+        lock (this) WriteLocked(buffer);
+    }
+
+    private void WriteLocked(ReadOnlySpan<byte> buffer)
+    {
         if (_position % PageSize != 0 || buffer.Length % PageSize != 0)
             throw new InvalidOperationException($"metadata log write of {buffer.Length} bytes at {_position} is not whole pages");
-        CutTail();
+        CutTailLocked();
         for (int done = 0; done < buffer.Length; done += PageSize)
         {
             long index = _position / PageSize;
@@ -150,6 +167,11 @@ internal sealed class FramedLogStream : Stream
     /// <summary>Writes the frames whose first write failed; throws if one fails again.</summary>
     public void WriteUnwritten()
     {
+        lock (this) WriteUnwrittenLocked();
+    }
+
+    private void WriteUnwrittenLocked()
+    {
         while (_unwritten.Count > 0)
         {
             var (index, page) = _unwritten[0];
@@ -162,17 +184,30 @@ internal sealed class FramedLogStream : Stream
     public const int ReserveFrames = 32;
 
     /// <summary>Keeps <see cref="ReserveFrames"/> frames of space allocated past the end; false if the disk has no room.</summary>
-    public bool EnsureReserve() => _file.Reserve((_frames + _unwritten.Count + ReserveFrames) * (long)FrameSize);
+    public bool EnsureReserve()
+    {
+        lock (this) return _file.Reserve((_frames + _unwritten.Count + ReserveFrames) * (long)FrameSize);
+    }
 
     /// <summary>Durability barrier for every frame written so far (a commit is acknowledged only after it).</summary>
     public override void Flush()
     {
-        WriteUnwritten();
-        _file.Flush();
+        IStorageFile file;
+        lock (this)
+        {
+            WriteUnwrittenLocked();
+            file = _file;
+        }
+        file.Flush();   // outside the lock: an fsync must not stall a reader of the log
     }
 
     /// <summary>LiteDB empties the log after a checkpoint (whose data-file pages it has already flushed).</summary>
     public override void SetLength(long value)
+    {
+        lock (this) SetLengthLocked(value);
+    }
+
+    private void SetLengthLocked(long value)
     {
         if (value != 0) throw new InvalidOperationException($"metadata log can only be emptied, not resized to {value}");
         _unwritten.Clear();
@@ -182,6 +217,6 @@ internal sealed class FramedLogStream : Stream
         _generation++;
         _frames = 0;
         _position = 0;
-        EnsureReserve();   // truncation gave the reserved space back: take it again while it is surely free
+        _file.Reserve(ReserveFrames * (long)FrameSize);   // truncation gave the reserved space back: take it again while it is surely free
     }
 }
