@@ -179,6 +179,8 @@ internal sealed class MapResponder : IDisposable
             {
                 for (long b = req.Block; b < req.Block + count; b++)
                     if (_allocating.ContainsKey(b)) return false;
+                // A full disk: changing mappings would eat the log's reserve; the target zeroes bytes instead.
+                if (_store is { SpaceLow: true } && !_store.RenewReserve()) { Respond(Error(req, -ErrnoNoSpace)); return true; }
                 ApplyZero(req, count);
             }
             else AnswerWrite(req, count);

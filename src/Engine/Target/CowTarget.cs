@@ -100,11 +100,12 @@ internal sealed class CowTarget
             return;
         }
         WriteZeroBytes(offset, firstWhole - offset);   // head
+        long block = _geometry.BlockOf(firstWhole);
+        long endBlock = _geometry.BlockOf(endWhole - 1) + 1;
+        bool noSpace = false;
         _drain.EnterReadLock();
         try
         {
-            long block = _geometry.BlockOf(firstWhole);
-            long endBlock = _geometry.BlockOf(endWhole - 1) + 1;
             while (block < endBlock)
             {
                 var rsp = _ring.Call(new RingEvent
@@ -112,12 +113,39 @@ internal sealed class CowTarget
                     Type = RingEventType.MapBlockReq, RequestFlags = MapRequestFlags.Zero,
                     Block = block, Count = (int)Math.Min(endBlock - block, int.MaxValue),
                 });
+                if ((rsp.ResponseFlags & MapResponseFlags.Error) != 0 && rsp.Result == -Native.Errno.ENOSPC)
+                {
+                    noSpace = true;
+                    break;
+                }
                 ThrowIfError(rsp);
                 block += rsp.Count;
             }
         }
         finally { _drain.ExitReadLock(); }
+        if (noSpace) ZeroInPlace(block, endBlock);
         WriteZeroBytes(endWhole, end - endWhole);      // tail
+    }
+
+    /// <summary>
+    /// The disk is full, so mappings must not change: blocks with data get zero bytes written in place, blocks
+    /// that already read as zeros are left alone, and a block that reads through to the base cannot be zeroed.
+    /// </summary>
+    private void ZeroInPlace(long block, long endBlock)
+    {
+        while (block < endBlock)
+        {
+            BlockRun run;
+            _drain.EnterReadLock();
+            try { run = Resolve(block, (int)Math.Min(endBlock - block, int.MaxValue), MapRequestFlags.Read); }
+            finally { _drain.ExitReadLock(); }
+            long start = _geometry.BlockStart(block);
+            long bytes = Math.Min((long)run.Count * _geometry.ClusterSize, _geometry.VirtualSize - start);
+            if (run.Source == MappingSource.Backing)
+                throw new BlockDeviceException($"no space left to make {bytes} bytes at {start} read as zeros", null, Native.Errno.ENOSPC);
+            if (run.Source == MappingSource.Data) WriteZeroBytes(start, bytes);   // overwrites in place: no new extent
+            block += run.Count;
+        }
     }
 
     /// <summary>Waits for in-flight I/O, then asks the responder to make everything durable.</summary>

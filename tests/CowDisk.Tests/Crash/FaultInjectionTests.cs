@@ -127,12 +127,16 @@ public class FaultInjectionTests
         {
             image.Write(0, ModelRunner.Pattern(Cs, 6));
             image.Flush();
-            storage.NoRoomToReserve = true;
-            image.Write(3 * Cs, ModelRunner.Pattern(Cs, 7));   // allowed: the disk was not known to be full yet
+            image.Write(3 * Cs, ModelRunner.Pattern(Cs, 7));   // written, its mapping not yet committed
+            storage.NoRoomToReserve = true;                     // the disk fills
             image.Flush();                                      // commits into the reserve, and learns the disk is full
             Assert.Equal(Enospc, Assert.ThrowsAny<BlockDeviceException>(() => image.Write(9 * Cs, ModelRunner.Pattern(Cs, 8))).Errno);
             image.Write(0, ModelRunner.Pattern(Cs, 9));         // an overwrite needs no new extent
             image.Flush();
+            long logBefore = storage.Contents(ImageFiles.For(path).MetadataLogPath).Length;
+            for (int i = 0; i < 50; i++) { image.Discard(3 * Cs, Cs); image.Flush(); }   // zero bytes in place: no mapping changes
+            Assert.Equal(logBefore, storage.Contents(ImageFiles.For(path).MetadataLogPath).Length);
+            image.Write(3 * Cs, ModelRunner.Pattern(Cs, 7));    // in place again
             image.Dispose();                                    // clean: the close's commits fit in the reserve
             using (var reopened = CowImage.Open(path, new ImageOpenOptions { Settings = Settings, Storage = storage, ReadOnly = true }))
             {

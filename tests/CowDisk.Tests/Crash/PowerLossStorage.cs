@@ -29,7 +29,10 @@ public sealed class PowerLossStorage : IStorage
 
     public enum StorageOp { Write, Flush, SetLength, Create, SyncFolder }
 
-    /// <summary>Set: the disk has no room to reserve space (fallocate says ENOSPC); writes still succeed.</summary>
+    /// <summary>
+    /// Set: the disk is full. Reserving more fails, and a write that would grow a file past its length and its
+    /// reserved (preallocated) space fails with ENOSPC; writes inside them succeed.
+    /// </summary>
     public volatile bool NoRoomToReserve;
 
     /// <summary>Called before every read (outside the lock): lets a test hold a reader mid-I/O.</summary>
@@ -40,6 +43,7 @@ public sealed class PowerLossStorage : IStorage
         public byte[] Durable = Array.Empty<byte>();
         public byte[] Current = Array.Empty<byte>();
         public readonly List<(long Offset, byte[]? Data, long Length)> Pending = new();   // Data null: a resize
+        public long Reserved;   // preallocated up to here (fallocate KEEP_SIZE)
 
         public Inode Clone() => new() { Durable = (byte[])Durable.Clone(), Current = (byte[])Current.Clone() };
     }
@@ -216,8 +220,10 @@ public sealed class PowerLossStorage : IStorage
             if (ReadOnly) throw new StorageException($"{Path} is read-only", 30);
             lock (storage._lock)
             {
-                storage.Count(StorageOp.Write, Path);
                 long end = offset + data.Length;
+                if (storage.NoRoomToReserve && end > Math.Max(inode.Current.Length, inode.Reserved))
+                    throw new StorageException($"write to {Path} failed: no space left on the simulated disk", 28);
+                storage.Count(StorageOp.Write, Path);
                 if (inode.Current.Length < end) Array.Resize(ref inode.Current, (int)end);
                 data.CopyTo(inode.Current.AsSpan((int)offset));
                 inode.Pending.Add((offset, data.ToArray(), 0));
@@ -254,7 +260,16 @@ public sealed class PowerLossStorage : IStorage
             return true;
         }
 
-        public bool Reserve(long length) => !storage.NoRoomToReserve;
+        public bool Reserve(long length)
+        {
+            lock (storage._lock)
+            {
+                if (length <= inode.Reserved) return true;
+                if (storage.NoRoomToReserve) return false;
+                inode.Reserved = length;
+                return true;
+            }
+        }
 
         public bool TryLock(bool exclusive) => true;
 
