@@ -95,6 +95,14 @@ public sealed class AttachScratch : IDisposable
         _mounts.Remove(mountPoint);
     }
 
+    /// <summary>Unmounts a file system whose device died: plain umount (it may report write errors), else lazily.</summary>
+    public void UnmountDead(string mountPoint)
+    {
+        var result = CommandRunner.Run("umount", [mountPoint], TimeSpan.FromSeconds(60));
+        if (result.ExitCode != 0) CommandRunner.Check("umount", "-l", mountPoint);
+        _mounts.Remove(mountPoint);
+    }
+
     public Process StartChild(string program, params string[] arguments)
     {
         var process = CommandRunner.Start(program, arguments);

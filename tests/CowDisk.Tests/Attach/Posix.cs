@@ -14,6 +14,21 @@ public static partial class Posix
         if (kill(pid, SIGKILL) != 0) throw new IOException($"kill -9 {pid}: errno {Marshal.GetLastPInvokeError()}");
     }
 
+    /// <summary>
+    /// fsync(2) of an open file; returns 0 or a negated errno. Not FileStream.Flush(true): .NET ignores EROFS from
+    /// fsync, which ext4 returns once an I/O error has made it read-only, with the data never written.
+    /// </summary>
+    public static int Fsync(Microsoft.Win32.SafeHandles.SafeFileHandle file)
+    {
+        bool added = false;
+        try
+        {
+            file.DangerousAddRef(ref added);
+            return fsync((int)file.DangerousGetHandle()) == 0 ? 0 : -Marshal.GetLastPInvokeError();
+        }
+        finally { if (added) file.DangerousRelease(); }
+    }
+
     /// <summary>fsync of a folder, so the names created in it are durable; returns 0 or a negated errno.</summary>
     public static int FsyncDirectory(string path)
     {
