@@ -8,12 +8,14 @@ namespace CowDisk.Tests.Attach;
 
 /// <summary>
 /// A test's folder, attachments, mounts and child processes. Dispose undoes all of them whatever state the
-/// test left: kills its children, unmounts, detaches (kill -9 of a daemon that will not go), removes the folder.
+/// test left: kills its children, unmounts, detaches (kill -9 of a daemon that will not go), unmounts the file
+/// systems that held images, removes the folder.
 /// </summary>
 public sealed class AttachScratch : IDisposable
 {
     private readonly List<string> _names = [];
     private readonly List<string> _mounts = [];
+    private readonly List<string> _hostMounts = [];
     private readonly List<Process> _children = [];
     private int _mountCount;
 
@@ -93,6 +95,19 @@ public sealed class AttachScratch : IDisposable
     {
         CommandRunner.Check("umount", mountPoint);
         _mounts.Remove(mountPoint);
+    }
+
+    /// <summary>
+    /// Loop-mounts a file system image that will hold cowdisk images. Dispose unmounts it after the detaches (an
+    /// attached image keeps it busy).
+    /// </summary>
+    public string MountHost(string fileSystemImage)
+    {
+        string mountPoint = Path.Combine(Folder, $"host{_mountCount++}");
+        Directory.CreateDirectory(mountPoint);
+        CommandRunner.Check("mount", "-o", "loop", fileSystemImage, mountPoint);
+        _hostMounts.Add(mountPoint);
+        return mountPoint;
     }
 
     /// <summary>Unmounts a file system whose device died: plain umount (it may report write errors), else lazily.</summary>
@@ -194,6 +209,11 @@ public sealed class AttachScratch : IDisposable
         }
         if (_names.Count > 0) CommandRunner.Run(CowdiskExecutable.Path, ["list"], TimeSpan.FromSeconds(60), _environment); // cleans stale ones
         foreach (string name in _names) File.Delete(Paths.LogPath(name)); // left by refused or killed daemons
+        foreach (string mountPoint in _hostMounts)
+        {
+            if (CommandRunner.Run("umount", [mountPoint], TimeSpan.FromSeconds(30)).ExitCode != 0)
+                CommandRunner.Run("umount", ["-l", mountPoint], TimeSpan.FromSeconds(30));
+        }
         try { Directory.Delete(Folder, recursive: true); } catch (IOException) { }
     }
 
