@@ -42,9 +42,7 @@ public sealed partial class AttachDiskFullTests(ITestOutputHelper output)
         Assert.Contains("clean shutdown: yes", CowdiskExecutable.Run("info", image).Output);
     }
 
-    [AttachFact(KnownDefect = "data writes can take the host file system's last free bytes, so the flush that " +
-                              "would commit their mappings fails with ENOSPC (fsync of the device EIO, detach exit 1) " +
-                              "until space is freed")]
+    [AttachFact]
     public void Attached_write_past_free_space_gets_ENOSPC_and_fsync_and_detach_still_succeed()
     {
         using var scratch = new AttachScratch();
