@@ -18,14 +18,22 @@ public class PowerLossProperties(ITestOutputHelper output)
     [Fact]
     public void Every_power_cut_leaves_an_image_that_opens_and_keeps_every_flushed_write()
     {
-        int wanted = CrashPoints, images = 0, scenarios = 0;
+        int wanted = CrashPoints, images = 0, scenarios = 0, failures = 0;
         long acknowledgedBefore = Interlocked.Read(ref CrashRunner.AcknowledgedWritesChecked);
         var started = DateTime.UtcNow;
         // Each scenario yields up to six crash images (five cuts at random operations, one at the end).
         Check.One(Config.QuickThrowOnFailure.WithMaxTest(Math.Max(1, wanted / 5)),
             Prop.ForAll(CrashScenario.Generator().ToArbitrary(), s =>
             {
-                Interlocked.Add(ref images, CrashRunner.Run(s));
+                try { Interlocked.Add(ref images, CrashRunner.Run(s)); }
+                catch (Exception e) when (Interlocked.Increment(ref failures) == 1)
+                {
+                    // The first failure as found, before FsCheck's shrinking (which can take long) replaces it.
+                    string first = $"power-loss simulation: first failure: {e}";
+                    Console.Error.WriteLine(first);
+                    if (Environment.GetEnvironmentVariable("COWDISK_CRASH_FAILURE_FILE") is { Length: > 0 } file) File.WriteAllText(file, first);
+                    throw;
+                }
                 Interlocked.Increment(ref scenarios);
             }));
         long acknowledged = Interlocked.Read(ref CrashRunner.AcknowledgedWritesChecked) - acknowledgedBefore;
