@@ -44,7 +44,7 @@ public static class CrashRunner
         var rng = cuts?.Rng ?? new Random(s.Seed);
         var crashes = new List<CrashImage>();
         foreach (long point in cuts?.Points ?? Array.Empty<long>())
-            storage.CrashAt(point, new Random(rng.Next()), crashed => crashes.Add(new CrashImage(crashed, storage.Step, point)));
+            storage.CrashAt(point, new Random(rng.Next()), crashed => { lock (crashes) crashes.Add(new CrashImage(crashed, storage.Step, point)); });
         var settings = new EngineSettings { MappingCache = s.MappingCache, CommitIntervalMs = s.CommitIntervalMs, CommitMaxDirtyChunks = s.CommitMaxDirtyChunks };
 
         // versions[k + 1]: the disk after step k; versions[0]: the new, empty disk.
@@ -90,7 +90,13 @@ public static class CrashRunner
                 versions.Add((byte[])model.Clone());
             }
             storage.Step = s.Ops.Length;
-            if (cuts is not null) crashes.Add(new CrashImage(storage.Crash(new Random(rng.Next())), s.Ops.Length, storage.Operations + 1));
+            // Background commits may take a crash image on their thread at this very moment: the list is shared.
+            if (cuts is not null)
+            {
+                var (crashImage, before) = storage.CrashNow(new Random(rng.Next()));
+                var final = new CrashImage(crashImage, s.Ops.Length, before);
+                lock (crashes) crashes.Add(final);
+            }
         }
         finally { image.Dispose(); }
         if (cuts is null) return (created, storage.Operations, 0);

@@ -54,6 +54,12 @@ public sealed class PowerLossStorage : IStorage
         lock (_lock) _crashPoints[operation] = (rng, taken);
     }
 
+    /// <summary>A power cut now, with the number of the storage operation it came before (taken atomically).</summary>
+    public (PowerLossStorage Image, long Before) CrashNow(Random rng)
+    {
+        lock (_lock) return (Crash(rng), Operations + 1);
+    }
+
     /// <summary>What survives a power cut now: a new storage whose every byte and name is durable.</summary>
     public PowerLossStorage Crash(Random rng)
     {
