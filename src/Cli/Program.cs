@@ -2,11 +2,12 @@ using System.CommandLine;
 using CowDisk.Cli;
 using CowDisk.Cli.Commands;
 
-var root = new RootCommand("cowdisk: copy-on-write virtual disks (create, io, info, attach)");
+var root = new RootCommand("cowdisk: copy-on-write virtual disks (create, io, info, snapshot, attach)");
 root.Options.Add(GlobalOptions.Config);
 root.Options.Add(GlobalOptions.Set);
 root.Subcommands.Add(CreateCommand.Build());
 root.Subcommands.Add(IoCommand.Build());
 root.Subcommands.Add(InfoCommand.Build());
+root.Subcommands.Add(SnapshotCommand.Build());
 AttachCommands.Register(root);
 return root.Parse(args).Invoke();

@@ -51,8 +51,16 @@ public static class InfoCommand
                 Console.WriteLine($"backing file: {layer.BackingFile}" + (layer.Backing is null ? "" : $" (actual path: {layer.Backing.Path})"));
                 Console.WriteLine($"backing file format: {layer.BackingFormat}");
             }
+            if (layer.Snapshot is not null) Console.WriteLine($"snapshot: {layer.Snapshot} (read-only view)");
             Console.WriteLine("files:");
             foreach (var f in layer.Files) Console.WriteLine($"    {f}");
+            if (layer.Snapshots is { Count: > 0 } snaps)
+            {
+                Console.WriteLine("Snapshot list:");
+                Console.WriteLine($"{"ID",-4} {"NAME",-24} {"CREATED (UTC)",-19} {"EXCLUSIVE",10}");
+                foreach (var s in snaps)
+                    Console.WriteLine($"{s.Id,-4} {s.Name,-24} {s.CreatedUtc:yyyy-MM-dd HH:mm:ss} {ByteSize.Format(s.ExclusiveBytes),10}");
+            }
         }
     }
 }

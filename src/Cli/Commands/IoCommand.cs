@@ -47,7 +47,11 @@ public static class IoCommand
             bool readOnly = what is "read" or "verify";
             // Checked before the image is opened: a short --from file writes nothing.
             using var source = r.GetValue(from) is { } file ? WriteSource.Open(file, len) : null;
-            using var img = CowImage.Open(ImagePath.RequireNotFolder(r.GetValue(image)!), new ImageOpenOptions { ReadOnly = readOnly, Settings = settings });
+            var named = ImageRef.Parse(r.GetValue(image)!);
+            if (named.Snapshot is not null && !readOnly)
+                throw new CliException($"{named} is a snapshot, which is read-only ({what} needs a writable image)");
+            using var img = CowImage.Open(ImagePath.RequireNotFolder(named.Path),
+                new ImageOpenOptions { ReadOnly = readOnly, Settings = settings, Snapshot = named.Snapshot });
             if (off > img.Size || len > img.Size - off)
                 throw new CliException($"range {off}+{len} is outside the image ({img.Size} bytes)");
             var a = new OpArgs(img, off, len, p, source);

@@ -4,6 +4,7 @@ using CowDisk.Engine.Mapping;
 using CowDisk.Engine.Metadata;
 using CowDisk.Engine.Native;
 using CowDisk.Engine.Responder;
+using CowDisk.Engine.Snapshots;
 using CowDisk.Engine.Ring;
 using CowDisk.Engine.Target;
 using CowDisk.Format.Image;
@@ -28,7 +29,12 @@ public sealed class CowImage : IBlockDevice
     private readonly RingClient _ring;
     private readonly CowTarget _target;
     private readonly MappingTable _table;
+    private readonly object _controlLock = new();
+    private readonly History? _viewedHistory;   // a snapshot view: the whole image's history, for listing
     private bool _disposed;
+
+    /// <summary>The snapshot this read-only view shows, or null for the live disk.</summary>
+    public SnapshotInfo? Snapshot { get; }
 
     public ImageFiles Files { get; }
     public ClusterGeometry Geometry { get; }
@@ -59,8 +65,10 @@ public sealed class CowImage : IBlockDevice
 
     private CowImage(ImageFiles files, IStorageFile dataFile, IStorageFile? headerFile, ImageHeader header, MetadataStore store,
         IBlockDevice? baseDevice, bool readOnly, EngineSettings settings, MappingTable table, ClusterAllocator allocator,
-        long extents, bool wasUnclean)
+        long extents, bool wasUnclean, History history, SnapshotInfo? snapshot, History? viewedHistory)
     {
+        Snapshot = snapshot;
+        _viewedHistory = viewedHistory;
         Files = files; _dataFile = dataFile; _headerFile = headerFile; _store = store; _base = baseDevice; ReadOnly = readOnly;
         ImageId = header.ImageId;
         Geometry = new ClusterGeometry(header.ClusterSize, header.VirtualSize);
@@ -70,14 +78,14 @@ public sealed class CowImage : IBlockDevice
 
         _region = new SharedRegion(settings.RingSlots);
         _responder = new MapResponder(Geometry, _table, allocator, readOnly ? null : store, dataFile, baseDevice is not null,
-            _region.RequestRing, _region.ResponseRing, _responderBell, _completionBell, settings.Responder);
+            _region.RequestRing, _region.ResponseRing, _responderBell, _completionBell, settings.Responder, history);
         var cache = settings.MappingCache ? new MappingCache(Geometry.BlockCount) : null;
         _ring = new RingClient(_region.RequestRing, _region.ResponseRing, _responderBell, _completionBell, cache, settings.MaxInFlightMaps);
         _target = new CowTarget(Geometry, dataFile, baseDevice, _ring, cache, readOnly);
     }
 
     /// <summary>Free space is derived from the mappings: every cluster no mapping holds is free.</summary>
-    private static ClusterAllocator BuildAllocator(MappingTable table, ClusterGeometry geometry, long dataFileLength, bool device)
+    private static ClusterAllocator BuildAllocator(MappingTable table, History history, ClusterGeometry geometry, long dataFileLength, bool device)
     {
         long fileClusters = geometry.ClustersIn(dataFileLength);
         // A device's clusters all exist (and hold old bytes, so none is fresh); only whole ones are usable.
@@ -86,6 +94,16 @@ public sealed class CowImage : IBlockDevice
         {
             if (cluster >= fileClusters)
                 throw new CorruptImageException($"block {block} maps to cluster {cluster}, past the end of the data file");
+            if (!allocator.TryMarkUsed(cluster))
+                throw new CorruptImageException($"physical cluster {cluster} is mapped by more than one block");
+        }
+        // Clusters only snapshots read are in use too; a dead extent the head reads again (after a revert) is the same mapping.
+        foreach (var (key, cluster) in history.DeadClusters())
+        {
+            if (cluster >= fileClusters)
+                throw new CorruptImageException($"a snapshot's block {key.Block} maps to cluster {cluster}, past the end of the data file");
+            var live = table.GetMapping(key.Block);
+            if (live.IsData && live.Epoch == key.Birth && live.PhysicalCluster == cluster) continue;
             if (!allocator.TryMarkUsed(cluster))
                 throw new CorruptImageException($"physical cluster {cluster} is mapped by more than one block");
         }
@@ -289,9 +307,20 @@ public sealed class CowImage : IBlockDevice
             var geometry = new ClusterGeometry(header.ClusterSize, header.VirtualSize);
             var table = new MappingTable(geometry.BlockCount);
             long extents = store.LoadMappings(table);
+            var history = store.LoadHistory(table);
             var extentFile = device ?? data;
-            var allocator = BuildAllocator(table, geometry, extentFile.Length, device is not null);
+            var allocator = BuildAllocator(table, history, geometry, extentFile.Length, device is not null);
             bool wasUnclean = !rec.Clean;
+            SnapshotInfo? snapshot = null;
+            History? viewed = null;
+            if (options.Snapshot is { } name)
+            {
+                if (!options.ReadOnly) throw new ImageOpenException($"snapshot {files.DataPath}@{name} is read-only");
+                snapshot = history.Tree.Find(name) ?? throw new ImageOpenException($"{files.DataPath} has no snapshot named '{name}'");
+                viewed = history;
+                table = history.BuildView(snapshot.Epoch);
+                history = new History(table, history.Tree);
+            }
             if (!options.ReadOnly)
             {
                 if (header.Version < ImageHeader.CurrentVersion) header = Upgrade(data, header);
@@ -299,7 +328,7 @@ public sealed class CowImage : IBlockDevice
                 store.Commit(Array.Empty<(long, byte[]?)>(), rec with { Clean = false });
             }
             return new CowImage(files, extentFile, device is null ? null : data, header, store, baseDevice, options.ReadOnly,
-                options.Settings, table, allocator, extents, wasUnclean);
+                options.Settings, table, allocator, extents, wasUnclean, history, snapshot, viewed);
         }
         catch
         {
@@ -332,8 +361,9 @@ public sealed class CowImage : IBlockDevice
     }
 
     /// <summary>
-    /// A version-1 image becomes version 2 before its first write through the framed log, so a build that only
-    /// knows version 1 refuses it instead of missing mappings committed in that log.
+    /// An older image takes the current version before its first write, so a build that knows only its old version
+    /// refuses it instead of missing what it cannot read: mappings in the framed log (2), snapshots and the
+    /// extents only they read, which an old build would free and overwrite (3).
     /// </summary>
     private static ImageHeader Upgrade(IStorageFile data, ImageHeader header)
     {
@@ -341,7 +371,7 @@ public sealed class CowImage : IBlockDevice
         var sector = new byte[512];   // the header is one sector: rewritten whole or not at all
         upgraded.Write(sector);
         data.Write(0, sector);
-        data.Flush();   // version 2 durable before the first frame an old build would not see
+        data.Flush();   // the new version durable before the first frame an old build would not understand
         return upgraded;
     }
 
@@ -351,6 +381,57 @@ public sealed class CowImage : IBlockDevice
         int n = data.Read(0, page);
         try { return ImageHeader.Read(page.AsSpan(0, n)); }
         catch (FormatException e) { throw new CorruptImageException($"{files.DataPath}: {e.Message}"); }
+    }
+
+    // ---- snapshots ----
+
+    /// <summary>Freezes the disk as it is now (every write acknowledged before the call) under a name. O(1).</summary>
+    public SnapshotInfo CreateSnapshot(string name)
+    {
+        if (SnapshotInfo.Invalid(name) is { } why) throw new ImageOpenException(why);
+        return RunControl(ControlKind.CreateSnapshot, name);
+    }
+
+    /// <summary>Forgets a snapshot; the clusters only it read are freed (and reusable once that is durable).</summary>
+    public SnapshotInfo DeleteSnapshot(string name) => RunControl(ControlKind.DeleteSnapshot, name);
+
+    /// <summary>Makes the disk read as the snapshot again; other snapshots stay.</summary>
+    public SnapshotInfo RevertSnapshot(string name) => RunControl(ControlKind.RevertSnapshot, name);
+
+    /// <summary>The snapshots, oldest first, with the bytes each alone holds.</summary>
+    public IReadOnlyList<SnapshotInfo> ListSnapshots()
+    {
+        // A read-only responder never changes the history; a writer's is read on its own thread.
+        if (_viewedHistory is { } viewed)
+            return viewed.Tree.Snapshots.OrderBy(s => s.Epoch)
+                .Select(s => s with { ExclusiveBytes = viewed.ExclusiveClusters(s) * Geometry.ClusterSize }).ToList();
+        if (ReadOnly) return _responder.ListSnapshots();
+        lock (_controlLock)
+        {
+            var op = new ControlOp { Kind = ControlKind.ListSnapshots, Name = "" };
+            _responder.Enqueue(op);
+            int result = _target.Control();
+            if (result != 0) throw new BlockDeviceException($"listing snapshots failed: {Native.Errno.Describe(-result)}", null, -result);
+            return op.List!;
+        }
+    }
+
+    private SnapshotInfo RunControl(ControlKind kind, string name)
+    {
+        if (ReadOnly) throw new ImageOpenException(Snapshot is null ? $"image {Files.DataPath} is open read-only" : $"snapshot {Files.DataPath}@{Snapshot.Name} is read-only");
+        lock (_controlLock)
+        {
+            var op = new ControlOp { Kind = kind, Name = name };
+            _responder.Enqueue(op);
+            int result = _target.Control();
+            if (op.Refused is not null) throw new ImageOpenException(op.Refused);
+            if (result != 0)
+            {
+                var cause = _responder.Fatal;
+                throw new BlockDeviceException($"snapshot change failed: {cause?.Message ?? Native.Errno.Describe(-result)}", cause, -result);
+            }
+            return op.Result!;
+        }
     }
 
     public void Read(long offset, Span<byte> buffer) => _target.Read(offset, buffer);
@@ -396,6 +477,8 @@ public sealed class CowImage : IBlockDevice
         DataDevice = _store.Image.DataDevice,
         Files = Files.Existing(),
         Backing = _base is null ? null : BaseImage.Info(_base),
+        Snapshot = Snapshot?.Name,
+        Snapshots = ListSnapshots(),
     };
 
     public void Dispose()

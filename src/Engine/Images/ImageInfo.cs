@@ -21,4 +21,8 @@ public sealed record ImageInfo
     /// <summary>The block device holding the extents (--data-device), or null.</summary>
     public string? DataDevice { get; init; }
     public ImageInfo? Backing { get; init; }
+    /// <summary>The snapshot this view shows (IMAGE@SNAPSHOT), or null for the live disk.</summary>
+    public string? Snapshot { get; init; }
+    /// <summary>The image's snapshots, oldest first.</summary>
+    public IReadOnlyList<Snapshots.SnapshotInfo>? Snapshots { get; init; }
 }

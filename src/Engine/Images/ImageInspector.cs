@@ -9,6 +9,12 @@ public static class ImageInspector
 {
     public static ImageInfo Inspect(string path)
     {
+        var reference = ImageRef.Parse(path);
+        if (reference.Snapshot is { } snapshot)
+        {
+            using var view = CowImage.Open(reference.Path, new ImageOpenOptions { ReadOnly = true, Snapshot = snapshot });
+            return view.GetInfo();
+        }
         string named = Path.GetFullPath(path), full = ImageFiles.For(named).DataPath;
         if (Directory.Exists(full)) throw new ImageOpenException($"image {named} is a folder, not an image (name its data file)");
         // File.Exists is true for a dangling symlink; the file it names is what must exist.

@@ -19,6 +19,8 @@ public sealed record ImageOpenOptions
 {
     public bool ReadOnly { get; init; }
     public EngineSettings Settings { get; init; } = new();
+    /// <summary>Open this snapshot's read-only view instead of the live disk (requires ReadOnly).</summary>
+    public string? Snapshot { get; init; }
     /// <summary>Where the image's files live; the host file system unless a test simulates power loss.</summary>
     internal Storage.IStorage? Storage { get; init; }
 }

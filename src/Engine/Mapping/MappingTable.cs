@@ -14,6 +14,8 @@ internal sealed class MappingTable
     private const int ChunkMask = ChunkBlocks - 1;
 
     private readonly ulong[]?[] _chunks;
+    // Highest birth epoch ever set in each chunk (never lowered): lets a revert or a diff skip chunks unchanged since an epoch.
+    private readonly uint[] _maxEpoch;
 
     public long BlockCount { get; }
     public int ChunkCount => _chunks.Length;
@@ -22,6 +24,7 @@ internal sealed class MappingTable
     {
         BlockCount = blockCount;
         _chunks = new ulong[]?[(blockCount + ChunkMask) >> ChunkShift];
+        _maxEpoch = new uint[_chunks.Length];
     }
 
     public static long ChunkOf(long block) => block >> ChunkShift;
@@ -46,6 +49,16 @@ internal sealed class MappingTable
             Volatile.Write(ref slot, chunk);
         }
         Volatile.Write(ref chunk[block & ChunkMask], raw);
+        uint epoch = (uint)((raw >> MappingEntry.EpochShift) & MappingEntry.MaxEpoch);
+        ref uint max = ref _maxEpoch[block >> ChunkShift];
+        if (epoch > max) max = epoch;
+    }
+
+    /// <summary>Chunks that may hold a mapping born after the given epoch.</summary>
+    public IEnumerable<long> ChunksWithEpochAbove(uint epoch)
+    {
+        for (long c = 0; c < _chunks.Length; c++)
+            if (_chunks[c] is not null && _maxEpoch[c] > epoch) yield return c;
     }
 
     /// <summary>The raw entries of one chunk, or null if nothing in it was ever set.</summary>

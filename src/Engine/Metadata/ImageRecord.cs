@@ -13,6 +13,8 @@ public sealed record ImageRecord
     public bool Clean { get; init; } = true;
     /// <summary>Birth epoch given to new extents; snapshots freeze epochs below it.</summary>
     public uint Epoch { get; init; }
+    /// <summary>The next epoch number to hand out (epochs are never reused); 0 in images stored before snapshots: Epoch + 1.</summary>
+    public uint NextEpoch { get; init; }
     public DateTime CreatedUtc { get; init; }
     /// <summary>A block device holding the extents instead of the data file (absolute path), or null.</summary>
     public string? DataDevice { get; init; }

@@ -2,6 +2,8 @@ using CowDisk.Engine.Devices;
 using CowDisk.Engine.Images;
 using CowDisk.Engine.Mapping;
 using CowDisk.Engine.Storage;
+using CowDisk.Engine.Snapshots;
+using CowDisk.Format.Mapping;
 using CowDisk.Format.Metadata;
 using LiteDB;
 using LiteDB.Engine;
@@ -19,6 +21,9 @@ internal sealed class MetadataStore : IDisposable
 {
     private const string ImageCollection = "image";
     private const string ChunkCollection = "chunks";
+    private const string DeadCollection = "dead";
+    private const string EpochCollection = "epochs";
+    private const string SnapshotCollection = "snapshots";
     private const int ImageDocId = 1;
     private const int PageSize = LogFrameTrailer.PageSize;
     /// <summary>Past this the log is folded into the data file, so long sessions do not grow it without end.</summary>
@@ -74,7 +79,7 @@ internal sealed class MetadataStore : IDisposable
             {
                 store._dataStream!.WritesAllowed = true;
                 store._db.Pragma("CHECKPOINT", 0);   // persisted: LiteDB checkpoints only when we ask (at close, or a long log)
-                store.Commit(Array.Empty<(long, byte[]?)>(), image);
+                store.Commit(new MetadataChanges { Image = image });
                 store.TryCheckpoint();
                 return store;
             }
@@ -218,13 +223,88 @@ internal sealed class MetadataStore : IDisposable
         return extents;
     }
 
+    /// <summary>Loads the epoch tree, the snapshots and the dead extents (images without snapshots have none stored).</summary>
+    public History LoadHistory(MappingTable table)
+    {
+        try
+        {
+            var image = Image;
+            var nodes = _db.GetCollection(EpochCollection).FindAll()
+                .Select(d => ((uint)CheckedEpoch(d["_id"].AsInt64), d["parent"].AsInt64)).ToList();
+            var snapshots = _db.GetCollection(SnapshotCollection).FindAll().Select(FromSnapshotDocument).ToList();
+            var tree = EpochTree.Load(image.Epoch, image.NextEpoch, nodes, snapshots);
+            var history = new History(table, tree);
+            foreach (var doc in _db.GetCollection(DeadCollection).FindAll())
+            {
+                long chunk = doc["_id"].AsInt64;
+                if (chunk < 0 || chunk >= table.ChunkCount)
+                    throw new CorruptImageException($"dead-extent chunk {chunk} lies outside the disk");
+                var packed = doc["x"].AsBinary;
+                if (packed is null || packed.Length % DeadRecord.Size != 0)
+                    throw new CorruptImageException($"dead-extent chunk {chunk} is not a whole number of records");
+                for (int r = 0; r < packed.Length / DeadRecord.Size; r++)
+                {
+                    DeadRecord rec;
+                    try { rec = DeadRecord.Read(packed.AsSpan(r * DeadRecord.Size)); }
+                    catch (FormatException e) { throw new CorruptImageException($"dead-extent chunk {chunk}: {e.Message}"); }
+                    if (rec.FirstBlockInChunk + rec.BlockCount > MappingTable.ChunkBlocks)
+                        throw new CorruptImageException($"dead-extent chunk {chunk}: run {rec.FirstBlockInChunk}+{rec.BlockCount} leaves the chunk");
+                    for (int i = 0; i < rec.BlockCount; i++)
+                        history.Load(MappingTable.ChunkStart(chunk) + rec.FirstBlockInChunk + i, rec.Source,
+                            rec.Source == MappingSource.Data ? rec.PhysicalCluster + i : 0, rec.Birth, rec.Death);
+                }
+            }
+            history.Validate();
+            if (nodes.Count == 0) tree.MarkAllNodesNew();   // stored with the first commit that changes the tree
+            else tree.TakeChanges();
+            return history;
+        }
+        catch (Exception e) when (e is not (BlockDeviceException or OutOfMemoryException))
+        {
+            throw Damaged(_path, e);
+        }
+    }
+
+    private static long CheckedEpoch(long e) =>
+        e is < 0 or > MappingEntry.MaxEpoch ? throw new CorruptImageException($"epoch {e} is out of range") : e;
+
+    private static BsonDocument ToDocument(SnapshotInfo s) => new()
+    {
+        ["_id"] = s.Id,
+        ["name"] = s.Name,
+        ["epoch"] = (long)s.Epoch,
+        ["created"] = s.CreatedUtc,
+    };
+
+    private static SnapshotInfo FromSnapshotDocument(BsonDocument d)
+    {
+        try
+        {
+            string name = d["name"].AsString ?? throw new FormatException("no name");
+            if (SnapshotInfo.Invalid(name) is { } why) throw new FormatException(why);
+            return new SnapshotInfo(d["_id"].AsInt32, name, (uint)CheckedEpoch(d["epoch"].AsInt64), d["created"].AsDateTime);
+        }
+        catch (Exception e) when (e is FormatException or InvalidCastException or ArgumentException or NullReferenceException)
+        {
+            throw new CorruptImageException($"snapshot record is malformed: {e.Message}");
+        }
+    }
+
     /// <summary>
     /// One transaction: replaces the given chunks (null = no mappings left) and optionally the image document,
     /// then makes the log durable. On failure the durable state is the previous commit's and the caller may
     /// retry; the exception carries the errno (ENOSPC, EIO).
     /// </summary>
-    public void Commit(IReadOnlyCollection<(long Chunk, byte[]? Extents)> chunks, ImageRecord? image = null)
+    public void Commit(IReadOnlyCollection<(long Chunk, byte[]? Extents)> chunks, ImageRecord? image = null) =>
+        Commit(new MetadataChanges { Chunks = chunks.ToList(), Image = image });
+
+    /// <summary>
+    /// One transaction: every change in the batch, then the log made durable. On failure the durable state is
+    /// the previous commit's and the caller may retry; the exception carries the errno (ENOSPC, EIO).
+    /// </summary>
+    public void Commit(MetadataChanges changes)
     {
+        var image = changes.Image;
         if (_readOnly) throw new InvalidOperationException("metadata is open read-only");
         if (Broken) throw new StorageException($"metadata of {_path} is unusable after an earlier failure; reopen the image", Native.Errno.EIO);
         CutTail();
@@ -233,11 +313,24 @@ internal sealed class MetadataStore : IDisposable
         {
             var col = _db.GetCollection(ChunkCollection);
             _db.BeginTrans();
-            foreach (var (chunk, extents) in chunks)
+            foreach (var (chunk, extents) in changes.Chunks)
             {
                 if (extents is null) col.Delete(chunk);
                 else col.Upsert(new BsonDocument { ["_id"] = chunk, ["x"] = extents });
             }
+            var dead = _db.GetCollection(DeadCollection);
+            foreach (var (chunk, rows) in changes.Dead)
+            {
+                if (rows is null) dead.Delete(chunk);
+                else dead.Upsert(new BsonDocument { ["_id"] = chunk, ["x"] = rows });
+            }
+            var epochs = _db.GetCollection(EpochCollection);
+            foreach (uint e in changes.EpochsRemoved) epochs.Delete((long)e);
+            foreach (var (e, parent) in changes.EpochsAdded)
+                epochs.Upsert(new BsonDocument { ["_id"] = (long)e, ["parent"] = parent is { } p ? (long)p : -1L });
+            var snaps = _db.GetCollection(SnapshotCollection);
+            foreach (var snap in changes.SnapshotsRemoved) snaps.Delete(snap.Id);
+            foreach (var snap in changes.SnapshotsAdded) snaps.Upsert(ToDocument(snap));
             if (image is not null) _db.GetCollection(ImageCollection).Upsert(ToDocument(image));
             _db.Commit();
             _log.WriteUnwritten();   // a frame LiteDB could not be told about failing (ENOSPC) fails the commit here
@@ -315,6 +408,7 @@ internal sealed class MetadataStore : IDisposable
         ["backingFormat"] = r.BackingFormat is null ? BsonValue.Null : r.BackingFormat,
         ["clean"] = r.Clean,
         ["epoch"] = (long)r.Epoch,
+        ["nextEpoch"] = (long)r.NextEpoch,
         ["created"] = r.CreatedUtc,
         ["dataDevice"] = r.DataDevice is null ? BsonValue.Null : r.DataDevice,
     };
@@ -331,7 +425,8 @@ internal sealed class MetadataStore : IDisposable
                 BackingFile = d["backingFile"].IsNull ? null : d["backingFile"].AsString,
                 BackingFormat = d["backingFormat"].IsNull ? null : d["backingFormat"].AsString,
                 Clean = d["clean"].AsBoolean,
-                Epoch = (uint)d["epoch"].AsInt64,
+                Epoch = (uint)CheckedEpoch(d["epoch"].AsInt64),
+                NextEpoch = d.TryGetValue("nextEpoch", out var next) && !next.IsNull ? (uint)CheckedEpoch(next.AsInt64) : 0,
                 CreatedUtc = d["created"].AsDateTime,
                 DataDevice = d.TryGetValue("dataDevice", out var device) && !device.IsNull ? device.AsString : null,
             };

@@ -8,8 +8,10 @@ namespace CowDisk.Engine.Responder;
 /// <summary>One group commit: the encoded dirty chunks, the flushes it answers, the extents it frees.</summary>
 internal sealed class CommitBatch
 {
-    public required List<(long Chunk, byte[]? Extents)> Chunks { get; init; }
+    public required MetadataChanges Changes { get; init; }
     public required List<ulong> FlushIds { get; init; }
+    /// <summary>Snapshot changes this batch makes durable.</summary>
+    public List<ulong> ControlIds { get; init; } = new();
     /// <summary>Freed before the flushes' drain: reusable once this batch is durable.</summary>
     public required List<(long Cluster, int Count)> Release { get; init; }
     public Exception? Error { get; set; }
@@ -50,7 +52,7 @@ internal sealed class GroupCommitter : IDisposable
             {
                 try { _dataFile.Flush(); }   // data durable before the mappings that point at it are committed
                 catch (Exception) { batch.DurabilityLost = true; throw; }
-                if (batch.Chunks.Count > 0) _store.Commit(batch.Chunks);   // LiteDB commit, then fsync of its log
+                if (!batch.Changes.IsEmpty) _store.Commit(batch.Changes);   // LiteDB commit, then fsync of its log
             }
             catch (Exception e) { batch.Error = e; }
             _done.Enqueue(batch);

@@ -1,9 +1,11 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using CowDisk.Engine.Allocation;
 using CowDisk.Engine.Devices;
 using CowDisk.Engine.Mapping;
 using CowDisk.Engine.Metadata;
 using CowDisk.Engine.Ring;
+using CowDisk.Engine.Snapshots;
 using CowDisk.Format.Image;
 using CowDisk.Format.Mapping;
 using CowDisk.Format.Ring;
@@ -33,6 +35,8 @@ internal sealed class MapResponder : IDisposable
     private readonly Doorbell _targetBell;
     private readonly ResponderSettings _settings;
     private readonly Thread _thread;
+    private readonly History _history;
+    private readonly ConcurrentQueue<ControlOp> _control = new();
 
     // Blocks whose new extent is being written: block → physical cluster. Readers still see the old mapping.
     private readonly Dictionary<long, long> _allocating = new();
@@ -44,6 +48,7 @@ internal sealed class MapResponder : IDisposable
     // Freed before a flush's drain: released when the batch answering that flush is durable.
     private List<(long Cluster, int Count)> _releasable = new();
     private List<ulong> _waitingFlushes = new();
+    private List<ulong> _waitingControls = new();
     private readonly GroupCommitter? _committer;   // null when read-only
     private CommitBatch? _inFlight;
     private long _firstDirtyTicks;
@@ -54,8 +59,10 @@ internal sealed class MapResponder : IDisposable
 
     public MapResponder(ClusterGeometry geometry, MappingTable table, ClusterAllocator allocator, MetadataStore? store,
         IStorageFile dataFile, bool hasBase, SpscRing requests, SpscRing responses, Doorbell bell, Doorbell targetBell,
-        ResponderSettings settings)
+        ResponderSettings settings, History? history = null)
     {
+        _history = history ?? new History(table, new EpochTree(store?.Image.Epoch ?? 0, store?.Image.NextEpoch ?? 0));
+        _history.Free = FreeLater;
         _geometry = geometry; _table = table; _allocator = allocator; _store = store; _dataFile = dataFile;
         _hasBase = hasBase; _requests = requests; _responses = responses; _bell = bell; _targetBell = targetBell;
         _settings = settings;
@@ -64,7 +71,10 @@ internal sealed class MapResponder : IDisposable
         _thread.Start();
     }
 
-    private uint Epoch => _store?.Image.Epoch ?? 0;
+    private uint Epoch => _history.Head;
+
+    /// <summary>Queues a snapshot change; the target then posts a CONTROL_REQ that applies it in ring order.</summary>
+    public void Enqueue(ControlOp op) => _control.Enqueue(op);
 
     private void Run()
     {
@@ -112,7 +122,7 @@ internal sealed class MapResponder : IDisposable
     }
 
     private static bool IsRequest(RingEventType type) =>
-        type is RingEventType.MapBlockReq or RingEventType.MapBlockDone or RingEventType.FlushReq;
+        type is RingEventType.MapBlockReq or RingEventType.MapBlockDone or RingEventType.FlushReq or RingEventType.ControlReq;
 
     // A slot of an unknown type, or of a type only the responder sends: answer its id with EINVAL and go on.
     // Its caller, if it has one, fails that call.
@@ -156,6 +166,9 @@ internal sealed class MapResponder : IDisposable
                 _waitingFlushes.Add(ev.Id);
                 StartCommit();
                 break;
+            case RingEventType.ControlReq:
+                Control(ev);
+                break;
             default:
                 throw new CorruptImageException($"responder got unexpected ring event {ev.Type}");
         }
@@ -197,8 +210,11 @@ internal sealed class MapResponder : IDisposable
         int run = 1;
         if (first.IsData)
         {
-            while (run < count && _table.GetMapping(req.Block + run) is { IsData: true } m && m.PhysicalCluster == first.PhysicalCluster + run) run++;
-            rsp.ResponseFlags = MapResponseFlags.Valid;
+            bool shared = _history.IsShared(first.Epoch);
+            while (run < count && _table.GetMapping(req.Block + run) is { IsData: true } m && m.PhysicalCluster == first.PhysicalCluster + run &&
+                   _history.IsShared(m.Epoch) == shared) run++;
+            // A cluster a snapshot reads may be cached for reads, never written in place.
+            rsp.ResponseFlags = MapResponseFlags.Valid | (shared ? MapResponseFlags.Shared : MapResponseFlags.None);
             rsp.Device = DeviceIndex.Data;
             rsp.DeviceBlock = first.PhysicalCluster;
         }
@@ -226,11 +242,12 @@ internal sealed class MapResponder : IDisposable
         var first = _table.GetMapping(req.Block);
         var rsp = Response(req);
         int run = 1;
-        if (first.IsData)
+        if (first.IsData && !_history.IsShared(first.Epoch))
         {
-            // Written before: overwrite in place.
+            // Written before and read by no snapshot: overwrite in place.
             while (run < count && !_allocating.ContainsKey(req.Block + run) &&
-                   _table.GetMapping(req.Block + run) is { IsData: true } m && m.PhysicalCluster == first.PhysicalCluster + run) run++;
+                   _table.GetMapping(req.Block + run) is { IsData: true } m && m.PhysicalCluster == first.PhysicalCluster + run &&
+                   !_history.IsShared(m.Epoch)) run++;
             rsp.ResponseFlags = MapResponseFlags.Valid;
             rsp.Device = DeviceIndex.Data;
             rsp.DeviceBlock = first.PhysicalCluster;
@@ -244,10 +261,16 @@ internal sealed class MapResponder : IDisposable
             Respond(Error(req, -ErrnoNoSpace));
             return;
         }
-        // New extent; its fill for partial blocks comes from what the block reads as now.
-        bool zeroFill = ReadsAsZero(first);
-        while (run < count && !_allocating.ContainsKey(req.Block + run) &&
-               _table.GetMapping(req.Block + run) is var m && !m.IsData && ReadsAsZero(m) == zeroFill) run++;
+        // New extent; its fill for partial blocks comes from what the block reads as now: the cluster a snapshot
+        // shares (copy on write), zeros, or the base.
+        bool copy = first.IsData;
+        bool zeroFill = !copy && ReadsAsZero(first);
+        if (copy)
+            while (run < count && !_allocating.ContainsKey(req.Block + run) &&
+                   _table.GetMapping(req.Block + run) is { IsData: true } m && m.PhysicalCluster == first.PhysicalCluster + run) run++;
+        else
+            while (run < count && !_allocating.ContainsKey(req.Block + run) &&
+                   _table.GetMapping(req.Block + run) is var m && !m.IsData && ReadsAsZero(m) == zeroFill) run++;
         long physical = _allocator.Allocate(run, out int got, out bool fresh);
         if (physical < 0)
         {
@@ -262,20 +285,24 @@ internal sealed class MapResponder : IDisposable
                             (zeroFill && fresh ? MapResponseFlags.Fresh : MapResponseFlags.None);
         rsp.Device = DeviceIndex.Data;
         rsp.DeviceBlock = physical;
-        rsp.SourceDevice = DeviceIndex.Base;
-        rsp.SourceBlock = req.Block;
+        rsp.SourceDevice = copy ? DeviceIndex.Data : DeviceIndex.Base;
+        rsp.SourceBlock = copy ? first.PhysicalCluster : req.Block;
         rsp.Count = got;
         Respond(rsp);
     }
 
     private void ApplyZero(in RingEvent req, int count)
     {
-        ulong zero = _hasBase ? MappingEntry.Encode(Format.Mapping.Mapping.Zero) : 0;
+        ulong zero = _hasBase ? MappingEntry.Encode(new Format.Mapping.Mapping(MappingSource.Zero, 0, Epoch)) : 0;
         for (long b = req.Block; b < req.Block + count; b++)
         {
-            var old = _table.GetMapping(b);
-            if (old.IsData) FreeLater(old.PhysicalCluster);
-            if (_table.Get(b) != zero) { _table.Set(b, zero); MarkDirty(b); }
+            ulong raw = _table.Get(b);
+            if (raw == zero) continue;
+            var old = MappingEntry.Decode(raw);
+            if (old.Source == MappingSource.Zero) continue;   // reads as zeros already; a snapshot may share it
+            _table.Set(b, zero);
+            _history.Drop(b, old);   // after the table changed: freed, or kept dead for a snapshot
+            MarkDirty(b);
         }
         Respond(new RingEvent { Type = RingEventType.Invalidate, Block = req.Block, Count = count });
         var rsp = Response(req);
@@ -296,13 +323,91 @@ internal sealed class MapResponder : IDisposable
                 continue;
             }
             var old = _table.GetMapping(b);
-            if (old.IsData) FreeLater(old.PhysicalCluster);
             _table.Set(b, MappingEntry.Encode(Format.Mapping.Mapping.Data(physical, Epoch)));
+            _history.Drop(b, old);   // the extent it replaces: freed, or kept dead for a snapshot
             MarkDirty(b);
         }
         // No INVALIDATE here: the writer stores the new mapping in the target's cache itself, and a racing
         // older answer cannot overwrite it (the cache inserts answers only into empty slots).
     }
+
+    /// <summary>
+    /// A snapshot change, in ring order: every write acknowledged before it has its mapping in the table, and no
+    /// I/O is in flight (the target drained before posting). Answered once the change is durable.
+    /// </summary>
+    private void Control(in RingEvent ev)
+    {
+        if (!_control.TryDequeue(out var op))
+        {
+            Respond(new RingEvent { Type = RingEventType.ControlRsp, Id = ev.Id, Result = -Native.Errno.EINVAL });
+            return;
+        }
+        if (op.Kind == ControlKind.ListSnapshots)
+        {
+            op.List = ListSnapshots();
+            Respond(new RingEvent { Type = RingEventType.ControlRsp, Id = ev.Id });
+            return;
+        }
+        if (_committer is null)
+        {
+            Respond(new RingEvent { Type = RingEventType.ControlRsp, Id = ev.Id, Result = -ErrnoRofs });
+            return;
+        }
+        // A full disk: the change's metadata needs room the reserve keeps for data already written.
+        if (_store is { SpaceLow: true } && !_store.RenewReserve())
+        {
+            op.Refused = "no space left on the device for the snapshot's metadata";
+            Respond(new RingEvent { Type = RingEventType.ControlRsp, Id = ev.Id, Result = -ErrnoNoSpace });
+            return;
+        }
+        var snap = _history.Tree.Find(op.Name);
+        switch (op.Kind)
+        {
+            case ControlKind.CreateSnapshot:
+                if (SnapshotInfo.Invalid(op.Name) is { } why) op.Refused = why;
+                else if (snap is not null) op.Refused = $"a snapshot named '{op.Name}' already exists";
+                else
+                {
+                    op.Result = _history.Create(op.Name, op.CreatedUtc);
+                    InvalidateAll();   // cached clusters are shared now: writes must ask again
+                }
+                break;
+            case ControlKind.DeleteSnapshot:
+                if (snap is null) op.Refused = $"no snapshot named '{op.Name}'";
+                else { _history.Delete(snap); op.Result = snap; }
+                break;
+            case ControlKind.RevertSnapshot:
+                if (snap is null) op.Refused = $"no snapshot named '{op.Name}'";
+                else
+                {
+                    _history.Revert(snap, MarkDirty);
+                    InvalidateAll();
+                    op.Result = snap;
+                }
+                break;
+        }
+        if (op.Refused is not null)
+        {
+            Respond(new RingEvent { Type = RingEventType.ControlRsp, Id = ev.Id, Result = -Native.Errno.EINVAL });
+            return;
+        }
+        // No I/O is in flight: what was freed so far (and by this change) may be reused once it is durable.
+        _releasable.AddRange(_pendingFree);
+        _pendingFree.Clear();
+        _waitingControls.Add(ev.Id);
+        StartCommit();
+    }
+
+    /// <summary>The snapshots, oldest first, with the bytes each alone holds. Responder thread, or a stopped/read-only responder.</summary>
+    internal List<SnapshotInfo> ListSnapshots() =>
+        _history.Tree.Snapshots.OrderBy(s => s.Epoch)
+            .Select(s => s with { ExclusiveBytes = _history.ExclusiveClusters(s) * _geometry.ClusterSize }).ToList();
+
+    private void InvalidateAll() =>
+        Respond(new RingEvent { Type = RingEventType.Invalidate, Flags = (ushort)InvalidateFlags.All, Count = 0 });
+
+    /// <summary>The image's history (epochs, snapshots, dead extents). Responder thread only, or while it is stopped.</summary>
+    internal History History => _history;
 
     private void RetryDeferred()
     {
@@ -331,12 +436,26 @@ internal sealed class MapResponder : IDisposable
     private void StartCommit()
     {
         if (_committer is null || _inFlight is not null || _fatal is not null) return;
-        if (_dirtyChunks.Count == 0 && _waitingFlushes.Count == 0) return;
-        var chunks = new List<(long, byte[]?)>(_dirtyChunks.Count);
-        foreach (long c in _dirtyChunks) chunks.Add((c, ExtentCodec.Encode(_table, c)));
+        if (_dirtyChunks.Count == 0 && _waitingFlushes.Count == 0 && _waitingControls.Count == 0 &&
+            _history.DirtyDeadChunks.Count == 0 && !_history.TreeDirty) return;
+        var changes = new MetadataChanges();
+        foreach (long c in _dirtyChunks) changes.Chunks.Add((c, ExtentCodec.Encode(_table, c)));
         _dirtyChunks.Clear();
-        _inFlight = new CommitBatch { Chunks = chunks, FlushIds = _waitingFlushes, Release = _releasable };
+        foreach (long c in _history.DirtyDeadChunks) changes.Dead.Add((c, _history.EncodeChunk(c)));
+        _history.DirtyDeadChunks.Clear();
+        if (_history.TreeDirty)
+        {
+            var (added, removed, nodesAdded, nodesRemoved) = _history.Tree.TakeChanges();
+            changes.SnapshotsAdded.AddRange(added);
+            changes.SnapshotsRemoved.AddRange(removed);
+            changes.EpochsAdded.AddRange(nodesAdded);
+            changes.EpochsRemoved.AddRange(nodesRemoved);
+            changes.Image = _store!.Image with { Epoch = _history.Head, NextEpoch = _history.Tree.NextEpoch };
+            _history.TreeDirty = false;
+        }
+        _inFlight = new CommitBatch { Changes = changes, FlushIds = _waitingFlushes, ControlIds = _waitingControls, Release = _releasable };
         _waitingFlushes = new List<ulong>();
+        _waitingControls = new List<ulong>();
         _releasable = new List<(long, int)>();
         _committer.Submit(_inFlight);
     }
@@ -351,11 +470,13 @@ internal sealed class MapResponder : IDisposable
             // Nothing of the batch is durable; the table still holds it. After a failed write (ENOSPC) its chunks
             // are committed again at the next flush or interval, and its freed extents stay unreusable until then.
             result = -StorageException.ErrnoOf(batch.Error);
-            foreach (var (chunk, _) in batch.Chunks) _dirtyChunks.Add(chunk);
-            if (batch.Chunks.Count > 0) _firstDirtyTicks = Stopwatch.GetTimestamp();   // retry after an interval, not in a loop
+            foreach (var (chunk, _) in batch.Changes.Chunks) _dirtyChunks.Add(chunk);
+            foreach (var (chunk, _) in batch.Changes.Dead) _history.DirtyDeadChunks.Add(chunk);
+            if (batch.Changes.Chunks.Count + batch.Changes.Dead.Count > 0) _firstDirtyTicks = Stopwatch.GetTimestamp();   // retry after an interval, not in a loop
             _releasable.AddRange(batch.Release);
             // A failed fsync (data or log) cannot be retried safely: the kernel may have dropped the pages.
-            if (batch.DurabilityLost || _store is { Broken: true })
+            // A snapshot change already applied in memory cannot be taken back either: the image must be reopened.
+            if (batch.DurabilityLost || _store is { Broken: true } || batch.Changes.Image is not null)
             {
                 _fatal = batch.Error;
                 result = -ErrnoIo;
@@ -363,12 +484,19 @@ internal sealed class MapResponder : IDisposable
         }
         else
         {
-            foreach (var (cluster, count) in batch.Release) _allocator.Release(cluster, count);
-            if (batch.Chunks.Count > 0) Commits++;
+            foreach (var (cluster, count) in batch.Release)
+            {
+                // The change that freed them is durable and no I/O can reach them: give the space back to the
+                // host (a hole in the file, a discard on a device), then let them be reused.
+                _dataFile.PunchHole(_geometry.ClusterOffset(cluster), (long)count << _geometry.ClusterShift);
+                _allocator.Release(cluster, count);
+            }
+            if (!batch.Changes.IsEmpty) Commits++;
         }
         foreach (ulong id in batch.FlushIds) Respond(new RingEvent { Type = RingEventType.FlushRsp, Id = id, Result = result });
+        foreach (ulong id in batch.ControlIds) Respond(new RingEvent { Type = RingEventType.ControlRsp, Id = id, Result = result });
         if (_fatal is not null) { FailPending(); return 1; }
-        if (_waitingFlushes.Count > 0 || (batch.Error is null && CommitDue())) StartCommit();   // flushes that arrived meanwhile, or an overdue commit
+        if (_waitingFlushes.Count > 0 || _waitingControls.Count > 0 || (batch.Error is null && CommitDue())) StartCommit();   // flushes that arrived meanwhile, or an overdue commit
         return 1;
     }
 
@@ -386,6 +514,7 @@ internal sealed class MapResponder : IDisposable
     {
         if (ev.Type == RingEventType.MapBlockReq) Respond(Error(ev, -ErrnoIo));
         else if (ev.Type == RingEventType.FlushReq) Respond(new RingEvent { Type = RingEventType.FlushRsp, Id = ev.Id, Result = -ErrnoIo });
+        else if (ev.Type == RingEventType.ControlReq) Respond(new RingEvent { Type = RingEventType.ControlRsp, Id = ev.Id, Result = -ErrnoIo });
     }
 
     private void FailPending()
@@ -394,6 +523,8 @@ internal sealed class MapResponder : IDisposable
         _deferred.Clear();
         foreach (ulong id in _waitingFlushes) Respond(new RingEvent { Type = RingEventType.FlushRsp, Id = id, Result = -ErrnoIo });
         _waitingFlushes.Clear();
+        foreach (ulong id in _waitingControls) Respond(new RingEvent { Type = RingEventType.ControlRsp, Id = id, Result = -ErrnoIo });
+        _waitingControls.Clear();
     }
 
     private static RingEvent Response(in RingEvent req) =>
@@ -413,7 +544,16 @@ internal sealed class MapResponder : IDisposable
         if (_allocating.Count > 0) throw new InvalidOperationException("allocations in flight; flush first");
         var seen = new HashSet<long>();
         long fileClusters = _geometry.ClustersIn(dataFileLength);
+        var owners = new Dictionary<long, DeadKey>();
         foreach (var (b, cluster) in _table.DataMappings())
+            owners[cluster] = new DeadKey(b, _table.GetMapping(b).Epoch);
+        var mapped = _table.DataMappings().ToList();
+        foreach (var (key, cluster) in _history.DeadClusters())
+        {
+            if (owners.TryGetValue(cluster, out var owner) && owner == key) continue;   // the head reads it again (a revert)
+            mapped.Add((key.Block, cluster));
+        }
+        foreach (var (b, cluster) in mapped)
         {
             if (!seen.Add(cluster)) throw new CorruptImageException($"physical cluster {cluster} mapped twice");
             if (cluster < ClusterGeometry.FirstDataCluster || cluster >= fileClusters)

@@ -223,7 +223,8 @@ internal sealed class RingClient : IDisposable
         switch (ev.Type)
         {
             case RingEventType.Invalidate:
-                _cache?.Invalidate(ev.Block, ev.Count);
+                if (((InvalidateFlags)ev.Flags & InvalidateFlags.All) != 0) _cache?.Clear();
+                else _cache?.Invalidate(ev.Block, ev.Count);
                 return;
             case RingEventType.MapBlockRsp:
                 if (_cache is not null && _broken is null) CacheResponse(ev);

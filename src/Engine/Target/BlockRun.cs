@@ -11,4 +11,6 @@ internal struct BlockRun
     public int Count;
     public MapResponseFlags Flags;    // CopyFirst / Zero / Sync for new extents
     public ulong Id;                  // echoed in MAP_BLOCK_DONE
+    public ushort SourceDevice;       // CopyFirst without Zero: the data file (a cluster a snapshot shares) or the base
+    public long SourceBlock;          // CopyFirst from the data file: the first old cluster
 }

@@ -162,6 +162,19 @@ internal sealed class CowTarget
         if (rsp.Result != 0) throw new BlockDeviceException($"flush failed: {Native.Errno.Describe(-rsp.Result)}", null, -rsp.Result);
     }
 
+    /// <summary>
+    /// Has the responder apply its queued control operation in ring order: after every write acknowledged so far,
+    /// with no I/O in flight at that point (held only while the request enters the ring). Returns 0 or -errno.
+    /// </summary>
+    public int Control()
+    {
+        RingClient.PendingCall call;
+        _drain.EnterWriteLock();
+        try { call = _ring.Begin(new RingEvent { Type = RingEventType.ControlReq }); }
+        finally { _drain.ExitWriteLock(); }
+        return _ring.End(call).Result;
+    }
+
     private void WriteZeroBytes(long offset, long length)
     {
         if (length <= 0) return;
@@ -192,6 +205,8 @@ internal sealed class CowTarget
             Count = rsp.Count,
             Flags = flags,
             Id = rsp.Id,
+            SourceDevice = rsp.SourceDevice,
+            SourceBlock = rsp.SourceBlock,
         };
     }
 
@@ -227,8 +242,8 @@ internal sealed class CowTarget
                 return;
             }
             // New extent: whole blocks are written as they are, consecutive ones in one write; a partial head
-            // or tail block is first filled from what it read as before (base or zeros), so no stale bytes of
-            // a freed extent can show.
+            // or tail block is first filled from what it read as before (the cluster a snapshot shares, the base
+            // or zeros), so no stale bytes of a freed extent can show.
             int cs = _geometry.ClusterSize;
             const MapResponseFlags freshZeroFlags = MapResponseFlags.Zero | MapResponseFlags.Fresh;
             bool freshZero = (run.Flags & freshZeroFlags) == freshZeroFlags;
@@ -255,6 +270,7 @@ internal sealed class CowTarget
                     if (bodyLength > 0) { WriteData(bodyPhysical, data.Slice(bodyPos, bodyLength)); bodyLength = 0; }
                     var fill = BlockBuffer().AsSpan(0, _geometry.BlockLength(b));
                     if ((run.Flags & MapResponseFlags.Zero) != 0) fill.Clear();
+                    else if (run.SourceDevice == DeviceIndex.Data) ReadData(_geometry.ClusterOffset(run.SourceBlock + i), fill);   // copy on write
                     else ReadBase(_geometry.BlockStart(b), fill);
                     data.Slice(pos, len).CopyTo(fill[start..]);
                     WriteData(physicalOffset + (long)i * cs, fill);

@@ -84,6 +84,6 @@ public record struct RingEvent
             DeviceBlock = BinaryPrimitives.ReadInt64LittleEndian(slot[DeviceBlockOffset..]),
             SourceBlock = BinaryPrimitives.ReadInt64LittleEndian(slot[SourceBlockOffset..]),
         };
-        return ev.Type is > RingEventType.None and <= RingEventType.FlushRsp;
+        return ev.Type is > RingEventType.None and <= RingEventType.ControlRsp;
     }
 }

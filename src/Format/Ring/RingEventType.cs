@@ -16,6 +16,19 @@ public enum RingEventType : ushort
     FlushReq = 5,
     /// <summary>responder → target: the flush with this id is durable (or failed).</summary>
     FlushRsp = 6,
+    /// <summary>target → responder: apply the next queued control operation (a snapshot change) in ring order.</summary>
+    ControlReq = 7,
+    /// <summary>responder → target: the control operation with this id is durable (or failed).</summary>
+    ControlRsp = 8,
+}
+
+/// <summary>Flags of an INVALIDATE.</summary>
+[Flags]
+public enum InvalidateFlags : ushort
+{
+    None = 0,
+    /// <summary>Drop every cached mapping (after a snapshot or a revert changed what writes may do in place).</summary>
+    All = 1,
 }
 
 /// <summary>Flags of a MAP_BLOCK_REQ.</summary>

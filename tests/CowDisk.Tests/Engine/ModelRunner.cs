@@ -8,7 +8,8 @@ namespace CowDisk.Tests.Engine;
 /// <summary>
 /// Runs a scenario against a real image and a plain byte-array model, checking every read, then the
 /// invariants: whole-disk contents, no double mapping, used + free covering the data file, the base unchanged,
-/// and the same contents after close and reopen.
+/// and the same contents after close and reopen. Snapshots are frozen copies of the model: each must read exactly
+/// as frozen (checked at every reopen and at the end), whatever was written, reverted or deleted since.
 /// </summary>
 public static class ModelRunner
 {
@@ -21,6 +22,8 @@ public static class ModelRunner
         byte[]? baseHash = basePath is null ? null : HashFiles(basePath);
         var settings = new EngineSettings { MappingCache = s.MappingCache, CommitIntervalMs = 50, CommitMaxDirtyChunks = 2 };
 
+        var snapshots = new List<(string Name, byte[] Frozen)>();
+        int snapshotCounter = 0;
         var image = CowImage.Create(imagePath, new ImageCreateOptions
         {
             Size = s.VirtualSize, ClusterSize = s.ClusterSize, BackingPath = basePath is null ? null : Path.GetFileName(basePath),
@@ -60,13 +63,35 @@ public static class ModelRunner
                         break;
                     case OpKind.Reopen:
                         image.Dispose();
+                        VerifySnapshots(imagePath, snapshots, settings, s);
                         image = CowImage.Open(imagePath, new ImageOpenOptions { Settings = settings });
+                        break;
+                    case OpKind.Snapshot:
+                        string name = $"snap-{++snapshotCounter}";
+                        image.CreateSnapshot(name);
+                        snapshots.Add((name, (byte[])model.Clone()));
+                        break;
+                    case OpKind.DeleteSnapshot:
+                        if (snapshots.Count == 0) break;
+                        int victim = op.Seed % snapshots.Count;
+                        image.DeleteSnapshot(snapshots[victim].Name);
+                        snapshots.RemoveAt(victim);
+                        break;
+                    case OpKind.Revert:
+                        if (snapshots.Count == 0) break;
+                        var (revertTo, frozen) = snapshots[op.Seed % snapshots.Count];
+                        image.RevertSnapshot(revertTo);
+                        frozen.CopyTo(model, 0);
                         break;
                 }
             }
             VerifyWhole(image, model, s);
             image.CheckInvariants();
+            var listed = image.ListSnapshots().Select(x => x.Name).ToList();
+            if (!listed.SequenceEqual(snapshots.Select(x => x.Name)))
+                throw new Xunit.Sdk.XunitException($"snapshots listed [{string.Join(",", listed)}], expected [{string.Join(",", snapshots.Select(x => x.Name))}]: {s}");
             image.Dispose();
+            VerifySnapshots(imagePath, snapshots, settings, s);
             image = CowImage.Open(imagePath, new ImageOpenOptions { ReadOnly = true, Settings = settings });
             VerifyWhole(image, model, s);
             image.CheckInvariants();
@@ -74,6 +99,19 @@ public static class ModelRunner
         finally { image.Dispose(); }
         if (basePath is not null && !HashFiles(basePath).AsSpan().SequenceEqual(baseHash))
             throw new Xunit.Sdk.XunitException($"base image changed: {s}");
+    }
+
+    private static void VerifySnapshots(string imagePath, List<(string Name, byte[] Frozen)> snapshots, EngineSettings settings, ModelScenario s)
+    {
+        foreach (var (name, frozen) in snapshots)
+        {
+            using var view = CowImage.Open(imagePath, new ImageOpenOptions { ReadOnly = true, Snapshot = name, Settings = settings });
+            var all = new byte[frozen.Length];
+            view.Read(0, all);
+            int diff = frozen.AsSpan().CommonPrefixLength(all);
+            if (diff < frozen.Length)
+                throw new Xunit.Sdk.XunitException($"snapshot {name}, byte {diff}: expected 0x{frozen[diff]:x2}, read 0x{all[diff]:x2}; scenario: {s}");
+        }
     }
 
     private static string? CreateBase(ModelScenario s, TempDir dir, byte[] model)

@@ -3,13 +3,14 @@ using FsCheck.Fluent;
 
 namespace CowDisk.Tests.Engine;
 
-public enum OpKind { Write, Read, Discard, Zero, Flush, Reopen }
+public enum OpKind { Write, Read, Discard, Zero, Flush, Reopen, Snapshot, DeleteSnapshot, Revert }
 
 public sealed record Op(OpKind Kind, long Offset, int Length, byte Seed, int BufferOffset)
 {
     public override string ToString() => Kind switch
     {
-        OpKind.Flush or OpKind.Reopen => Kind.ToString(),
+        OpKind.Flush or OpKind.Reopen or OpKind.Snapshot => Kind.ToString(),
+        OpKind.DeleteSnapshot or OpKind.Revert => $"{Kind}(#{Seed})",
         _ => $"{Kind}({Offset},{Length}{(Kind == OpKind.Write ? $",seed {Seed}" : "")})",
     };
 }
@@ -50,7 +51,8 @@ public sealed record ModelScenario(int ClusterSize, long VirtualSize, BaseKind B
     private static Gen<Op> EdgeOpGen(long size, int cs, int chunks) =>
         from kind in Gen.Frequency(
             (8, Gen.Constant(OpKind.Write)), (5, Gen.Constant(OpKind.Read)), (3, Gen.Constant(OpKind.Discard)),
-            (2, Gen.Constant(OpKind.Zero)), (2, Gen.Constant(OpKind.Flush)), (2, Gen.Constant(OpKind.Reopen)))
+            (2, Gen.Constant(OpKind.Zero)), (2, Gen.Constant(OpKind.Flush)), (2, Gen.Constant(OpKind.Reopen)),
+            (2, Gen.Constant(OpKind.Snapshot)), (1, Gen.Constant(OpKind.DeleteSnapshot)), (1, Gen.Constant(OpKind.Revert)))
         from edge in Gen.Choose(1, chunks - 1)
         from blockDelta in Gen.Choose(-3, 2)
         from byteDelta in Gen.Elements(0, 0, 1, 511, cs - 1)
@@ -63,7 +65,8 @@ public sealed record ModelScenario(int ClusterSize, long VirtualSize, BaseKind B
     private static Gen<Op> OpGen(long size, int cs) =>
         from kind in Gen.Frequency(
             (10, Gen.Constant(OpKind.Write)), (6, Gen.Constant(OpKind.Read)), (2, Gen.Constant(OpKind.Discard)),
-            (2, Gen.Constant(OpKind.Zero)), (2, Gen.Constant(OpKind.Flush)), (1, Gen.Constant(OpKind.Reopen)))
+            (2, Gen.Constant(OpKind.Zero)), (2, Gen.Constant(OpKind.Flush)), (1, Gen.Constant(OpKind.Reopen)),
+            (2, Gen.Constant(OpKind.Snapshot)), (1, Gen.Constant(OpKind.DeleteSnapshot)), (1, Gen.Constant(OpKind.Revert)))
         from aligned in Gen.Elements(true, false)
         from offset in Gen.Choose(0, (int)Math.Min(int.MaxValue, size - 1))
         let start = aligned ? offset / cs * (long)cs : offset

@@ -9,7 +9,7 @@ namespace CowDisk.Tests.Format;
 public class RingEventTests
 {
     private static readonly Gen<RingEvent> Events =
-        from type in Gen.Choose(1, 6)
+        from type in Gen.Choose(1, 8)
         from flags in Gen.Choose(0, ushort.MaxValue)
         from id in ArbMap.Default.GeneratorFor<ulong>()
         from block in ArbMap.Default.GeneratorFor<long>()
@@ -38,7 +38,7 @@ public class RingEventTests
 
     [Theory]
     [InlineData(0)]
-    [InlineData(7)]
+    [InlineData(9)]
     [InlineData(0xffff)]
     public void Rejects_unknown_type(ushort type)
     {
@@ -51,9 +51,9 @@ public class RingEventTests
     public void TryRead_reads_an_unknown_type_with_its_other_fields()
     {
         var buffer = new byte[RingEvent.Size];
-        new RingEvent { Type = (RingEventType)7, Id = 42, Block = 5, Count = 2 }.Write(buffer);
+        new RingEvent { Type = (RingEventType)9, Id = 42, Block = 5, Count = 2 }.Write(buffer);
         Assert.False(RingEvent.TryRead(buffer, out var ev));
-        Assert.Equal(7, (ushort)ev.Type);
+        Assert.Equal(9, (ushort)ev.Type);
         Assert.Equal(42UL, ev.Id);
         Assert.Equal((5L, 2), (ev.Block, ev.Count));
         new RingEvent { Type = RingEventType.FlushReq, Id = 43 }.Write(buffer);

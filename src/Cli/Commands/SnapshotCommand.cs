@@ -1,0 +1,89 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using CowDisk.Engine.Images;
+using CowDisk.Engine.Snapshots;
+
+namespace CowDisk.Cli.Commands;
+
+/// <summary>cowdisk snapshot create|list|delete|revert IMAGE [NAME]: internal snapshots, like qemu-img snapshot.</summary>
+public static class SnapshotCommand
+{
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.KebabCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    public static Command Build()
+    {
+        var cmd = new Command("snapshot", "Create, list, delete or revert to internal snapshots of an image");
+        cmd.Subcommands.Add(Change("create", "Freeze the disk as it is now under a name (O(1), whatever the data)",
+            (img, name) => img.CreateSnapshot(name), "created snapshot"));
+        cmd.Subcommands.Add(Change("delete", "Forget a snapshot and free the space only it holds",
+            (img, name) => img.DeleteSnapshot(name), "deleted snapshot"));
+        cmd.Subcommands.Add(Change("revert", "Make the disk read as the snapshot again (other snapshots stay)",
+            (img, name) => img.RevertSnapshot(name), "reverted to snapshot"));
+        cmd.Subcommands.Add(List());
+        return cmd;
+    }
+
+    private static Command Change(string verb, string description, Func<CowImage, string, SnapshotInfo> action, string done)
+    {
+        var image = new Argument<string>("image") { Description = "The image (not IMAGE@SNAPSHOT)" };
+        var name = new Argument<string>("name") { Description = "Snapshot name (no '@' or '/')" };
+        var cmd = new Command(verb, description) { image, name };
+        cmd.SetAction(r => GlobalOptions.Run(() =>
+        {
+            string path = RequireImage(r.GetValue(image)!);
+            string snapshot = r.GetValue(name)!;
+            if (verb == "create" && SnapshotInfo.Invalid(snapshot) is { } why) throw new CliException(why);
+            var settings = GlobalOptions.Engine(r);
+            using var img = CowImage.Open(path, new ImageOpenOptions { Settings = settings });
+            var sw = Stopwatch.StartNew();
+            var snap = action(img, snapshot);
+            sw.Stop();
+            img.Dispose();
+            Console.WriteLine($"{done} '{snap.Name}' (id {snap.Id}) of {img.Files.DataPath} in {sw.Elapsed.TotalMilliseconds:0.#} ms");
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static Command List()
+    {
+        var image = new Argument<string>("image") { Description = "The image" };
+        var output = new Option<string>("--output") { Description = "human or json", DefaultValueFactory = _ => "human" };
+        output.AcceptOnlyFromAmong("human", "json");
+        var cmd = new Command("list", "List snapshots: id, name, creation time, bytes held only by each") { image, output };
+        cmd.SetAction(r => GlobalOptions.Run(() =>
+        {
+            string path = RequireImage(r.GetValue(image)!);
+            using var img = CowImage.Open(path, new ImageOpenOptions { ReadOnly = true, Settings = GlobalOptions.Engine(r) });
+            var list = img.ListSnapshots();
+            if (r.GetValue(output) == "json")
+            {
+                Console.WriteLine(JsonSerializer.Serialize(list.Select(s => new
+                {
+                    s.Id, s.Name, Created = s.CreatedUtc.ToString("o"), s.ExclusiveBytes,
+                }), Json));
+                return 0;
+            }
+            if (list.Count == 0) { Console.WriteLine($"{img.Files.DataPath} has no snapshots"); return 0; }
+            Console.WriteLine($"{"ID",-4} {"NAME",-24} {"CREATED (UTC)",-19} {"EXCLUSIVE",10}");
+            foreach (var s in list)
+                Console.WriteLine($"{s.Id,-4} {s.Name,-24} {s.CreatedUtc:yyyy-MM-dd HH:mm:ss} {ByteSize.Format(s.ExclusiveBytes),10}");
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static string RequireImage(string text)
+    {
+        var named = ImageRef.Parse(text);
+        if (named.Snapshot is not null) throw new CliException($"name the image, not a snapshot view ({named})");
+        return ImagePath.RequireNotFolder(named.Path);
+    }
+}

@@ -1,0 +1,23 @@
+using CowDisk.Engine.Snapshots;
+
+namespace CowDisk.Engine.Metadata;
+
+/// <summary>Everything one metadata commit writes, as one LiteDB transaction.</summary>
+internal sealed class MetadataChanges
+{
+    public static MetadataChanges None => new();
+
+    /// <summary>Map chunks to replace: their packed extents, or null when the chunk maps nothing any more.</summary>
+    public List<(long Chunk, byte[]? Extents)> Chunks { get; init; } = new();
+    /// <summary>Dead-extent chunks to replace: packed rows, or null when none are left.</summary>
+    public List<(long Chunk, byte[]? Rows)> Dead { get; init; } = new();
+    public List<SnapshotInfo> SnapshotsAdded { get; init; } = new();
+    public List<SnapshotInfo> SnapshotsRemoved { get; init; } = new();
+    public List<(uint Epoch, uint? Parent)> EpochsAdded { get; init; } = new();
+    public List<uint> EpochsRemoved { get; init; } = new();
+    /// <summary>The image document to write, or null to leave it.</summary>
+    public ImageRecord? Image { get; set; }
+
+    public bool IsEmpty => Chunks.Count == 0 && Dead.Count == 0 && SnapshotsAdded.Count == 0 && SnapshotsRemoved.Count == 0 &&
+                           EpochsAdded.Count == 0 && EpochsRemoved.Count == 0 && Image is null;
+}

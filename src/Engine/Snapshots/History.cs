@@ -1,0 +1,382 @@
+using CowDisk.Engine.Devices;
+using CowDisk.Engine.Mapping;
+using CowDisk.Format.Mapping;
+
+namespace CowDisk.Engine.Snapshots;
+
+/// <summary>A mapping's identity: the block and the epoch it was born in (a block has one mapping per birth).</summary>
+internal readonly record struct DeadKey(long Block, uint Birth);
+
+/// <summary>A mapping the head dropped while a snapshot still reads it, and the epochs where it was dropped.</summary>
+internal sealed class DeadEntry
+{
+    public MappingSource Source;
+    public long Cluster;
+    public uint[] Deaths = Array.Empty<uint>();
+}
+
+/// <summary>
+/// Snapshots over the live mapping table, in the manner of ZFS birth times and deadlists: every mapping carries
+/// the epoch it was born in; a snapshot freezes the head's epoch (O(1)); a mapping the head drops (overwrite,
+/// discard, revert) is freed at once if no snapshot reads it, and otherwise kept as a dead entry with the epoch
+/// of its death. Deleting a snapshot looks only at the dead entries born in its own stretch of history.
+/// Owned by the responder thread, like the table.
+/// </summary>
+internal sealed class History
+{
+    private readonly MappingTable _table;
+    private readonly Dictionary<DeadKey, DeadEntry> _dead = new();
+    private readonly Dictionary<uint, HashSet<DeadKey>> _byBirth = new();
+    private readonly Dictionary<uint, HashSet<DeadKey>> _byDeath = new();
+    private readonly Dictionary<long, HashSet<DeadKey>> _byChunk = new();
+
+    public EpochTree Tree { get; private set; }
+
+    /// <summary>Map chunks whose dead entries changed since the last commit.</summary>
+    public HashSet<long> DirtyDeadChunks { get; } = new();
+    /// <summary>The epoch tree or the snapshot list changed since the last commit.</summary>
+    public bool TreeDirty { get; set; }
+
+    /// <summary>Called with each data cluster no mapping references any more (to be released once durable).</summary>
+    public Action<long>? Free { get; set; }
+
+    public History(MappingTable table, EpochTree tree) { _table = table; Tree = tree; }
+
+    public uint Head => Tree.Head;
+    public int DeadCount => _dead.Count;
+
+    /// <summary>True when a live mapping born in this epoch is read by a snapshot (copy before overwriting).</summary>
+    public bool IsShared(uint birth) => birth <= Tree.SharedThrough;
+
+    // ---- loading and saving ----
+
+    /// <summary>Adds a stored dead entry (one row per death); throws CorruptImageException on contradictions.</summary>
+    public void Load(long block, MappingSource source, long cluster, uint birth, uint death)
+    {
+        if (block < 0 || block >= _table.BlockCount) throw new CorruptImageException($"dead extent at block {block} lies outside the disk");
+        var key = new DeadKey(block, birth);
+        if (_dead.TryGetValue(key, out var e))
+        {
+            if (e.Source != source || e.Cluster != cluster)
+                throw new CorruptImageException($"block {block} born in epoch {birth} has two different dead extents");
+            if (death == DeadRecord.NoDeath || e.Deaths.Contains(death))
+                throw new CorruptImageException($"dead extent of block {block} is stored twice with death {death}");
+            AddDeath(key, e, death);
+            return;
+        }
+        e = new DeadEntry { Source = source, Cluster = cluster };
+        Insert(key, e);
+        if (death != DeadRecord.NoDeath) AddDeath(key, e, death);
+    }
+
+    /// <summary>Checks the loaded entries against the tree; run once after loading.</summary>
+    public void Validate()
+    {
+        foreach (var (key, e) in _dead)
+        {
+            if (!Tree.Contains(key.Birth)) throw new CorruptImageException($"dead extent of block {key.Block} was born in unknown epoch {key.Birth}");
+            foreach (uint d in e.Deaths)
+                if (!Tree.Contains(d)) throw new CorruptImageException($"dead extent of block {key.Block} died in unknown epoch {d}");
+        }
+        foreach (long chunk in _table.PopulatedChunks())
+        {
+            var entries = _table.ChunkEntries(chunk);
+            for (int i = 0; i < entries.Length; i++)
+            {
+                if (entries[i] == 0) continue;
+                var m = MappingEntry.Decode(entries[i]);
+                long block = MappingTable.ChunkStart(chunk) + i;
+                if (!Tree.IsAncestorOrSelf(m.Epoch, Tree.Head))
+                    throw new CorruptImageException($"block {block} is mapped with birth epoch {m.Epoch}, which the head does not descend from");
+                if (_dead.TryGetValue(new DeadKey(block, m.Epoch), out var e) && (e.Source != m.Source || e.Cluster != m.PhysicalCluster))
+                    throw new CorruptImageException($"block {block} born in epoch {m.Epoch} is both mapped and dead with another extent");
+            }
+        }
+    }
+
+    /// <summary>Every dead entry's data cluster, for the allocator and the checks; live resurrected ones are included.</summary>
+    public IEnumerable<(DeadKey Key, long Cluster)> DeadClusters()
+    {
+        foreach (var (key, e) in _dead)
+            if (e.Source == MappingSource.Data) yield return (key, e.Cluster);
+    }
+
+    /// <summary>True when the live table holds this very mapping (a dead entry the head reads again after a revert).</summary>
+    public bool IsLive(DeadKey key, DeadEntry e)
+    {
+        ulong raw = _table.Get(key.Block);
+        if (raw == 0) return false;
+        var m = MappingEntry.Decode(raw);
+        return m.Epoch == key.Birth && m.Source == e.Source && m.PhysicalCluster == e.Cluster;
+    }
+
+    /// <summary>The packed rows of one chunk's dead entries, or null when it has none.</summary>
+    public byte[]? EncodeChunk(long chunk)
+    {
+        if (!_byChunk.TryGetValue(chunk, out var keys) || keys.Count == 0) return null;
+        var rows = new List<(uint Birth, uint Death, long Block, MappingSource Source, long Cluster)>();
+        foreach (var key in keys)
+        {
+            var e = _dead[key];
+            foreach (uint d in e.Deaths) rows.Add((key.Birth, d, key.Block, e.Source, e.Cluster));
+            if (e.Deaths.Length == 0) rows.Add((key.Birth, DeadRecord.NoDeath, key.Block, e.Source, e.Cluster));
+        }
+        rows.Sort();
+        var runs = new List<DeadRecord>();
+        long chunkStart = MappingTable.ChunkStart(chunk);
+        int i = 0;
+        while (i < rows.Count)
+        {
+            var r = rows[i];
+            int n = 1;
+            while (i + n < rows.Count && rows[i + n] is var x && x.Birth == r.Birth && x.Death == r.Death && x.Source == r.Source &&
+                   x.Block == r.Block + n && (r.Source != MappingSource.Data || x.Cluster == r.Cluster + n)) n++;
+            runs.Add(new DeadRecord((int)(r.Block - chunkStart), n, r.Source, r.Birth, r.Death, r.Source == MappingSource.Data ? r.Cluster : 0));
+            i += n;
+        }
+        var bytes = new byte[runs.Count * DeadRecord.Size];
+        for (int k = 0; k < runs.Count; k++) runs[k].Write(bytes.AsSpan(k * DeadRecord.Size));
+        return bytes;
+    }
+
+    // ---- the head drops a mapping ----
+
+    /// <summary>
+    /// The head no longer maps this block to m (overwritten with a copy, discarded, zeroed, reverted): free it
+    /// if no snapshot reads it, else remember it as dead in the head's epoch.
+    /// </summary>
+    public void Drop(long block, in Format.Mapping.Mapping m) => Drop(block, m, Tree.Head, exact: false);
+
+    private void Drop(long block, in Format.Mapping.Mapping m, uint deathEpoch, bool exact)
+    {
+        if (m.Source is not (MappingSource.Data or MappingSource.Zero)) return;
+        var key = new DeadKey(block, m.Epoch);
+        bool known = _dead.TryGetValue(key, out var e);
+        if (!known && !exact && !IsShared(m.Epoch))
+        {
+            if (m.IsData) Free?.Invoke(m.PhysicalCluster);   // born after every snapshot: the head's alone
+            return;
+        }
+        if (!known)
+        {
+            e = new DeadEntry { Source = m.Source, Cluster = m.IsData ? m.PhysicalCluster : 0 };
+            Insert(key, e);
+        }
+        AddDeath(key, e!, deathEpoch);
+        DirtyDeadChunks.Add(MappingTable.ChunkOf(block));
+        // A fresh entry born at or above SharedThrough is read by a snapshot; others need the full test.
+        if ((known || exact) && !SeenBySnapshot(key, e!)) Remove(key, e!);
+    }
+
+    /// <summary>Whether any snapshot reads this mapping (the head aside).</summary>
+    private bool SeenBySnapshot(DeadKey key, DeadEntry e)
+    {
+        foreach (uint x in Tree.SnapshotFrontier(key.Birth))
+            if (Tree.Sees(x, key.Birth, e.Deaths)) return true;
+        return false;
+    }
+
+    private void Remove(DeadKey key, DeadEntry e)
+    {
+        _dead.Remove(key);
+        _byBirth[key.Birth].Remove(key);
+        foreach (uint d in e.Deaths) _byDeath[d].Remove(key);
+        _byChunk[MappingTable.ChunkOf(key.Block)].Remove(key);
+        DirtyDeadChunks.Add(MappingTable.ChunkOf(key.Block));
+        if (e.Source == MappingSource.Data && !IsLive(key, e)) Free?.Invoke(e.Cluster);
+    }
+
+    private void Insert(DeadKey key, DeadEntry e)
+    {
+        _dead.Add(key, e);
+        SetOf(_byBirth, key.Birth).Add(key);
+        SetOf(_byChunk, MappingTable.ChunkOf(key.Block)).Add(key);
+    }
+
+    private void AddDeath(DeadKey key, DeadEntry e, uint death)
+    {
+        if (e.Deaths.Contains(death)) return;
+        e.Deaths = [.. e.Deaths, death];
+        SetOf(_byDeath, death).Add(key);
+    }
+
+    private static HashSet<DeadKey> SetOf<TKey>(Dictionary<TKey, HashSet<DeadKey>> index, TKey k) where TKey : notnull
+    {
+        if (!index.TryGetValue(k, out var set)) index[k] = set = new HashSet<DeadKey>();
+        return set;
+    }
+
+    // ---- snapshot operations ----
+
+    public SnapshotInfo Create(string name, DateTime createdUtc)
+    {
+        var snap = Tree.Create(name, createdUtc);
+        TreeDirty = true;
+        return snap;
+    }
+
+    /// <summary>Forgets a snapshot and frees what only it read. Costs the dead entries born in its own stretch of history.</summary>
+    public void Delete(SnapshotInfo snap)
+    {
+        // Its stretch: from the snapshot up to (not including) the nearest snapshot above it. Mappings born
+        // higher up are read by that snapshot and stay.
+        var stretch = new List<uint>();
+        foreach (uint n in Tree.PathToRoot(snap.Epoch))
+        {
+            if (n != snap.Epoch && Tree.IsSnapshot(n)) break;
+            stretch.Add(n);
+        }
+        var pruned = Tree.Delete(snap);
+        TreeDirty = true;
+        foreach (uint b in stretch)
+        {
+            if (!_byBirth.TryGetValue(b, out var keys)) continue;
+            foreach (var key in keys.ToList())
+            {
+                var e = _dead[key];
+                if (IsLive(key, e) || SeenBySnapshot(key, e)) continue;
+                Remove(key, e);
+            }
+        }
+        ForgetDeaths(pruned);
+    }
+
+    /// <summary>
+    /// Makes the head read as the snapshot: the blocks that differ get the snapshot's mappings, and what the head
+    /// drops is freed unless another snapshot reads it. Costs what changed between the snapshot and the head.
+    /// Calls changed for every block whose mapping changed.
+    /// </summary>
+    public void Revert(SnapshotInfo snap, Action<long> changed)
+    {
+        uint x = snap.Epoch, h = Tree.Head;
+        uint lca = Tree.CommonAncestor(x, h);
+        var sideS = Tree.PathToRoot(x).TakeWhile(n => n != lca).ToList();
+        var sideH = Tree.PathToRoot(h).TakeWhile(n => n != lca).ToList();
+        var ancS = new HashSet<uint>(Tree.PathToRoot(x));
+
+        // Only mappings born or dropped on the two sides below the common ancestor can be seen by one and not the other.
+        var candidates = new HashSet<DeadKey>();
+        foreach (uint n in sideS)
+            if (_byBirth.TryGetValue(n, out var born)) candidates.UnionWith(born);
+        foreach (uint n in sideS.Concat(sideH))
+            if (_byDeath.TryGetValue(n, out var died)) candidates.UnionWith(died);
+        var blocks = new HashSet<long>(candidates.Select(k => k.Block));
+        foreach (long chunk in _table.ChunksWithEpochAbove(lca))
+        {
+            var entries = _table.ChunkEntries(chunk);
+            for (int i = 0; i < entries.Length; i++)
+                if (entries[i] != 0 && MappingEntry.Decode(entries[i]).Epoch > lca) blocks.Add(MappingTable.ChunkStart(chunk) + i);
+        }
+        var target = new Dictionary<long, ulong>();
+        foreach (long b in blocks) target[b] = 0;
+        foreach (var key in candidates)
+        {
+            var e = _dead[key];
+            if (!SeesWith(ancS, key.Birth, e.Deaths)) continue;
+            ulong raw = MappingEntry.Encode(new Format.Mapping.Mapping(e.Source, e.Cluster, key.Birth));
+            if (target[key.Block] != 0) throw new CorruptImageException($"block {key.Block} has two mappings in snapshot '{snap.Name}'");
+            target[key.Block] = raw;
+        }
+        // A live mapping that the snapshot reads too (born above the common ancestor) keeps its place.
+        foreach (long b in blocks)
+        {
+            ulong live = _table.Get(b);
+            if (live == 0 || target[b] != 0) continue;
+            var m = MappingEntry.Decode(live);
+            _dead.TryGetValue(new DeadKey(b, m.Epoch), out var known);
+            if (SeesWith(ancS, m.Epoch, known is null ? ReadOnlySpan<uint>.Empty : known.Deaths)) target[b] = live;
+        }
+        foreach (var (b, raw) in target)
+        {
+            ulong old = _table.Get(b);
+            if (old == raw) continue;
+            _table.Set(b, raw);
+            if (old != 0) Drop(b, MappingEntry.Decode(old), h, exact: true);
+            changed(b);
+        }
+        var (_, pruned) = Tree.Revert(snap);
+        TreeDirty = true;
+        ForgetDeaths(pruned);
+    }
+
+    private static bool SeesWith(HashSet<uint> ancestors, uint birth, ReadOnlySpan<uint> deaths)
+    {
+        if (!ancestors.Contains(birth)) return false;
+        foreach (uint d in deaths) if (ancestors.Contains(d)) return false;
+        return true;
+    }
+
+    // Deaths in pruned epochs concern no remaining epoch: drop them, so stored rows name only known epochs.
+    private void ForgetDeaths(List<uint> pruned)
+    {
+        foreach (uint p in pruned)
+        {
+            if (_byBirth.Remove(p, out var born) && born.Count > 0)
+                throw new CorruptImageException($"epoch {p} was pruned while {born.Count} dead extents born in it remain");
+            if (!_byDeath.Remove(p, out var keys)) continue;
+            foreach (var key in keys)
+            {
+                var e = _dead[key];
+                e.Deaths = e.Deaths.Where(d => d != p).ToArray();
+                DirtyDeadChunks.Add(MappingTable.ChunkOf(key.Block));
+                if (e.Deaths.Length == 0)
+                {
+                    // Dropped only on a branch that is gone: it is either the head's again or read by nobody.
+                    if (!IsLive(key, e) && !SeenBySnapshot(key, e)) Remove(key, e);
+                    else if (IsLive(key, e)) { _dead.Remove(key); _byBirth[key.Birth].Remove(key); _byChunk[MappingTable.ChunkOf(key.Block)].Remove(key); }
+                }
+            }
+        }
+    }
+
+    // ---- reading a snapshot ----
+
+    /// <summary>The mapping table the snapshot reads: O(mapped blocks), for opening a snapshot view.</summary>
+    public MappingTable BuildView(uint epoch)
+    {
+        var anc = new HashSet<uint>(Tree.PathToRoot(epoch));
+        var view = new MappingTable(_table.BlockCount);
+        foreach (long chunk in _table.PopulatedChunks())
+        {
+            var entries = _table.ChunkEntries(chunk);
+            for (int i = 0; i < entries.Length; i++)
+            {
+                if (entries[i] == 0) continue;
+                var m = MappingEntry.Decode(entries[i]);
+                long b = MappingTable.ChunkStart(chunk) + i;
+                _dead.TryGetValue(new DeadKey(b, m.Epoch), out var known);
+                if (SeesWith(anc, m.Epoch, known is null ? ReadOnlySpan<uint>.Empty : known.Deaths)) view.Set(b, entries[i]);
+            }
+        }
+        foreach (var (key, e) in _dead)
+        {
+            if (!SeesWith(anc, key.Birth, e.Deaths)) continue;
+            ulong raw = MappingEntry.Encode(new Format.Mapping.Mapping(e.Source, e.Cluster, key.Birth));
+            ulong had = view.Get(key.Block);
+            if (had != 0 && had != raw) throw new CorruptImageException($"block {key.Block} has two mappings in epoch {epoch}");
+            view.Set(key.Block, raw);
+        }
+        return view;
+    }
+
+    /// <summary>Bytes of data clusters only this snapshot reads (what deleting it would free).</summary>
+    public long ExclusiveClusters(SnapshotInfo snap)
+    {
+        long n = 0;
+        foreach (var (key, e) in _dead)
+        {
+            if (e.Source != MappingSource.Data || IsLive(key, e) || !Tree.Sees(snap.Epoch, key.Birth, e.Deaths)) continue;
+            bool other = false;
+            foreach (uint x in Tree.SnapshotFrontier(key.Birth))
+                if (x != snap.Epoch && Tree.Sees(x, key.Birth, e.Deaths)) { other = true; break; }
+            if (!other)
+            {
+                // The frontier stops at the first snapshot of a branch; look past this one too.
+                foreach (var s in Tree.Snapshots)
+                    if (s.Epoch != snap.Epoch && Tree.Sees(s.Epoch, key.Birth, e.Deaths)) { other = true; break; }
+            }
+            if (!other) n++;
+        }
+        return n;
+    }
+}

@@ -1,0 +1,19 @@
+namespace CowDisk.Engine.Snapshots;
+
+/// <summary>A named, read-only point in an image's history: the epoch it froze.</summary>
+public sealed record SnapshotInfo(int Id, string Name, uint Epoch, DateTime CreatedUtc)
+{
+    /// <summary>Bytes of data clusters that only this snapshot still reads (freed if it is deleted); -1 when not computed.</summary>
+    public long ExclusiveBytes { get; init; } = -1;
+
+    /// <summary>Names a user may give: not empty, at most 128 bytes, no '@' (it separates image and snapshot), '/' or control characters.</summary>
+    public static string? Invalid(string name)
+    {
+        if (string.IsNullOrWhiteSpace(name)) return "a snapshot name cannot be empty";
+        if (System.Text.Encoding.UTF8.GetByteCount(name) > 128) return "a snapshot name is at most 128 bytes";
+        if (name.IndexOfAny(['@', '/', '\\']) >= 0) return $"snapshot name '{name}' may not contain '@', '/' or '\\'";
+        if (name.Any(char.IsControl)) return "a snapshot name may not contain control characters";
+        if (name != name.Trim()) return $"snapshot name '{name}' may not start or end with spaces";
+        return null;
+    }
+}
