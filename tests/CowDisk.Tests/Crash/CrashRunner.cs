@@ -19,6 +19,17 @@ public static class CrashRunner
     /// <param name="Operation">The storage operation the cut came before.</param>
     private sealed record CrashImage(PowerLossStorage Storage, int Step, long Operation);
 
+    /// <summary>A snapshot the workload made: its frozen contents and when its create and delete ran and returned.</summary>
+    private sealed class SnapshotLife
+    {
+        public required string Name;
+        public required byte[] Frozen;
+        public required int CreateStep;
+        public long CreateCompleted = long.MaxValue;
+        public int DeleteStep = int.MaxValue;
+        public long DeleteCompleted = long.MaxValue;
+    }
+
     public static int Run(CrashScenario s)
     {
         // A first run counts the storage operations, so the cuts land inside the workload (timing may shift a few).
@@ -52,6 +63,7 @@ public static class CrashRunner
         var versions = new List<byte[]> { (byte[])model.Clone() };
         // (step, storage operations when it returned): a barrier covers every step before it once it has returned.
         var barriers = new List<(int Step, long Completed)> { (-1, 0) };
+        var snapshots = new List<SnapshotLife>();
         var image = CowImage.Create(path, new ImageCreateOptions { Size = s.VirtualSize, ClusterSize = s.ClusterSize }, settings, storage);
         long created = storage.Operations;
         try
@@ -86,6 +98,12 @@ public static class CrashRunner
                     lock (barriers) barriers.Add((step, storage.Operations));
                     image = CowImage.Open(path, new ImageOpenOptions { Settings = settings, Storage = storage });
                 }
+                else if (op.Kind is OpKind.Snapshot or OpKind.DeleteSnapshot or OpKind.Revert)
+                {
+                    // Each is durable when it returns, with every write before it: a barrier.
+                    if (ApplySnapshotOp(image, op, step, model, snapshots, storage))
+                        lock (barriers) barriers.Add((step, storage.Operations));
+                }
                 else Apply(image, op, model);
                 versions.Add((byte[])model.Clone());
             }
@@ -105,10 +123,36 @@ public static class CrashRunner
         foreach (var crash in crashes)
         {
             if (crash.Step < 0) continue;   // power cut while the image was being created: create never returned
-            Verify(s, path, crash, versions, barriers, settings);
+            Verify(s, path, crash, versions, barriers, settings, snapshots);
             checkedImages++;
         }
         return (created, storage.Operations, checkedImages);
+    }
+
+    private static bool ApplySnapshotOp(CowImage image, Op op, int step, byte[] model, List<SnapshotLife> snapshots, PowerLossStorage storage)
+    {
+        var live = snapshots.Where(x => x.DeleteStep == int.MaxValue).ToList();
+        switch (op.Kind)
+        {
+            case OpKind.Snapshot:
+                var life = new SnapshotLife { Name = $"s{step}", Frozen = (byte[])model.Clone(), CreateStep = step };
+                snapshots.Add(life);
+                image.CreateSnapshot(life.Name);
+                life.CreateCompleted = storage.Operations;
+                return true;
+            case OpKind.DeleteSnapshot when live.Count > 0:
+                var victim = live[op.Seed % live.Count];
+                victim.DeleteStep = step;
+                image.DeleteSnapshot(victim.Name);
+                victim.DeleteCompleted = storage.Operations;
+                return true;
+            case OpKind.Revert when live.Count > 0:
+                var target = live[op.Seed % live.Count];
+                image.RevertSnapshot(target.Name);
+                target.Frozen.CopyTo(model, 0);
+                return true;
+        }
+        return false;
     }
 
     private static void Apply(CowImage image, Op op, byte[] model)
@@ -131,7 +175,8 @@ public static class CrashRunner
         }
     }
 
-    private static void Verify(CrashScenario s, string path, CrashImage crash, List<byte[]> versions, List<(int Step, long Completed)> barriers, EngineSettings settings)
+    private static void Verify(CrashScenario s, string path, CrashImage crash, List<byte[]> versions, List<(int Step, long Completed)> barriers,
+        EngineSettings settings, List<SnapshotLife> snapshots)
     {
         // The last barrier that returned before the cut bounds what must have survived.
         int lastBarrier = barriers.Where(b => b.Completed < crash.Operation).Max(b => b.Step);
@@ -161,11 +206,42 @@ public static class CrashRunner
         again.Read(0, second);
         int diff = recovered.AsSpan().CommonPrefixLength(second);
         if (diff < second.Length) throw new Xunit.Sdk.XunitException($"byte {diff} changed between two opens after recovery; {where}");
+        var present = again.ListSnapshots().Select(x => x.Name).ToHashSet();
+        again.Dispose();
+        VerifySnapshots(path, crash, settings, snapshots, present, where);
     }
 
-    private static CowImage Open(string path, PowerLossStorage storage, EngineSettings settings, bool readOnly, string where)
+    /// <summary>
+    /// A snapshot whose create returned before the cut (and whose delete had not begun) exists; one whose delete
+    /// returned, or whose create had not begun, does not; one in between may go either way. Whatever exists
+    /// reads exactly as it was frozen.
+    /// </summary>
+    private static void VerifySnapshots(string path, CrashImage crash, EngineSettings settings, List<SnapshotLife> snapshots,
+        HashSet<string> present, string where)
     {
-        try { return CowImage.Open(path, new ImageOpenOptions { ReadOnly = readOnly, Settings = settings, Storage = storage }); }
+        foreach (string name in present)
+            if (!snapshots.Any(x => x.Name == name && x.CreateStep <= crash.Step))
+                throw new Xunit.Sdk.XunitException($"snapshot {name} exists but was never created before the cut; {where}");
+        foreach (var life in snapshots)
+        {
+            bool mustExist = life.CreateCompleted < crash.Operation && life.DeleteStep > crash.Step;
+            bool mustNotExist = life.DeleteCompleted < crash.Operation || life.CreateStep > crash.Step;
+            bool exists = present.Contains(life.Name);
+            if (mustExist && !exists) throw new Xunit.Sdk.XunitException($"snapshot {life.Name} (created, durable) is gone; {where}");
+            if (mustNotExist && exists) throw new Xunit.Sdk.XunitException($"snapshot {life.Name} exists though its delete was durable or its create never ran; {where}");
+            if (!exists) continue;
+            using var view = Open(path, crash.Storage, settings, readOnly: true, where, life.Name);
+            var all = new byte[life.Frozen.Length];
+            view.Read(0, all);
+            int diff = life.Frozen.AsSpan().CommonPrefixLength(all);
+            if (diff < all.Length)
+                throw new Xunit.Sdk.XunitException($"snapshot {life.Name}, byte {diff}: frozen 0x{life.Frozen[diff]:x2}, reads 0x{all[diff]:x2}; {where}");
+        }
+    }
+
+    private static CowImage Open(string path, PowerLossStorage storage, EngineSettings settings, bool readOnly, string where, string? snapshot = null)
+    {
+        try { return CowImage.Open(path, new ImageOpenOptions { ReadOnly = readOnly, Settings = settings, Storage = storage, Snapshot = snapshot }); }
         catch (Exception e) { throw new Xunit.Sdk.XunitException($"image does not open after a power cut: {e.Message}; {where}"); }
     }
 }
