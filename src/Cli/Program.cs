@@ -2,12 +2,15 @@ using System.CommandLine;
 using CowDisk.Cli;
 using CowDisk.Cli.Commands;
 
-var root = new RootCommand("cowdisk: copy-on-write virtual disks (create, io, info, snapshot, attach)");
+var root = new RootCommand("cowdisk: copy-on-write virtual disks (create, io, info, snapshot, check, map, diff, attach)");
 root.Options.Add(GlobalOptions.Config);
 root.Options.Add(GlobalOptions.Set);
 root.Subcommands.Add(CreateCommand.Build());
 root.Subcommands.Add(IoCommand.Build());
 root.Subcommands.Add(InfoCommand.Build());
 root.Subcommands.Add(SnapshotCommand.Build());
+root.Subcommands.Add(InspectCommands.Check());
+root.Subcommands.Add(InspectCommands.Map());
+root.Subcommands.Add(InspectCommands.Diff());
 AttachCommands.Register(root);
 return root.Parse(args).Invoke();

@@ -51,6 +51,14 @@ public static class BaseImage
         };
     }
 
+    /// <summary>The file a base device reads.</summary>
+    public static string? PathOf(IBlockDevice device) => device switch
+    {
+        CowImage cow => cow.Files.DataPath,
+        RawFileDevice raw => raw.Path,
+        _ => null,
+    };
+
     public static string FormatName(IBlockDevice device) => device switch
     {
         CowImage => CowDiskFormat,

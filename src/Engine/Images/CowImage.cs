@@ -17,7 +17,7 @@ namespace CowDisk.Engine.Images;
 /// A cowdisk image opened as a block device: the data file and its LiteDB metadata, a responder and a target
 /// joined by a ring, and (optionally) a read-only base it owns. Every I/O goes through the target.
 /// </summary>
-public sealed class CowImage : IBlockDevice
+public sealed partial class CowImage : IBlockDevice
 {
     private readonly IStorageFile _dataFile;
     private readonly IStorageFile? _headerFile;   // with a data device: the image file, holding the header and the lock

@@ -21,6 +21,34 @@ internal static partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     private static partial int close(int fd);
 
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial long lseek(int fd, long offset, int whence);
+
+    private const int SEEK_DATA = 3, SEEK_HOLE = 4;
+
+    /// <summary>The file's allocated byte ranges (SEEK_DATA / SEEK_HOLE); the whole file where the file system cannot tell.</summary>
+    public static List<(long Offset, long Length)> DataRanges(SafeFileHandle handle, long length)
+    {
+        var ranges = new List<(long, long)>();
+        int fd = (int)handle.DangerousGetHandle();
+        long pos = 0;
+        while (pos < length)
+        {
+            long data = lseek(fd, pos, SEEK_DATA);
+            if (data < 0)
+            {
+                if (Marshal.GetLastPInvokeError() == 6) break;   // ENXIO: no data past pos
+                ranges.Add((pos, length - pos));                // cannot tell: count it all as data
+                break;
+            }
+            long hole = lseek(fd, data, SEEK_HOLE);
+            if (hole < 0 || hole > length) hole = length;
+            ranges.Add((data, hole - data));
+            pos = hole;
+        }
+        return ranges;
+    }
+
     public const int FALLOC_FL_KEEP_SIZE = 0x01;
     public const int FALLOC_FL_PUNCH_HOLE = 0x02;
     private const int O_RDONLY = 0, O_DIRECTORY = 0x10000, O_CLOEXEC = 0x80000;

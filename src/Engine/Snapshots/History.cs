@@ -248,55 +248,73 @@ internal sealed class History
     /// </summary>
     public void Revert(SnapshotInfo snap, Action<long> changed)
     {
-        uint x = snap.Epoch, h = Tree.Head;
-        uint lca = Tree.CommonAncestor(x, h);
-        var sideS = Tree.PathToRoot(x).TakeWhile(n => n != lca).ToList();
-        var sideH = Tree.PathToRoot(h).TakeWhile(n => n != lca).ToList();
-        var ancS = new HashSet<uint>(Tree.PathToRoot(x));
-
-        // Only mappings born or dropped on the two sides below the common ancestor can be seen by one and not the other.
-        var candidates = new HashSet<DeadKey>();
-        foreach (uint n in sideS)
-            if (_byBirth.TryGetValue(n, out var born)) candidates.UnionWith(born);
-        foreach (uint n in sideS.Concat(sideH))
-            if (_byDeath.TryGetValue(n, out var died)) candidates.UnionWith(died);
-        var blocks = new HashSet<long>(candidates.Select(k => k.Block));
-        foreach (long chunk in _table.ChunksWithEpochAbove(lca))
+        uint h = Tree.Head;
+        foreach (var (b, atSnapshot, atHead) in Differences(snap.Epoch, h))
         {
-            var entries = _table.ChunkEntries(chunk);
-            for (int i = 0; i < entries.Length; i++)
-                if (entries[i] != 0 && MappingEntry.Decode(entries[i]).Epoch > lca) blocks.Add(MappingTable.ChunkStart(chunk) + i);
-        }
-        var target = new Dictionary<long, ulong>();
-        foreach (long b in blocks) target[b] = 0;
-        foreach (var key in candidates)
-        {
-            var e = _dead[key];
-            if (!SeesWith(ancS, key.Birth, e.Deaths)) continue;
-            ulong raw = MappingEntry.Encode(new Format.Mapping.Mapping(e.Source, e.Cluster, key.Birth));
-            if (target[key.Block] != 0) throw new CorruptImageException($"block {key.Block} has two mappings in snapshot '{snap.Name}'");
-            target[key.Block] = raw;
-        }
-        // A live mapping that the snapshot reads too (born above the common ancestor) keeps its place.
-        foreach (long b in blocks)
-        {
-            ulong live = _table.Get(b);
-            if (live == 0 || target[b] != 0) continue;
-            var m = MappingEntry.Decode(live);
-            _dead.TryGetValue(new DeadKey(b, m.Epoch), out var known);
-            if (SeesWith(ancS, m.Epoch, known is null ? ReadOnlySpan<uint>.Empty : known.Deaths)) target[b] = live;
-        }
-        foreach (var (b, raw) in target)
-        {
-            ulong old = _table.Get(b);
-            if (old == raw) continue;
-            _table.Set(b, raw);
-            if (old != 0) Drop(b, MappingEntry.Decode(old), h, exact: true);
+            if (_table.Get(b) != atHead) throw new CorruptImageException($"block {b}: the head's mapping is not the one its history says");
+            _table.Set(b, atSnapshot);
+            if (atHead != 0) Drop(b, MappingEntry.Decode(atHead), h, exact: true);
             changed(b);
         }
         var (_, pruned) = Tree.Revert(snap);
         TreeDirty = true;
         ForgetDeaths(pruned);
+    }
+
+    /// <summary>
+    /// The blocks that read differently at epochs x and y (snapshots or the head), with the raw mapping each
+    /// sees (0: none). Only mappings born or dropped below their common ancestor can be seen by one and not the
+    /// other, so the cost is what changed on the two sides, never the disk size.
+    /// </summary>
+    public List<(long Block, ulong AtX, ulong AtY)> Differences(uint x, uint y)
+    {
+        uint lca = Tree.CommonAncestor(x, y);
+        var sides = Tree.PathToRoot(x).TakeWhile(n => n != lca).Concat(Tree.PathToRoot(y).TakeWhile(n => n != lca)).ToList();
+        var ancX = new HashSet<uint>(Tree.PathToRoot(x));
+        var ancY = new HashSet<uint>(Tree.PathToRoot(y));
+        var candidates = new Dictionary<long, List<(ulong Raw, uint Birth, uint[] Deaths)>>();
+        void Add(long block, ulong raw, uint birth, uint[] deaths)
+        {
+            if (!candidates.TryGetValue(block, out var list)) candidates[block] = list = new();
+            if (!list.Any(c => c.Birth == birth)) list.Add((raw, birth, deaths));
+        }
+        var keys = new HashSet<DeadKey>();
+        foreach (uint n in sides)
+        {
+            if (_byBirth.TryGetValue(n, out var born)) keys.UnionWith(born);
+            if (_byDeath.TryGetValue(n, out var died)) keys.UnionWith(died);
+        }
+        foreach (var key in keys)
+        {
+            var e = _dead[key];
+            Add(key.Block, MappingEntry.Encode(new Format.Mapping.Mapping(e.Source, e.Cluster, key.Birth)), key.Birth, e.Deaths);
+        }
+        // Live mappings born below the common ancestor (the head's side): found by the chunks' newest births.
+        foreach (long chunk in _table.ChunksWithEpochAbove(lca))
+        {
+            var entries = _table.ChunkEntries(chunk);
+            for (int i = 0; i < entries.Length; i++)
+            {
+                if (entries[i] == 0) continue;
+                var m = MappingEntry.Decode(entries[i]);
+                if (m.Epoch <= lca) continue;
+                long b = MappingTable.ChunkStart(chunk) + i;
+                Add(b, entries[i], m.Epoch, _dead.TryGetValue(new DeadKey(b, m.Epoch), out var known) ? known.Deaths : Array.Empty<uint>());
+            }
+        }
+        var result = new List<(long, ulong, ulong)>();
+        foreach (var (block, list) in candidates)
+        {
+            ulong atX = 0, atY = 0;
+            foreach (var c in list)
+            {
+                if (SeesWith(ancX, c.Birth, c.Deaths)) atX = atX == 0 ? c.Raw : throw new CorruptImageException($"block {block} has two mappings in epoch {x}");
+                if (SeesWith(ancY, c.Birth, c.Deaths)) atY = atY == 0 ? c.Raw : throw new CorruptImageException($"block {block} has two mappings in epoch {y}");
+            }
+            if (atX != atY) result.Add((block, atX, atY));
+        }
+        result.Sort((a, b) => a.Item1.CompareTo(b.Item1));
+        return result;
     }
 
     private static bool SeesWith(HashSet<uint> ancestors, uint birth, ReadOnlySpan<uint> deaths)

@@ -114,6 +114,9 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
 
     public bool PunchHole(long offset, long length) => !ReadOnly && Libc.PunchHole(Handle, offset, length);
 
+    /// <summary>Byte ranges that occupy host space (holes left out).</summary>
+    public List<(long Offset, long Length)> DataRanges() => Libc.DataRanges(Handle, Length);
+
     public bool Reserve(long length) => ReadOnly || Libc.Reserve(Handle, length);
 
     public bool TryLock(bool exclusive) => FileLock.TryLock(Handle, exclusive, patient: true);

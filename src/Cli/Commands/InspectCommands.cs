@@ -1,0 +1,148 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using CowDisk.Engine.Devices;
+using CowDisk.Engine.Images;
+
+namespace CowDisk.Cli.Commands;
+
+/// <summary>check, map and diff: read-only looks at an image's mappings (check writes only with --repair).</summary>
+public static class InspectCommands
+{
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.KebabCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    private static Option<string> OutputOption()
+    {
+        var output = new Option<string>("--output") { Description = "human or json", DefaultValueFactory = _ => "human" };
+        output.AcceptOnlyFromAmong("human", "json");
+        return output;
+    }
+
+    public static Command Check()
+    {
+        var image = new Argument<string>("image") { Description = "Image to check" };
+        var repair = new Option<bool>("--repair", "-r") { Description = "Give back the host space of leaked clusters (never touches data)" };
+        var output = OutputOption();
+        var cmd = new Command("check", "Check an image's consistency: exit 0 clean, 2 corruption, 3 leaks only (like qemu-img check)") { image, repair, output };
+        cmd.SetAction(r => GlobalOptions.Run(() =>
+        {
+            var named = ImageRef.Parse(r.GetValue(image)!);
+            if (named.Snapshot is not null) throw new CliException($"check the image, not a snapshot view ({named})");
+            string path = ImagePath.RequireNotFolder(named.Path);
+            bool fix = r.GetValue(repair);
+            CheckReport report;
+            try
+            {
+                using var img = CowImage.Open(path, new ImageOpenOptions { ReadOnly = !fix, Settings = GlobalOptions.Engine(r) });
+                report = img.Check(fix);
+            }
+            catch (CorruptImageException e)
+            {
+                report = new CheckReport { Path = Path.GetFullPath(path) };
+                report.Corruptions.Add(e.Message);
+            }
+            if (r.GetValue(output) == "json")
+            {
+                Console.WriteLine(JsonSerializer.Serialize(new
+                {
+                    Filename = report.Path, Format = "cowdisk", CheckErrors = report.Corruptions.Count, Corruptions = report.Corruptions.Count,
+                    Leaks = report.LeakedClusters, LeaksFixed = report.LeaksFixed, AllocatedClusters = report.DataClusters,
+                    SnapshotClusters = report.SnapshotOnlyClusters, FreeClusters = report.FreeClusters, Snapshots = report.Snapshots,
+                    ClusterSize = report.ClusterSize, ImageEndOffset = report.ImageEndOffset, Errors = report.Corruptions,
+                }, Json));
+                return report.ExitCode;
+            }
+            foreach (var c in report.Corruptions) Console.WriteLine($"ERROR {c}");
+            if (report.Corruptions.Count > 0)
+                Console.WriteLine($"\n{report.Corruptions.Count} errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt it.");
+            if (report.LeakedClusters > 0 && report.LeaksFixed < report.LeakedClusters)
+                Console.WriteLine($"\n{report.LeakedClusters} leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.");
+            if (report.LeaksFixed > 0) Console.WriteLine($"{report.LeaksFixed} leaked clusters were repaired (their host space given back).");
+            if (report.Corruptions.Count == 0 && report.LeakedClusters == report.LeaksFixed) Console.WriteLine("No errors were found on the image.");
+            if (report.ClusterSize > 0)
+            {
+                Console.WriteLine($"{report.DataClusters} data clusters, {report.SnapshotOnlyClusters} held only by {report.Snapshots} snapshots, {report.FreeClusters} free");
+                Console.WriteLine($"Image end offset: {report.ImageEndOffset}");
+            }
+            return report.ExitCode;
+        }));
+        return cmd;
+    }
+
+    public static Command Map()
+    {
+        var image = new Argument<string>("image") { Description = "Image, or IMAGE@SNAPSHOT" };
+        var output = OutputOption();
+        var cmd = new Command("map", "Show where each range of the disk reads from: own, shared with a snapshot, zero, base, unallocated") { image, output };
+        cmd.SetAction(r => GlobalOptions.Run(() =>
+        {
+            var named = ImageRef.Parse(r.GetValue(image)!);
+            using var img = CowImage.Open(ImagePath.RequireNotFolder(named.Path),
+                new ImageOpenOptions { ReadOnly = true, Snapshot = named.Snapshot, Settings = GlobalOptions.Engine(r) });
+            var runs = img.Map();
+            if (r.GetValue(output) == "json")
+            {
+                Console.WriteLine(JsonSerializer.Serialize(runs.Select(x => new
+                {
+                    x.Start, x.Length, x.Depth,
+                    Present = x.Source != MapSource.Unallocated,
+                    Zero = x.Source is MapSource.Zero or MapSource.Unallocated,
+                    Data = x.Source is MapSource.Own or MapSource.Shared or MapSource.Base,
+                    Offset = x.FileOffset, Source = SourceName(x.Source), File = x.File,
+                }), Json));
+                return 0;
+            }
+            Console.WriteLine($"{"Offset",-18} {"Length",-18} {"Source",-12} {"Depth",5}  {"Mapped to",-18} File");
+            foreach (var x in runs)
+                Console.WriteLine($"0x{x.Start,-16:x} 0x{x.Length,-16:x} {SourceName(x.Source),-12} {x.Depth,5}  {(x.FileOffset is { } o ? $"0x{o:x}" : ""),-18} {x.File}");
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static string SourceName(MapSource s) => s switch
+    {
+        MapSource.Own => "own",
+        MapSource.Shared => "shared",
+        MapSource.Zero => "zero",
+        MapSource.Base => "base",
+        _ => "unallocated",
+    };
+
+    public static Command Diff()
+    {
+        var from = new Argument<string>("from") { Description = "IMAGE@SNAPSHOT (or IMAGE for the live disk)" };
+        var to = new Argument<string>("to") { Description = "The same image: IMAGE@SNAPSHOT, or IMAGE for the live disk" };
+        var output = OutputOption();
+        var cmd = new Command("diff", "List the byte ranges that differ between two points of one image's history") { from, to, output };
+        cmd.SetAction(r => GlobalOptions.Run(() =>
+        {
+            var a = ImageRef.Parse(r.GetValue(from)!);
+            var b = ImageRef.Parse(r.GetValue(to)!);
+            string pathA = Path.GetFullPath(ImagePath.RequireNotFolder(a.Path)), pathB = Path.GetFullPath(ImagePath.RequireNotFolder(b.Path));
+            if (ImageFiles.For(pathA).DataPath != ImageFiles.For(pathB).DataPath)
+                throw new CliException($"diff compares two points of one image; {a} and {b} are different images");
+            using var img = CowImage.Open(pathA, new ImageOpenOptions { ReadOnly = true, Settings = GlobalOptions.Engine(r) });
+            var ranges = img.Diff(a.Snapshot, b.Snapshot);
+            long total = ranges.Sum(x => x.Length);
+            if (r.GetValue(output) == "json")
+            {
+                Console.WriteLine(JsonSerializer.Serialize(new
+                {
+                    From = a.ToString(), To = b.ToString(), ChangedBytes = total,
+                    Ranges = ranges.Select(x => new { Start = x.Offset, x.Length }),
+                }, Json));
+                return 0;
+            }
+            foreach (var (offset, length) in ranges) Console.WriteLine($"0x{offset:x} 0x{length:x}");
+            Console.WriteLine($"{ranges.Count} ranges, {ByteSize.Format(total)} ({total} bytes) differ between {a} and {b}");
+            return 0;
+        }));
+        return cmd;
+    }
+}

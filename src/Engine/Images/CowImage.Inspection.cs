@@ -1,0 +1,137 @@
+using CowDisk.Engine.Devices;
+using CowDisk.Engine.Responder;
+using CowDisk.Engine.Snapshots;
+using CowDisk.Engine.Storage;
+using CowDisk.Format.Image;
+using CowDisk.Format.Mapping;
+
+namespace CowDisk.Engine.Images;
+
+// check, map and diff: read the mappings of a quiescent image (opened by the command itself).
+public sealed partial class CowImage
+{
+    /// <summary>
+    /// Verifies every invariant: mappings inside the data file, every cluster referenced once (by the disk or by
+    /// the snapshots), every snapshot readable without a block mapped twice, free space exact. Host space held
+    /// by unreferenced clusters is a leak; with repair (a writable open) it is punched out.
+    /// </summary>
+    public CheckReport Check(bool repair)
+    {
+        if (repair && ReadOnly) throw new ImageOpenException("repair needs the image open for writing");
+        var report = new CheckReport { Path = Files.DataPath, ClusterSize = Geometry.ClusterSize, ImageEndOffset = _dataFile.Length };
+        var history = _viewedHistory ?? _responder.History;
+        InvariantReport inv;
+        try { inv = CheckInvariants(); }
+        catch (CorruptImageException e) { report.Corruptions.Add(e.Message); return report; }
+        report.FreeClusters = inv.FreeClusters;
+        long dead = history.DeadClusters().Count(d => !(_table.GetMapping(d.Key.Block) is { IsData: true } m && m.Epoch == d.Key.Birth && m.PhysicalCluster == d.Cluster));
+        report.SnapshotOnlyClusters = dead;
+        report.DataClusters = inv.MappedClusters - dead;
+        report.Snapshots = history.Tree.SnapshotCount;
+        foreach (var snap in history.Tree.Snapshots)
+        {
+            try { history.BuildView(snap.Epoch); }
+            catch (CorruptImageException e) { report.Corruptions.Add($"snapshot '{snap.Name}': {e.Message}"); }
+        }
+        if (_dataFile is not HostStorageFile host) return report;   // a device's blocks cannot be told apart: no leaks to count
+        var referenced = new HashSet<long>(_table.DataMappings().Select(m => m.Physical));
+        referenced.UnionWith(history.DeadClusters().Select(d => d.Cluster));
+        int shift = Geometry.ClusterShift;
+        var leaks = new List<long>();
+        foreach (var (offset, length) in host.DataRanges())
+        {
+            long first = Math.Max(ClusterGeometry.FirstDataCluster, offset >> shift);
+            long end = (offset + length + Geometry.ClusterSize - 1) >> shift;
+            for (long c = first; c < end; c++)
+                if (!referenced.Contains(c)) leaks.Add(c);
+        }
+        report.LeakedClusters = leaks.Count;
+        if (repair)
+        {
+            // Free already (free space is derived), so only the host space is given back.
+            foreach (long c in leaks)
+                if (_dataFile.PunchHole(c << shift, Geometry.ClusterSize)) report.LeaksFixed++;
+            _dataFile.Flush();   // the punched holes durable before check reports them fixed
+        }
+        return report;
+    }
+
+    /// <summary>The virtual disk as runs of one source each (own, shared, zero, base, unallocated), like `qemu-img map`.</summary>
+    public List<MapRun> Map() => Map(0, Size, 0);
+
+    private List<MapRun> Map(long start, long end, int depth)
+    {
+        var history = _responder.History;
+        var runs = new List<MapRun>();
+        int shift = Geometry.ClusterShift;
+        long block = start >> shift;
+        while (start < end)
+        {
+            long blockEnd = Math.Min(end, (block + 1) << shift);
+            var m = _table.GetMapping(block);
+            switch (m.Source)
+            {
+                case MappingSource.Data:
+                    var source = Snapshot is null && history.IsShared(m.Epoch) ? MapSource.Shared : MapSource.Own;
+                    long fileOffset = (m.PhysicalCluster << shift) + (start - (block << shift));
+                    Append(runs, new MapRun(start, blockEnd - start, source, depth, fileOffset, DataDevice ?? Files.DataPath));
+                    break;
+                case MappingSource.Zero:
+                    Append(runs, new MapRun(start, blockEnd - start, MapSource.Zero, depth, null, null));
+                    break;
+                default:
+                    // Unmapped: the base below, if any, says what this range reads.
+                    long runEnd = blockEnd;
+                    while (runEnd < end && _table.Get(runEnd >> shift) == 0) runEnd = Math.Min(end, runEnd + Geometry.ClusterSize);
+                    foreach (var r in MapBelow(start, runEnd, depth)) Append(runs, r);
+                    blockEnd = runEnd;
+                    break;
+            }
+            start = blockEnd;
+            block = start >> shift;
+        }
+        return runs;
+    }
+
+    private IEnumerable<MapRun> MapBelow(long start, long end, int depth)
+    {
+        if (_base is null) return [new MapRun(start, end - start, MapSource.Unallocated, depth, null, null)];
+        long baseEnd = Math.Clamp(_base.Size, start, end);
+        var below = new List<MapRun>();
+        if (_base is CowImage cow) below.AddRange(cow.Map(start, baseEnd, depth + 1));
+        else if (baseEnd > start) below.Add(new MapRun(start, baseEnd - start, MapSource.Base, depth + 1, start, BaseImage.PathOf(_base)));
+        if (baseEnd < end) below.Add(new MapRun(baseEnd, end - baseEnd, MapSource.Unallocated, depth, null, null));   // past a smaller base: zeros
+        return below;
+    }
+
+    private static void Append(List<MapRun> runs, MapRun run)
+    {
+        if (runs.Count > 0 && runs[^1] is var last && last.Source == run.Source && last.Depth == run.Depth && last.File == run.File &&
+            last.Start + last.Length == run.Start && (last.FileOffset is null ? run.FileOffset is null : last.FileOffset + last.Length == run.FileOffset))
+            runs[^1] = last with { Length = last.Length + run.Length };
+        else runs.Add(run);
+    }
+
+    /// <summary>
+    /// Byte ranges that read differently between two points of this image's history: snapshots by name, null
+    /// for the live disk. Costs what changed between them, not the disk size.
+    /// </summary>
+    public List<(long Offset, long Length)> Diff(string? from, string? to)
+    {
+        if (Snapshot is not null) throw new ImageOpenException("diff works on the image, not on a snapshot view");
+        if (!ReadOnly) Flush();
+        var history = _responder.History;
+        uint Epoch(string? name) => name is null ? history.Head
+            : (history.Tree.Find(name) ?? throw new ImageOpenException($"{Files.DataPath} has no snapshot named '{name}'")).Epoch;
+        var changed = history.Differences(Epoch(from), Epoch(to));
+        var ranges = new List<(long Offset, long Length)>();
+        int shift = Geometry.ClusterShift;
+        foreach (var (block, _, _) in changed)
+        {
+            long start = block << shift, length = Math.Min(Geometry.ClusterSize, Size - start);
+            if (ranges.Count > 0 && ranges[^1].Offset + ranges[^1].Length == start) ranges[^1] = (ranges[^1].Offset, ranges[^1].Length + length);
+            else ranges.Add((start, length));
+        }
+        return ranges;
+    }
+}
