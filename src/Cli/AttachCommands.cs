@@ -32,10 +32,11 @@ public static class AttachCommands
         {
             int threads = r.GetValue(fuseThreads);
             if (threads is < 1 or > 256) throw new CliException($"--fuse-threads must be 1..256, not {threads}");
+            var named = ImageRef.Parse(r.GetValue(image)!);
             var request = new AttachRequest
             {
-                Image = Path.GetFullPath(r.GetValue(image)!), Name = r.GetValue(name)!, Overlay = r.GetValue(overlay),
-                ReadOnly = r.GetValue(readOnly), FuseThreads = threads, Engine = GlobalOptions.Engine(r),
+                Image = Path.GetFullPath(named.Path), Snapshot = named.Snapshot, Name = r.GetValue(name)!, Overlay = r.GetValue(overlay),
+                ReadOnly = r.GetValue(readOnly) || (named.Snapshot is not null && !r.GetValue(overlay)), FuseThreads = threads, Engine = GlobalOptions.Engine(r),
             };
             if (r.GetValue(foreground)) return AttachDaemon.Run(request);
 
@@ -55,7 +56,8 @@ public static class AttachCommands
 
     private static List<string> DaemonArguments(ParseResult r, AttachRequest request)
     {
-        var arguments = new List<string> { "attach", request.Image, "--name", request.Name, "--foreground",
+        string image = request.Snapshot is null ? request.Image : $"{request.Image}@{request.Snapshot}";
+        var arguments = new List<string> { "attach", image, "--name", request.Name, "--foreground",
             "--fuse-threads", request.FuseThreads.ToString() };
         if (request.Overlay) arguments.Add("--overlay");
         if (request.ReadOnly) arguments.Add("--read-only");
@@ -84,7 +86,7 @@ public static class AttachCommands
     {
         var rows = new List<string[]> { new[] { "NAME", "IMAGE", "DEVICE", "PID", "RO", "STATE" } };
         foreach (var s in statuses)
-            rows.Add([s.Name, s.Overlay is null ? s.Image : $"{s.Overlay} (over {s.Image})", s.Device ?? "-",
+            rows.Add([s.Name, s.Overlay is null ? s.Image + (s.Snapshot is null ? "" : $"@{s.Snapshot}") : $"{s.Overlay} (over {s.Image})", s.Device ?? "-",
                 s.Pid.ToString(), s.ReadOnly ? "yes" : "no", s.Error is null ? s.State : $"{s.State}: {s.Error}"]);
         int[] widths = Enumerable.Range(0, rows[0].Length).Select(c => rows.Max(row => row[c].Length)).ToArray();
         foreach (var row in rows)

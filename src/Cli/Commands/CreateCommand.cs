@@ -4,7 +4,7 @@ using CowDisk.Format.Image;
 
 namespace CowDisk.Cli.Commands;
 
-/// <summary>cowdisk create IMAGE --size N [--cluster-size N] [--backing BASE] [--force]</summary>
+/// <summary>cowdisk create IMAGE --size N [--cluster-size N] [--backing BASE | --from IMAGE@SNAPSHOT] [--force]</summary>
 public static class CreateCommand
 {
     public static Command Build()
@@ -15,7 +15,8 @@ public static class CreateCommand
         var backing = new Option<string?>("--backing", "-b") { Description = "Read-only base image (raw or cowdisk); relative to the new image's folder" };
         var force = new Option<bool>("--force") { Description = "Replace an existing image (or reuse a data device that holds another image's extents)" };
         var device = new Option<string?>("--data-device") { Description = "Block device to hold the extents (held exclusively while open); the image file keeps only the header" };
-        var cmd = new Command("create", "Create an image, optionally as an overlay on a base") { image, size, cluster, backing, force, device };
+        var from = new Option<string?>("--from") { Description = "Make a writable clone of a snapshot (IMAGE@SNAPSHOT), sharing its extents" };
+        var cmd = new Command("create", "Create an image, optionally as an overlay on a base or a clone of a snapshot") { image, size, cluster, backing, from, force, device };
         cmd.SetAction(r => GlobalOptions.Run(() =>
         {
             var settings = GlobalOptions.Engine(r);
@@ -29,13 +30,28 @@ public static class CreateCommand
                     throw new CliException($"cluster size must be a power of two from 4K to 2M, not {c}");
                 clusterSize = (int)cs;
             }
-            if (bytes == 0 && r.GetValue(backing) is null) throw new CliException("--size is required when there is no --backing image");
+            string? clone = r.GetValue(from);
+            if (clone is not null && r.GetValue(backing) is not null) throw new CliException("--from and --backing exclude each other (a clone's backing is its snapshot)");
+            if (bytes == 0 && r.GetValue(backing) is null && clone is null) throw new CliException("--size is required when there is no --backing image");
             string path = ImagePath.RequireNotFolder(r.GetValue(image)!);
-            using var img = CowImage.Create(path, new ImageCreateOptions
+            var options = new ImageCreateOptions
             {
                 Size = bytes, ClusterSize = clusterSize, BackingPath = r.GetValue(backing), Force = r.GetValue(force),
                 DataDevice = r.GetValue(device),
-            }, settings);
+            };
+            CowImage img;
+            if (clone is not null)
+            {
+                var named = ImageRef.Parse(clone);
+                if (named.Snapshot is null) throw new CliException($"--from names a snapshot: IMAGE@SNAPSHOT, not {clone}");
+                if (new CowDisk.Engine.Frontends.Attach.AttachRegistry(CowDisk.Engine.Frontends.Attach.AttachPaths.FromEnvironment())
+                        .FindWriter(Path.GetFullPath(named.Path)) is { } attached)
+                    throw new CliException($"{Path.GetFullPath(named.Path)} is attached read-write as '{attached.Name}' (pid {attached.Pid}); " +
+                                           "a clone reads its snapshot through the image, so detach it first");
+                img = CowImage.CreateClone(path, named, options, settings);
+            }
+            else img = CowImage.Create(path, options, settings);
+            using var _ = img;
             Console.WriteLine($"Formatting '{path}', fmt=cowdisk size={img.Size} cluster_size={img.Geometry.ClusterSize}" +
                               (img.BackingFile is null ? "" : $" backing_file={img.BackingFile}") +
                               (img.DataDevice is null ? "" : $" data_device={img.DataDevice}"));

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using CowDisk.Engine.Frontends.Attach;
 using CowDisk.Engine.Images;
 using CowDisk.Engine.Snapshots;
 
@@ -41,6 +42,15 @@ public static class SnapshotCommand
             string snapshot = r.GetValue(name)!;
             if (verb == "create" && SnapshotInfo.Invalid(snapshot) is { } why) throw new CliException(why);
             var settings = GlobalOptions.Engine(r);
+            if (AttachedWriter(path) is { } attached)
+            {
+                // The daemon holds the image: it takes the snapshot in order with the device's writes, without a pause.
+                if (verb == "revert")
+                    throw new CliException($"{Path.GetFullPath(path)} is attached read-write as '{attached.Name}' (pid {attached.Pid}); detach it before reverting");
+                var reply = Ask(attached, new ControlRequest($"snapshot-{verb}", snapshot));
+                Console.WriteLine($"{done} '{reply.Snapshot!.Name}' (id {reply.Snapshot.Id}) of {attached.Image} through attachment '{attached.Name}'");
+                return 0;
+            }
             using var img = CowImage.Open(path, new ImageOpenOptions { Settings = settings });
             var sw = Stopwatch.StartNew();
             var snap = action(img, snapshot);
@@ -61,8 +71,19 @@ public static class SnapshotCommand
         cmd.SetAction(r => GlobalOptions.Run(() =>
         {
             string path = RequireImage(r.GetValue(image)!);
-            using var img = CowImage.Open(path, new ImageOpenOptions { ReadOnly = true, Settings = GlobalOptions.Engine(r) });
-            var list = img.ListSnapshots();
+            IReadOnlyList<SnapshotInfo> list;
+            string shown;
+            if (AttachedWriter(path) is { } attached)
+            {
+                list = Ask(attached, new ControlRequest("snapshot-list")).Snapshots ?? [];
+                shown = attached.Image;
+            }
+            else
+            {
+                using var img = CowImage.Open(path, new ImageOpenOptions { ReadOnly = true, Settings = GlobalOptions.Engine(r) });
+                list = img.ListSnapshots();
+                shown = img.Files.DataPath;
+            }
             if (r.GetValue(output) == "json")
             {
                 Console.WriteLine(JsonSerializer.Serialize(list.Select(s => new
@@ -71,13 +92,30 @@ public static class SnapshotCommand
                 }), Json));
                 return 0;
             }
-            if (list.Count == 0) { Console.WriteLine($"{img.Files.DataPath} has no snapshots"); return 0; }
+            if (list.Count == 0) { Console.WriteLine($"{shown} has no snapshots"); return 0; }
             Console.WriteLine($"{"ID",-4} {"NAME",-24} {"CREATED (UTC)",-19} {"EXCLUSIVE",10}");
             foreach (var s in list)
                 Console.WriteLine($"{s.Id,-4} {s.Name,-24} {s.CreatedUtc:yyyy-MM-dd HH:mm:ss} {ByteSize.Format(s.ExclusiveBytes),10}");
             return 0;
         }));
         return cmd;
+    }
+
+    /// <summary>The running attachment that writes this image, if any (it holds the lock, so it must be asked).</summary>
+    private static AttachRecord? AttachedWriter(string path)
+    {
+        try { return new AttachRegistry(AttachPaths.FromEnvironment()).FindWriter(Path.GetFullPath(path)); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+    }
+
+    private static ControlReply Ask(AttachRecord attached, ControlRequest request)
+    {
+        var socket = AttachPaths.FromEnvironment().ControlSocket(attached.Name);
+        ControlReply reply;
+        try { reply = ControlClient.Send(socket, request, TimeSpan.FromSeconds(60)); }
+        catch (AttachException e) { throw new CliException(e.Message); }
+        if (!reply.Ok) throw new CliException(reply.Error ?? "the attachment refused the request");
+        return reply;
     }
 
     private static string RequireImage(string text)

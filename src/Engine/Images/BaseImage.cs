@@ -35,6 +35,12 @@ public static class BaseImage
     /// <param name="chain">The images above this one, to report a loop as a loop rather than a lock conflict.</param>
     internal static IBlockDevice Open(string path, int depth, IReadOnlyList<string> chain)
     {
+        // IMAGE@SNAPSHOT: the snapshot's read-only view (a clone's base).
+        if (ImageRef.Parse(path) is { Snapshot: { } snapshot } named)
+        {
+            if (BaseImage.Probe(named.Path) != CowDiskFormat) throw new ImageOpenException($"{named.Path} is not a cowdisk image, so it has no snapshot '{snapshot}'");
+            return CowImage.Open(named.Path, new ImageOpenOptions { ReadOnly = true, Snapshot = snapshot }, depth, chain);
+        }
         string what = depth == 0 ? "image" : "backing file";
         if (depth > MaxChainDepth) throw new ImageOpenException($"backing chain is deeper than {MaxChainDepth} (a loop?) at {path}");
         if (Directory.Exists(path)) throw new ImageOpenException($"{what} {path} is a folder, not an image");

@@ -69,6 +69,7 @@ public sealed partial class CowImage : IBlockDevice
     {
         Snapshot = snapshot;
         _viewedHistory = viewedHistory;
+        history.CloneExists = clone => ImageHeaderProbe.IdOf(clone.Path) == clone.Id;
         Files = files; _dataFile = dataFile; _headerFile = headerFile; _store = store; _base = baseDevice; ReadOnly = readOnly;
         ImageId = header.ImageId;
         Geometry = new ClusterGeometry(header.ClusterSize, header.VirtualSize);
@@ -126,7 +127,7 @@ public sealed partial class CowImage : IBlockDevice
         if (options.BackingPath is not null)
         {
             string backingFull = files.ResolveBacking(options.BackingPath);
-            if (backingFull == files.DataPath) throw new ImageOpenException("an image cannot be its own backing file");
+            if (ImageRef.Parse(backingFull).Path == files.DataPath) throw new ImageOpenException("an image cannot be its own backing file");
             using var backing = BaseImage.Open(backingFull, depth: 1, new[] { files.DataPath });
             backingFormat = BaseImage.FormatName(backing);
             if (size == 0) size = backing.Size;
@@ -177,7 +178,7 @@ public sealed partial class CowImage : IBlockDevice
     private static IStorageFile CreateFiles(IStorage storage, ImageFiles files, ImageCreateOptions options, long size, string? backingFormat,
         string? dataDevice, IStorageFile? device)
     {
-        var header = new ImageHeader(ImageHeader.CurrentVersion, Guid.NewGuid(), options.ClusterSize, size)
+        var header = new ImageHeader(ImageHeader.CurrentVersion, options.ImageId ?? Guid.NewGuid(), options.ClusterSize, size)
         {
             Flags = dataDevice is null ? ImageHeaderFlags.None : ImageHeaderFlags.ExternalData,
         };
@@ -294,9 +295,10 @@ public sealed partial class CowImage : IBlockDevice
             {
                 string backing = files.ResolveBacking(rec.BackingFile);
                 var below = chain.Append(files.DataPath).ToArray();
-                if (below.Contains(backing))
-                    throw new ImageOpenException($"backing chain loops: {string.Join(" -> ", below.Append(backing))}");
-                if (!File.Exists(backing)) throw new ImageOpenException($"backing file {backing} of {files.DataPath} does not exist");
+                var backingRef = ImageRef.Parse(backing);
+                if (below.Contains(backingRef.Path))
+                    throw new ImageOpenException($"backing chain loops: {string.Join(" -> ", below.Append(backingRef.Path))}");
+                if (!File.Exists(backingRef.Path)) throw new ImageOpenException($"backing file {backingRef.Path} of {files.DataPath} does not exist");
                 baseDevice = BaseImage.Open(backing, depth + 1, below);
             }
             if ((header.Flags & ImageHeaderFlags.ExternalData) != 0)
@@ -395,6 +397,31 @@ public sealed partial class CowImage : IBlockDevice
     /// <summary>Forgets a snapshot; the clusters only it read are freed (and reusable once that is durable).</summary>
     public SnapshotInfo DeleteSnapshot(string name) => RunControl(ControlKind.DeleteSnapshot, name);
 
+    /// <summary>Records that an image is being made from a snapshot, so the snapshot is not deleted under it.</summary>
+    internal SnapshotInfo RegisterClone(string snapshot, Guid cloneId, string clonePath) =>
+        RunControl(ControlKind.AddClone, snapshot, new CloneRef(cloneId, clonePath, 0));
+
+    /// <summary>
+    /// A writable image that reads as the snapshot (its backing is IMAGE@SNAPSHOT and shares the snapshot's extents);
+    /// the snapshot is registered first, so it cannot be deleted while the clone exists.
+    /// </summary>
+    public static CowImage CreateClone(string path, ImageRef from, ImageCreateOptions options, EngineSettings? settings = null)
+    {
+        settings ??= new EngineSettings();
+        if (from.Snapshot is null) throw new ImageOpenException($"--from needs IMAGE@SNAPSHOT, not {from.Path}");
+        var files = ImageFiles.For(path);
+        string parent = ImageFiles.For(Path.GetFullPath(from.Path)).DataPath;
+        if (parent == files.DataPath) throw new ImageOpenException("a clone cannot replace the image it is made from");
+        if (!options.Force && File.Exists(files.DataPath)) throw new ImageOpenException($"{files.DataPath} already exists (use --force to replace it)");
+        var id = Guid.NewGuid();
+        using (var source = Open(parent, new ImageOpenOptions { Settings = settings }))
+            source.RegisterClone(from.Snapshot, id, files.DataPath);
+        // Stored relative to the clone's folder when they share it, so the pair can move together.
+        string relative = Path.GetRelativePath(files.Folder, parent);
+        string backing = (relative.StartsWith("..", StringComparison.Ordinal) ? parent : relative) + "@" + from.Snapshot;
+        return Create(path, options with { BackingPath = backing, ImageId = id }, settings);
+    }
+
     /// <summary>Makes the disk read as the snapshot again; other snapshots stay.</summary>
     public SnapshotInfo RevertSnapshot(string name) => RunControl(ControlKind.RevertSnapshot, name);
 
@@ -416,12 +443,12 @@ public sealed partial class CowImage : IBlockDevice
         }
     }
 
-    private SnapshotInfo RunControl(ControlKind kind, string name)
+    private SnapshotInfo RunControl(ControlKind kind, string name, CloneRef? clone = null)
     {
         if (ReadOnly) throw new ImageOpenException(Snapshot is null ? $"image {Files.DataPath} is open read-only" : $"snapshot {Files.DataPath}@{Snapshot.Name} is read-only");
         lock (_controlLock)
         {
-            var op = new ControlOp { Kind = kind, Name = name };
+            var op = new ControlOp { Kind = kind, Name = name, Clone = clone };
             _responder.Enqueue(op);
             int result = _target.Control();
             if (op.Refused is not null) throw new ImageOpenException(op.Refused);

@@ -13,6 +13,8 @@ public sealed record ImageCreateOptions
     public bool Force { get; init; }
     /// <summary>A block device to hold the extents; the data file then holds only the header.</summary>
     public string? DataDevice { get; init; }
+    /// <summary>The new image's id (a clone registers it with its snapshot before it exists); new when null.</summary>
+    internal Guid? ImageId { get; init; }
 }
 
 public sealed record ImageOpenOptions

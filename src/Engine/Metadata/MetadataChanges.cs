@@ -15,9 +15,12 @@ internal sealed class MetadataChanges
     public List<SnapshotInfo> SnapshotsRemoved { get; init; } = new();
     public List<(uint Epoch, uint? Parent)> EpochsAdded { get; init; } = new();
     public List<uint> EpochsRemoved { get; init; } = new();
+    public List<CloneRef> ClonesAdded { get; init; } = new();
+    public List<CloneRef> ClonesRemoved { get; init; } = new();
     /// <summary>The image document to write, or null to leave it.</summary>
     public ImageRecord? Image { get; set; }
 
     public bool IsEmpty => Chunks.Count == 0 && Dead.Count == 0 && SnapshotsAdded.Count == 0 && SnapshotsRemoved.Count == 0 &&
-                           EpochsAdded.Count == 0 && EpochsRemoved.Count == 0 && Image is null;
+                           EpochsAdded.Count == 0 && EpochsRemoved.Count == 0 && ClonesAdded.Count == 0 && ClonesRemoved.Count == 0 &&
+                           Image is null;
 }

@@ -24,6 +24,7 @@ internal sealed class MetadataStore : IDisposable
     private const string DeadCollection = "dead";
     private const string EpochCollection = "epochs";
     private const string SnapshotCollection = "snapshots";
+    private const string CloneCollection = "clones";
     private const int ImageDocId = 1;
     private const int PageSize = LogFrameTrailer.PageSize;
     /// <summary>Past this the log is folded into the data file, so long sessions do not grow it without end.</summary>
@@ -234,6 +235,12 @@ internal sealed class MetadataStore : IDisposable
             var snapshots = _db.GetCollection(SnapshotCollection).FindAll().Select(FromSnapshotDocument).ToList();
             var tree = EpochTree.Load(image.Epoch, image.NextEpoch, nodes, snapshots);
             var history = new History(table, tree);
+            foreach (var doc in _db.GetCollection(CloneCollection).FindAll())
+            {
+                if (!Guid.TryParse(doc["_id"].AsString, out var id) || doc["path"].AsString is not { } clonePath)
+                    throw new CorruptImageException("clone record is malformed");
+                tree.AddClone(new CloneRef(id, clonePath, (uint)CheckedEpoch(doc["epoch"].AsInt64)), stored: true);
+            }
             foreach (var doc in _db.GetCollection(DeadCollection).FindAll())
             {
                 long chunk = doc["_id"].AsInt64;
@@ -331,6 +338,10 @@ internal sealed class MetadataStore : IDisposable
             var snaps = _db.GetCollection(SnapshotCollection);
             foreach (var snap in changes.SnapshotsRemoved) snaps.Delete(snap.Id);
             foreach (var snap in changes.SnapshotsAdded) snaps.Upsert(ToDocument(snap));
+            var clones = _db.GetCollection(CloneCollection);
+            foreach (var c in changes.ClonesRemoved) clones.Delete(c.Id.ToString());
+            foreach (var c in changes.ClonesAdded)
+                clones.Upsert(new BsonDocument { ["_id"] = c.Id.ToString(), ["path"] = c.Path, ["epoch"] = (long)c.Epoch });
             if (image is not null) _db.GetCollection(ImageCollection).Upsert(ToDocument(image));
             _db.Commit();
             _log.WriteUnwritten();   // a frame LiteDB could not be told about failing (ENOSPC) fails the commit here

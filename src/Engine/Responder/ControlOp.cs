@@ -2,7 +2,7 @@ using CowDisk.Engine.Snapshots;
 
 namespace CowDisk.Engine.Responder;
 
-internal enum ControlKind { CreateSnapshot, DeleteSnapshot, RevertSnapshot, ListSnapshots }
+internal enum ControlKind { CreateSnapshot, DeleteSnapshot, RevertSnapshot, ListSnapshots, AddClone }
 
 /// <summary>
 /// A snapshot change handed to the responder thread, which owns the mappings. The target posts a CONTROL_REQ in
@@ -19,4 +19,6 @@ internal sealed class ControlOp
     public string? Refused { get; set; }
     /// <summary>ListSnapshots: the snapshots, oldest first, with the bytes each alone holds.</summary>
     public List<SnapshotInfo>? List { get; set; }
+    /// <summary>AddClone: the image being made from the snapshot.</summary>
+    public CloneRef? Clone { get; init; }
 }

@@ -374,7 +374,18 @@ internal sealed class MapResponder : IDisposable
                 break;
             case ControlKind.DeleteSnapshot:
                 if (snap is null) op.Refused = $"no snapshot named '{op.Name}'";
+                else if (LiveClone(snap) is { } clone)
+                    op.Refused = $"snapshot '{snap.Name}' is the base of clone {clone.Path}; delete or rebase the clone first";
                 else { _history.Delete(snap); op.Result = snap; }
+                break;
+            case ControlKind.AddClone:
+                if (snap is null) op.Refused = $"no snapshot named '{op.Name}'";
+                else
+                {
+                    _history.Tree.AddClone(op.Clone! with { Epoch = snap.Epoch });
+                    _history.TreeDirty = true;
+                    op.Result = snap;
+                }
                 break;
             case ControlKind.RevertSnapshot:
                 if (snap is null) op.Refused = $"no snapshot named '{op.Name}'";
@@ -402,6 +413,18 @@ internal sealed class MapResponder : IDisposable
     internal List<SnapshotInfo> ListSnapshots() =>
         _history.Tree.Snapshots.OrderBy(s => s.Epoch)
             .Select(s => s with { ExclusiveBytes = _history.ExclusiveClusters(s) * _geometry.ClusterSize }).ToList();
+
+    /// <summary>A clone still made from this snapshot: its file exists and is that image. Stale records are dropped.</summary>
+    private CloneRef? LiveClone(SnapshotInfo snap)
+    {
+        foreach (var clone in _history.Tree.ClonesOf(snap.Epoch).ToList())
+        {
+            if (_history.CloneExists(clone)) return clone;
+            _history.Tree.RemoveClone(clone);
+            _history.TreeDirty = true;
+        }
+        return null;
+    }
 
     private void InvalidateAll() =>
         Respond(new RingEvent { Type = RingEventType.Invalidate, Flags = (ushort)InvalidateFlags.All, Count = 0 });
@@ -450,6 +473,9 @@ internal sealed class MapResponder : IDisposable
             changes.SnapshotsRemoved.AddRange(removed);
             changes.EpochsAdded.AddRange(nodesAdded);
             changes.EpochsRemoved.AddRange(nodesRemoved);
+            var (clonesAdded, clonesRemoved) = _history.Tree.TakeCloneChanges();
+            changes.ClonesAdded.AddRange(clonesAdded);
+            changes.ClonesRemoved.AddRange(clonesRemoved);
             changes.Image = _store!.Image with { Epoch = _history.Head, NextEpoch = _history.Tree.NextEpoch };
             _history.TreeDirty = false;
         }

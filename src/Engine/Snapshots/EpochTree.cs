@@ -25,6 +25,9 @@ internal sealed class EpochTree
     private readonly List<SnapshotInfo> _snapshotsRemoved = new();
     private readonly List<uint> _nodesAdded = new();
     private readonly List<uint> _nodesRemoved = new();
+    private readonly Dictionary<Guid, CloneRef> _clones = new();
+    private readonly List<CloneRef> _clonesAdded = new();
+    private readonly List<CloneRef> _clonesRemoved = new();
 
     public uint Head { get; private set; }
     public uint NextEpoch { get; private set; }
@@ -87,6 +90,31 @@ internal sealed class EpochTree
     }
 
     public bool Contains(uint epoch) => _parent.ContainsKey(epoch);
+
+    public IEnumerable<CloneRef> ClonesOf(uint epoch) => _clones.Values.Where(c => c.Epoch == epoch);
+
+    public IReadOnlyCollection<CloneRef> Clones => _clones.Values;
+
+    /// <summary>Records an image made from a snapshot; loading stored ones too.</summary>
+    public void AddClone(CloneRef clone, bool stored = false)
+    {
+        if (!_snapshotAt.ContainsKey(clone.Epoch)) throw new CorruptImageException($"clone {clone.Path} names epoch {clone.Epoch}, which is no snapshot");
+        _clones[clone.Id] = clone;
+        if (!stored) _clonesAdded.Add(clone);
+    }
+
+    public void RemoveClone(CloneRef clone)
+    {
+        if (_clones.Remove(clone.Id)) _clonesRemoved.Add(clone);
+    }
+
+    public (List<CloneRef> Added, List<CloneRef> Removed) TakeCloneChanges()
+    {
+        var added = _clonesAdded.Where(c => _clones.TryGetValue(c.Id, out var now) && now == c).ToList();
+        var removed = _clonesRemoved.Where(c => !_clones.ContainsKey(c.Id)).ToList();
+        _clonesAdded.Clear(); _clonesRemoved.Clear();
+        return (added, removed);
+    }
 
     public uint? ParentOf(uint epoch) => _parent.TryGetValue(epoch, out var p) ? p : null;
 

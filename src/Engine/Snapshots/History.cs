@@ -40,6 +40,9 @@ internal sealed class History
     /// <summary>Called with each data cluster no mapping references any more (to be released once durable).</summary>
     public Action<long>? Free { get; set; }
 
+    /// <summary>Whether a registered clone still exists (its file is that image); stale registrations are dropped.</summary>
+    public Func<CloneRef, bool> CloneExists { get; set; } = _ => true;
+
     public History(MappingTable table, EpochTree tree) { _table = table; Tree = tree; }
 
     public uint Head => Tree.Head;

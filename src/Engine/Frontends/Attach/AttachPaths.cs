@@ -20,6 +20,8 @@ public sealed record AttachPaths(string RunDirectory, string LinkDirectory)
     public string LockPath(string name) => Path.Combine(RunDirectory, name + ".lock");
     public string DetachLockPath(string name) => Path.Combine(RunDirectory, name + ".detach");
     public string LogPath(string name) => Path.Combine(RunDirectory, name + ".log");
+    /// <summary>A read-write attachment's control socket: snapshot create, list and delete while attached.</summary>
+    public string ControlSocket(string name) => Path.Combine(RunDirectory, name + ".sock");
     public string MountPoint(string name) => Path.Combine(RunDirectory, name + ".fuse");
     public string LinkPath(string name) => Path.Combine(LinkDirectory, name);
 }

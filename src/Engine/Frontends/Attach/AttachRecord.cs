@@ -10,6 +10,8 @@ public sealed record AttachRecord
     public required string Image { get; init; }
     /// <summary>The overlay created for this attachment, which takes the writes; null without --overlay.</summary>
     public string? Overlay { get; init; }
+    /// <summary>The snapshot served read-only (IMAGE@SNAPSHOT), or null for the live disk.</summary>
+    public string? Snapshot { get; init; }
     public required int Pid { get; init; }
     public required bool ReadOnly { get; init; }
     public required DateTimeOffset Started { get; init; }

@@ -91,6 +91,15 @@ public sealed class AttachRegistry(AttachPaths paths)
         return statuses;
     }
 
+    /// <summary>The live attachment that has the image open for writing, or null.</summary>
+    public AttachRecord? FindWriter(string image)
+    {
+        string wanted = CanonicalPath.Of(image);
+        foreach (string name in Names())
+            if (Read(name) is { WrittenImage: { } written } record && CanonicalPath.Of(written) == wanted && IsAlive(name)) return record;
+        return null;
+    }
+
     /// <summary>The live attachment whose use of image conflicts with a new one, or null.</summary>
     public AttachRecord? FindConflict(string image, bool wantsWrite, string exceptName)
     {
@@ -130,6 +139,7 @@ public sealed class AttachRegistry(AttachPaths paths)
             LoopDevice.DetachIfBoundTo(loop, backing, StaleLoopWait);
         RemoveLinkIfPointsTo(Paths.LinkPath(name), record?.Device);
         try { Directory.Delete(mountPoint); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        try { File.Delete(Paths.ControlSocket(name)); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         Remove(name);
     }
 

@@ -8,6 +8,8 @@ public sealed record AttachRequest
     /// <summary>Create a new overlay beside the image, backed by it, and attach that.</summary>
     public bool Overlay { get; init; }
     public bool ReadOnly { get; init; }
+    /// <summary>Serve this snapshot of the image (always read-only), from IMAGE@SNAPSHOT.</summary>
+    public string? Snapshot { get; init; }
     /// <summary>FUSE worker threads serving the loop device's requests.</summary>
     public int FuseThreads { get; init; } = 8;
     public EngineSettings Engine { get; init; } = new();

@@ -18,6 +18,7 @@ public sealed class AttachSession : IDisposable
     private IBlockDevice? _device;
     private FuseServer? _fuse;
     private LoopDevice? _loop;
+    private ControlServer? _control;
     private string? _link;
 
     public AttachRecord Record { get; private set; }
@@ -36,6 +37,10 @@ public sealed class AttachSession : IDisposable
         AttachPrerequisites.Check();
         AttachName.Validate(request.Name);
         if (request.Overlay && request.ReadOnly) throw new AttachException("--overlay and --read-only exclude each other");
+        if (request.Snapshot is not null && request.ReadOnly && request.Overlay)
+            throw new AttachException("--overlay and --read-only exclude each other");
+        // A snapshot is served read-only; with --overlay, a new clone of it takes the writes.
+        if (request.Snapshot is not null && !request.Overlay) request = request with { ReadOnly = true };
         string image = Path.GetFullPath(request.Image);
         if (Directory.Exists(image)) throw new AttachException($"image {image} is a folder, not an image (name its data file)");
         if (!File.Exists(CanonicalPath.Of(image))) throw new AttachException($"image {image} does not exist");   // not a dangling link
@@ -57,7 +62,7 @@ public sealed class AttachSession : IDisposable
         string? overlay = request.Overlay ? AttachRequest.OverlayPathFor(image, request.Name) : null;
         var record = new AttachRecord
         {
-            Name = request.Name, Image = image, Overlay = overlay, Pid = Environment.ProcessId, ReadOnly = request.ReadOnly,
+            Name = request.Name, Image = image, Overlay = overlay, Snapshot = request.Snapshot, Pid = Environment.ProcessId, ReadOnly = request.ReadOnly,
             Started = DateTimeOffset.Now, State = AttachState.Starting,
         };
         var session = new AttachSession(registry, record, claim, log);
@@ -79,12 +84,12 @@ public sealed class AttachSession : IDisposable
         if (overlay is not null)
         {
             if (File.Exists(overlay)) throw new AttachException($"overlay {overlay} already exists; attach it directly or remove it");
-            AttachedImage.CreateOverlay(overlay, image, request.Engine);
+            AttachedImage.CreateOverlay(overlay, image, request.Engine, request.Snapshot);
         }
         _registry.Write(Record);
 
         string served = overlay ?? image;
-        try { _device = AttachedImage.Open(served, request.ReadOnly, request.Engine); }
+        try { _device = AttachedImage.Open(served, request.ReadOnly, request.Engine, overlay is null ? request.Snapshot : null); }
         catch (BlockDeviceException error) when (error is not CorruptImageException)
         {
             CheckConflicts(served, wantsWrite: !request.ReadOnly); // a racing attach: name it if we can
@@ -107,6 +112,9 @@ public sealed class AttachSession : IDisposable
         _link = _registry.Paths.LinkPath(Record.Name);
         if (File.Exists(_link) || new FileInfo(_link).LinkTarget is not null) File.Delete(_link);
         File.CreateSymbolicLink(_link, _loop.DevicePath);
+
+        if (_device is Images.CowImage { ReadOnly: false } writable)
+            _control = new ControlServer(_registry.Paths.ControlSocket(Record.Name), writable, _log);
 
         Record = Record with
         {
@@ -144,6 +152,8 @@ public sealed class AttachSession : IDisposable
     private List<string> Teardown()
     {
         var errors = new List<string>();
+        if (_control is not null) Step(errors, "close control socket", _control.Dispose);
+        _control = null;
         if (_link is not null) Step(errors, "remove link", () => AttachRegistry.RemoveLinkIfPointsTo(_link, _loop?.DevicePath));
         if (_loop is not null)
             Step(errors, "detach loop device", () =>

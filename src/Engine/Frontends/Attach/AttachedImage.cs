@@ -7,19 +7,25 @@ namespace CowDisk.Engine.Frontends.Attach;
 internal static class AttachedImage
 {
     /// <summary>A cowdisk image read-write or read-only; a raw file only read-only (it has no writer lock).</summary>
-    public static IBlockDevice Open(string path, bool readOnly, EngineSettings settings)
+    public static IBlockDevice Open(string path, bool readOnly, EngineSettings settings, string? snapshot = null)
     {
         string format = BaseImage.Probe(path);
         if (format == BaseImage.CowDiskFormat)
-            return CowImage.Open(path, new ImageOpenOptions { ReadOnly = readOnly, Settings = settings });
+            return CowImage.Open(path, new ImageOpenOptions { ReadOnly = readOnly || snapshot is not null, Settings = settings, Snapshot = snapshot });
+        if (snapshot is not null) throw new AttachException($"{path} is a {format} image, which has no snapshots");
         if (format == BaseImage.RawFormat && readOnly) return new RawFileDevice(path, readOnly: true);
         throw new AttachException(
             $"{path} is a {format} image; attach it with --overlay (writes go to a new cowdisk overlay) or --read-only");
     }
 
     /// <summary>A new cowdisk image at overlayPath whose unwritten blocks read through to basePath.</summary>
-    public static void CreateOverlay(string overlayPath, string basePath, EngineSettings settings)
+    public static void CreateOverlay(string overlayPath, string basePath, EngineSettings settings, string? snapshot = null)
     {
+        if (snapshot is not null)
+        {
+            CowImage.CreateClone(overlayPath, new ImageRef(basePath, snapshot), new ImageCreateOptions(), settings).Dispose();
+            return;
+        }
         // Stored relative to the overlay's folder (they share it), so the pair can move together.
         var options = new ImageCreateOptions { BackingPath = Path.GetFileName(basePath) };
         CowImage.Create(overlayPath, options, settings).Dispose();

@@ -6,6 +6,8 @@ public sealed record AttachmentStatus
     public required string Name { get; init; }
     public required string Image { get; init; }
     public string? Overlay { get; init; }
+    /// <summary>The snapshot served read-only, or null for the live disk.</summary>
+    public string? Snapshot { get; init; }
     public string? Device { get; init; }
     public string? Link { get; init; }
     public required int Pid { get; init; }
@@ -19,7 +21,7 @@ public sealed record AttachmentStatus
 
     public static AttachmentStatus From(AttachRecord record, string state) => new()
     {
-        Name = record.Name, Image = record.Image, Overlay = record.Overlay, Device = record.Device, Link = record.Link,
+        Name = record.Name, Image = record.Image, Overlay = record.Overlay, Snapshot = record.Snapshot, Device = record.Device, Link = record.Link,
         Pid = record.Pid, ReadOnly = record.ReadOnly, DirectIo = record.DirectIo, Started = record.Started,
         State = state, Error = record.Error,
     };

@@ -1,0 +1,6 @@
+namespace CowDisk.Engine.Snapshots;
+
+/// <summary>An image created from a snapshot (its backing is IMAGE@SNAPSHOT): the snapshot cannot be deleted while it exists.</summary>
+/// <param name="Path">The clone's data file, absolute.</param>
+/// <param name="Epoch">The epoch of the snapshot it reads.</param>
+public sealed record CloneRef(Guid Id, string Path, uint Epoch);
