@@ -51,6 +51,11 @@ internal static class ExtentCodec
             catch (FormatException e) { throw new Devices.CorruptImageException($"map chunk {chunk}: {e.Message}"); }
             if (rec.FirstBlockInChunk + rec.BlockCount > MappingTable.ChunkBlocks || chunkStart + rec.FirstBlockInChunk + rec.BlockCount > table.BlockCount)
                 throw new Devices.CorruptImageException($"map chunk {chunk}: extent {rec.FirstBlockInChunk}+{rec.BlockCount} lies outside the chunk or the disk");
+            if (rec.Source == MappingSource.Zero && rec.BlockCount == MappingTable.ChunkBlocks && count == 1 && table.IsUniform(chunk, out ulong none) && none == 0)
+            {
+                table.SetChunk(chunk, MappingEntry.Encode(new Format.Mapping.Mapping(MappingSource.Zero, 0, rec.Epoch)));   // a zeroed chunk: no per-block memory
+                continue;
+            }
             for (int i = 0; i < rec.BlockCount; i++)
             {
                 long block = chunkStart + rec.FirstBlockInChunk + i;

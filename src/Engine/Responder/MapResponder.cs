@@ -294,21 +294,44 @@ internal sealed class MapResponder : IDisposable
     private void ApplyZero(in RingEvent req, int count)
     {
         ulong zero = _hasBase ? MappingEntry.Encode(new Format.Mapping.Mapping(MappingSource.Zero, 0, Epoch)) : 0;
-        for (long b = req.Block; b < req.Block + count; b++)
+        long end = req.Block + count;
+        for (long b = req.Block; b < end;)
         {
-            ulong raw = _table.Get(b);
-            if (raw == zero) continue;
-            var old = MappingEntry.Decode(raw);
-            if (old.Source == MappingSource.Zero) continue;   // reads as zeros already; a snapshot may share it
-            _table.Set(b, zero);
-            _history.Drop(b, old);   // after the table changed: freed, or kept dead for a snapshot
-            MarkDirty(b);
+            long chunk = MappingTable.ChunkOf(b);
+            long chunkEnd = Math.Min(end, MappingTable.ChunkStart(chunk + 1));
+            bool whole = b == MappingTable.ChunkStart(chunk) && chunkEnd == MappingTable.ChunkStart(chunk + 1);   // a full 4096 blocks
+            if (_table.IsUniform(chunk, out ulong uniform))
+            {
+                // Nothing to drop: a chunk that already reads as zeros stays, any other becomes zeros in O(1).
+                if (uniform == zero || MappingEntry.SourceOf(uniform) == MappingSource.Zero) { b = chunkEnd; continue; }
+                if (whole) { _table.SetChunk(chunk, zero); MarkDirty(b); b = chunkEnd; continue; }
+            }
+            bool changed = false;
+            for (; b < chunkEnd; b++)
+            {
+                ulong raw = _table.Get(b);
+                if (raw == zero) continue;
+                var old = MappingEntry.Decode(raw);
+                if (old.Source == MappingSource.Zero) continue;   // reads as zeros already; a snapshot may share it
+                _table.Set(b, zero);
+                _history.Drop(b, old);   // after the table changed: freed, or kept dead for a snapshot
+                changed = true;
+            }
+            if (changed) MarkDirty(chunkEnd - 1);
+            // A whole chunk of zeros shares one array, whatever it held before.
+            if (whole && zero != 0 && changed && AllEqual(chunk, zero)) _table.SetChunk(chunk, zero);
         }
         Respond(new RingEvent { Type = RingEventType.Invalidate, Block = req.Block, Count = count });
         var rsp = Response(req);
         rsp.ResponseFlags = MapResponseFlags.Zero;
         rsp.Count = count;
         Respond(rsp);
+    }
+
+    private bool AllEqual(long chunk, ulong raw)
+    {
+        foreach (ulong e in _table.ChunkEntries(chunk)) if (e != raw) return false;
+        return true;
     }
 
     private void Done(in RingEvent done)

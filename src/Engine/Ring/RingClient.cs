@@ -248,6 +248,13 @@ internal sealed class RingClient : IDisposable
         // A new extent (SYNC) is not true until its data is written; the writer stores it then.
         if ((flags & (MapResponseFlags.Error | MapResponseFlags.Sync | MapResponseFlags.CopyFirst)) != 0) return;
         bool shared = (flags & MapResponseFlags.Shared) != 0;
+        if ((flags & MapResponseFlags.Zero) != 0 || rsp.Device == DeviceIndex.Base)
+        {
+            // One value for the whole run: long runs cost no memory per block.
+            _cache!.InsertRunIfAbsent(rsp.Block, rsp.Count,
+                MappingCache.Encode((flags & MapResponseFlags.Zero) != 0 ? MappingSource.Zero : MappingSource.Backing));
+            return;
+        }
         for (int i = 0; i < rsp.Count; i++)
         {
             ulong raw = (flags & MapResponseFlags.Zero) != 0 ? MappingCache.Encode(MappingSource.Zero)
