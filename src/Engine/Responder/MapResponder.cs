@@ -164,12 +164,13 @@ internal sealed class MapResponder : IDisposable
     /// <summary>Answers a map request, or returns false if it touches a block still being allocated.</summary>
     private bool TryAnswer(in RingEvent req)
     {
-        int count = (int)Math.Min(req.Count, _geometry.BlockCount - req.Block);
-        if (req.Block < 0 || count <= 0)
+        // Checked before any arithmetic: a block far past the end must not wrap into a valid-looking count.
+        if (req.Block < 0 || req.Block >= _geometry.BlockCount || req.Count <= 0)
         {
             Respond(Error(req, -ErrnoIo));
             return true;
         }
+        int count = (int)Math.Min(req.Count, _geometry.BlockCount - req.Block);
         var flags = req.RequestFlags;
         if ((flags & (MapRequestFlags.Write | MapRequestFlags.Zero)) != 0)
         {
