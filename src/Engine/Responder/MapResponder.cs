@@ -47,6 +47,9 @@ internal sealed class MapResponder : IDisposable
     private readonly GroupCommitter? _committer;   // null when read-only
     private CommitBatch? _inFlight;
     private long _firstDirtyTicks;
+    // The last commit failed: its chunks are dirty again, so the dirty-chunk threshold may still be reached; the
+    // retry waits for the interval (or a flush) all the same.
+    private bool _lastCommitFailed;
     private volatile bool _stopping;
     private Exception? _fatal;
 
@@ -130,7 +133,7 @@ internal sealed class MapResponder : IDisposable
 
     private bool CommitDue() =>
         _dirtyChunks.Count > 0 &&
-        (_dirtyChunks.Count >= _settings.CommitMaxDirtyChunks ||
+        ((!_lastCommitFailed && _dirtyChunks.Count >= _settings.CommitMaxDirtyChunks) ||
          Stopwatch.GetElapsedTime(_firstDirtyTicks).TotalMilliseconds >= _settings.CommitIntervalMs);
 
     private void Handle(in RingEvent ev)
@@ -346,6 +349,7 @@ internal sealed class MapResponder : IDisposable
     {
         if (_committer is null || !_committer.TryTakeCompleted(out var batch)) return 0;
         _inFlight = null;
+        _lastCommitFailed = batch.Error is not null;
         int result = 0;
         if (batch.Error is not null)
         {

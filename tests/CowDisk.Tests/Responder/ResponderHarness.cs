@@ -55,6 +55,7 @@ internal sealed class ResponderHarness : IDisposable
             _store = MetadataStore.Create(storage, ImageFiles.For(DataPath),
                 new ImageRecord { ImageId = ImageId, ClusterSize = geometry.ClusterSize, VirtualSize = geometry.VirtualSize });
             _dataFile = storage.Create(DataPath);
+            storage.SyncFolder(ImageFiles.For(DataPath).Folder);   // the files' names are durable, as after an image's create
         }
         else _dataFile = new EmptyStorageFile("(none)");
         Allocator = new ClusterAllocator(1);
