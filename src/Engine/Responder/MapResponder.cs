@@ -52,6 +52,9 @@ internal sealed class MapResponder : IDisposable
     private readonly GroupCommitter? _committer;   // null when read-only
     private CommitBatch? _inFlight;
     private long _firstDirtyTicks;
+    // The last commit failed: its chunks are dirty again, so the dirty-chunk threshold may still be reached; the
+    // retry waits for the interval (or a flush) all the same.
+    private bool _lastCommitFailed;
     private volatile bool _stopping;
     private Exception? _fatal;
 
@@ -140,7 +143,7 @@ internal sealed class MapResponder : IDisposable
 
     private bool CommitDue() =>
         _dirtyChunks.Count > 0 &&
-        (_dirtyChunks.Count >= _settings.CommitMaxDirtyChunks ||
+        ((!_lastCommitFailed && _dirtyChunks.Count >= _settings.CommitMaxDirtyChunks) ||
          Stopwatch.GetElapsedTime(_firstDirtyTicks).TotalMilliseconds >= _settings.CommitIntervalMs);
 
     private void Handle(in RingEvent ev)
@@ -177,12 +180,13 @@ internal sealed class MapResponder : IDisposable
     /// <summary>Answers a map request, or returns false if it touches a block still being allocated.</summary>
     private bool TryAnswer(in RingEvent req)
     {
-        int count = (int)Math.Min(req.Count, _geometry.BlockCount - req.Block);
-        if (req.Block < 0 || count <= 0)
+        // Checked before any arithmetic: a block far past the end must not wrap into a valid-looking count.
+        if (req.Block < 0 || req.Block >= _geometry.BlockCount || req.Count <= 0)
         {
             Respond(Error(req, -ErrnoIo));
             return true;
         }
+        int count = (int)Math.Min(req.Count, _geometry.BlockCount - req.Block);
         var flags = req.RequestFlags;
         if ((flags & (MapRequestFlags.Write | MapRequestFlags.Zero)) != 0)
         {
@@ -513,6 +517,7 @@ internal sealed class MapResponder : IDisposable
     {
         if (_committer is null || !_committer.TryTakeCompleted(out var batch)) return 0;
         _inFlight = null;
+        _lastCommitFailed = batch.Error is not null;
         int result = 0;
         if (batch.Error is not null)
         {
