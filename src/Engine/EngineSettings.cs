@@ -13,6 +13,8 @@ public sealed record EngineSettings
     public int MaxInFlightMaps { get; init; } = 256;
     public int CommitIntervalMs { get; init; } = 1000;
     public int CommitMaxDirtyChunks { get; init; } = 256;
+    /// <summary>Journal entries (commits) after which the next commit rewrites the changed map chunks whole and empties the journal.</summary>
+    public int JournalFoldEntries { get; init; } = 4096;
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad value; called before an image is touched.</summary>
     public void Validate()
@@ -22,7 +24,11 @@ public sealed record EngineSettings
         if (MaxInFlightMaps < 1 || MaxInFlightMaps > 65536) throw new ArgumentException($"Engine:MaxInFlightMaps must be 1..65536, not {MaxInFlightMaps}");
         if (CommitIntervalMs < 1) throw new ArgumentException($"Engine:CommitIntervalMs must be at least 1, not {CommitIntervalMs}");
         if (CommitMaxDirtyChunks < 1) throw new ArgumentException($"Engine:CommitMaxDirtyChunks must be at least 1, not {CommitMaxDirtyChunks}");
+        if (JournalFoldEntries < 1) throw new ArgumentException($"Engine:JournalFoldEntries must be at least 1, not {JournalFoldEntries}");
     }
 
-    internal ResponderSettings Responder => new() { CommitIntervalMs = CommitIntervalMs, CommitMaxDirtyChunks = CommitMaxDirtyChunks };
+    internal ResponderSettings Responder => new()
+    {
+        CommitIntervalMs = CommitIntervalMs, CommitMaxDirtyChunks = CommitMaxDirtyChunks, JournalFoldEntries = JournalFoldEntries,
+    };
 }

@@ -519,7 +519,12 @@ public sealed partial class CowImage : IBlockDevice
         _responder.Dispose();
         if (!ReadOnly && failure is null && _responder.Fatal is null)
         {
-            try { _store.Commit(Array.Empty<(long, byte[]?)>(), _store.Image with { Clean = true }); }
+            try
+            {
+                var fold = _responder.FinalFold();   // a closed image opens from its chunks alone
+                fold.Image = _store.Image with { Clean = true };
+                _store.Commit(fold);
+            }
             catch (Exception e) { failure = e; }
         }
         _store.Dispose();

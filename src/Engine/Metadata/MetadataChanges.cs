@@ -17,10 +17,14 @@ internal sealed class MetadataChanges
     public List<uint> EpochsRemoved { get; init; } = new();
     public List<CloneRef> ClonesAdded { get; init; } = new();
     public List<CloneRef> ClonesRemoved { get; init; } = new();
+    /// <summary>The mapping journal entry of this commit (the runs that changed), or null.</summary>
+    public (long Sequence, byte[] Records)? Journal { get; set; }
+    /// <summary>The chunks written here hold everything the journal said: delete every journal entry.</summary>
+    public bool FoldJournal { get; set; }
     /// <summary>The image document to write, or null to leave it.</summary>
     public ImageRecord? Image { get; set; }
 
-    public bool IsEmpty => Chunks.Count == 0 && Dead.Count == 0 && SnapshotsAdded.Count == 0 && SnapshotsRemoved.Count == 0 &&
+    public bool IsEmpty => Chunks.Count == 0 && Journal is null && !FoldJournal && Dead.Count == 0 && SnapshotsAdded.Count == 0 && SnapshotsRemoved.Count == 0 &&
                            EpochsAdded.Count == 0 && EpochsRemoved.Count == 0 && ClonesAdded.Count == 0 && ClonesRemoved.Count == 0 &&
                            Image is null;
 }

@@ -25,6 +25,7 @@ internal sealed class MetadataStore : IDisposable
     private const string EpochCollection = "epochs";
     private const string SnapshotCollection = "snapshots";
     private const string CloneCollection = "clones";
+    private const string JournalCollection = "journal";
     private const int ImageDocId = 1;
     private const int PageSize = LogFrameTrailer.PageSize;
     /// <summary>Past this the log is folded into the data file, so long sessions do not grow it without end.</summary>
@@ -216,6 +217,18 @@ internal sealed class MetadataStore : IDisposable
                     throw new CorruptImageException($"map chunk {chunk} lies outside the disk");
                 extents += ExtentCodec.Decode(table, chunk, doc["x"].AsBinary);
             }
+            // Then the journal, oldest first: each entry is the runs one commit changed after the chunks were written.
+            var journal = new JournalState();
+            foreach (var doc in _db.GetCollection(JournalCollection).Query().OrderBy("_id").ToEnumerable())
+            {
+                long seq = doc["_id"].AsInt64;
+                var packed = doc["x"].AsBinary ?? throw new CorruptImageException($"journal entry {seq} has no records");
+                journal.Unfolded.UnionWith(JournalCodec.Apply(table, seq, packed));
+                journal.Entries++;
+                journal.Bytes += packed.Length;
+                journal.NextSequence = Math.Max(journal.NextSequence, seq + 1);
+            }
+            Journal = journal;
         }
         catch (Exception e) when (e is not (BlockDeviceException or OutOfMemoryException))
         {
@@ -223,6 +236,9 @@ internal sealed class MetadataStore : IDisposable
         }
         return extents;
     }
+
+    /// <summary>The mapping journal as found at open (after <see cref="LoadMappings"/>).</summary>
+    public JournalState Journal { get; private set; } = new();
 
     /// <summary>Loads the epoch tree, the snapshots and the dead extents (images without snapshots have none stored).</summary>
     public History LoadHistory(MappingTable table)
@@ -325,6 +341,9 @@ internal sealed class MetadataStore : IDisposable
                 if (extents is null) col.Delete(chunk);
                 else col.Upsert(new BsonDocument { ["_id"] = chunk, ["x"] = extents });
             }
+            var journal = _db.GetCollection(JournalCollection);
+            if (changes.FoldJournal) journal.DeleteAll();
+            if (changes.Journal is { } entry) journal.Insert(new BsonDocument { ["_id"] = entry.Sequence, ["x"] = entry.Records });
             var dead = _db.GetCollection(DeadCollection);
             foreach (var (chunk, rows) in changes.Dead)
             {

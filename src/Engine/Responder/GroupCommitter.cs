@@ -12,6 +12,9 @@ internal sealed class CommitBatch
     public required List<ulong> FlushIds { get; init; }
     /// <summary>Snapshot changes this batch makes durable.</summary>
     public List<ulong> ControlIds { get; init; } = new();
+    /// <summary>What the batch records, to be recorded again if it fails.</summary>
+    public List<(long Block, long Count)> ChangedRanges { get; init; } = new();
+    public List<long> DirtyChunks { get; init; } = new();
     /// <summary>Freed before the flushes' drain: reusable once this batch is durable.</summary>
     public required List<(long Cluster, int Count)> Release { get; init; }
     public Exception? Error { get; set; }

@@ -43,6 +43,13 @@ internal sealed class MapResponder : IDisposable
     // Requests that touch an allocating block wait here until its DONE.
     private readonly List<RingEvent> _deferred = new();
     private readonly HashSet<long> _dirtyChunks = new();
+    // Block ranges whose mappings changed since the last commit: what the next journal entry records.
+    private List<(long Block, long Count)> _changed = new();
+    // Chunks the journal holds changes of: written out whole at the next fold.
+    private readonly HashSet<long> _unfolded = new();
+    private long _journalEntries, _journalBytes, _nextJournalSequence = 1;
+    // A fold rewrites every unfolded chunk and empties the journal: often enough that opening stays fast.
+    private const long FoldBytes = 16L << 20;
     // Extents unmapped but not reusable until the change is durable and in-flight I/O has drained.
     private readonly List<(long Cluster, int Count)> _pendingFree = new();
     // Freed before a flush's drain: released when the batch answering that flush is durable.
@@ -65,6 +72,13 @@ internal sealed class MapResponder : IDisposable
         ResponderSettings settings, History? history = null)
     {
         _history = history ?? new History(table, new EpochTree(store?.Image.Epoch ?? 0, store?.Image.NextEpoch ?? 0));
+        if (store is not null)
+        {
+            _journalEntries = store.Journal.Entries;
+            _journalBytes = store.Journal.Bytes;
+            _nextJournalSequence = store.Journal.NextSequence;
+            _unfolded.UnionWith(store.Journal.Unfolded);
+        }
         _history.Free = FreeLater;
         _geometry = geometry; _table = table; _allocator = allocator; _store = store; _dataFile = dataFile;
         _hasBase = hasBase; _requests = requests; _responses = responses; _bell = bell; _targetBell = targetBell;
@@ -308,9 +322,10 @@ internal sealed class MapResponder : IDisposable
             {
                 // Nothing to drop: a chunk that already reads as zeros stays, any other becomes zeros in O(1).
                 if (uniform == zero || MappingEntry.SourceOf(uniform) == MappingSource.Zero) { b = chunkEnd; continue; }
-                if (whole) { _table.SetChunk(chunk, zero); MarkDirty(b); b = chunkEnd; continue; }
+                if (whole) { _table.SetChunk(chunk, zero); MarkChanged(b, chunkEnd - b); b = chunkEnd; continue; }
             }
             bool changed = false;
+            long from = b;
             for (; b < chunkEnd; b++)
             {
                 ulong raw = _table.Get(b);
@@ -321,7 +336,7 @@ internal sealed class MapResponder : IDisposable
                 _history.Drop(b, old);   // after the table changed: freed, or kept dead for a snapshot
                 changed = true;
             }
-            if (changed) MarkDirty(chunkEnd - 1);
+            if (changed) MarkChanged(from, chunkEnd - from);
             // A whole chunk of zeros shares one array, whatever it held before.
             if (whole && zero != 0 && changed && AllEqual(chunk, zero)) _table.SetChunk(chunk, zero);
         }
@@ -476,10 +491,15 @@ internal sealed class MapResponder : IDisposable
         else _pendingFree.Add((cluster, 1));
     }
 
-    private void MarkDirty(long block)
+    private void MarkDirty(long block) => MarkChanged(block, 1);
+
+    private void MarkChanged(long block, long count)
     {
         if (_dirtyChunks.Count == 0) _firstDirtyTicks = Stopwatch.GetTimestamp();
-        _dirtyChunks.Add(MappingTable.ChunkOf(block));
+        for (long c = MappingTable.ChunkOf(block); c <= MappingTable.ChunkOf(block + count - 1); c++) _dirtyChunks.Add(c);
+        // Neighbouring single blocks (a DONE per block) are merged as they come, so the list stays short.
+        if (_changed.Count > 0 && _changed[^1] is var last && last.Block + last.Count == block) _changed[^1] = (last.Block, last.Count + count);
+        else _changed.Add((block, count));
     }
 
     /// <summary>Hands the dirty chunks and waiting flushes to the committer, unless a batch is in flight.</summary>
@@ -489,7 +509,21 @@ internal sealed class MapResponder : IDisposable
         if (_dirtyChunks.Count == 0 && _waitingFlushes.Count == 0 && _waitingControls.Count == 0 &&
             _history.DirtyDeadChunks.Count == 0 && !_history.TreeDirty) return;
         var changes = new MetadataChanges();
-        foreach (long c in _dirtyChunks) changes.Chunks.Add((c, ExtentCodec.Encode(_table, c)));
+        // A commit writes what changed (a journal entry); now and then the journal is folded into whole chunks.
+        if (_journalEntries >= _settings.JournalFoldEntries || _journalBytes >= FoldBytes)
+        {
+            _unfolded.UnionWith(_dirtyChunks);
+            foreach (long c in _unfolded) changes.Chunks.Add((c, ExtentCodec.Encode(_table, c)));
+            changes.FoldJournal = true;
+        }
+        else if (_changed.Count > 0)
+        {
+            changes.Journal = (_nextJournalSequence++, JournalCodec.Encode(_table, _changed));
+            _unfolded.UnionWith(_dirtyChunks);
+        }
+        var changedRanges = _changed;
+        _changed = new List<(long, long)>();
+        var dirtied = _dirtyChunks.ToList();
         _dirtyChunks.Clear();
         foreach (long c in _history.DirtyDeadChunks) changes.Dead.Add((c, _history.EncodeChunk(c)));
         _history.DirtyDeadChunks.Clear();
@@ -506,7 +540,11 @@ internal sealed class MapResponder : IDisposable
             changes.Image = _store!.Image with { Epoch = _history.Head, NextEpoch = _history.Tree.NextEpoch };
             _history.TreeDirty = false;
         }
-        _inFlight = new CommitBatch { Changes = changes, FlushIds = _waitingFlushes, ControlIds = _waitingControls, Release = _releasable };
+        _inFlight = new CommitBatch
+        {
+            Changes = changes, FlushIds = _waitingFlushes, ControlIds = _waitingControls, Release = _releasable,
+            ChangedRanges = changedRanges, DirtyChunks = dirtied,
+        };
         _waitingFlushes = new List<ulong>();
         _waitingControls = new List<ulong>();
         _releasable = new List<(long, int)>();
@@ -524,9 +562,10 @@ internal sealed class MapResponder : IDisposable
             // Nothing of the batch is durable; the table still holds it. After a failed write (ENOSPC) its chunks
             // are committed again at the next flush or interval, and its freed extents stay unreusable until then.
             result = -StorageException.ErrnoOf(batch.Error);
-            foreach (var (chunk, _) in batch.Changes.Chunks) _dirtyChunks.Add(chunk);
+            foreach (long chunk in batch.DirtyChunks) _dirtyChunks.Add(chunk);
+            _changed.AddRange(batch.ChangedRanges);
             foreach (var (chunk, _) in batch.Changes.Dead) _history.DirtyDeadChunks.Add(chunk);
-            if (batch.Changes.Chunks.Count + batch.Changes.Dead.Count > 0) _firstDirtyTicks = Stopwatch.GetTimestamp();   // retry after an interval, not in a loop
+            if (batch.DirtyChunks.Count + batch.Changes.Dead.Count > 0) _firstDirtyTicks = Stopwatch.GetTimestamp();   // retry after an interval, not in a loop
             _releasable.AddRange(batch.Release);
             // A failed fsync (data or log) cannot be retried safely: the kernel may have dropped the pages.
             // A snapshot change already applied in memory cannot be taken back either: the image must be reopened.
@@ -546,6 +585,8 @@ internal sealed class MapResponder : IDisposable
                 _allocator.Release(cluster, count);
             }
             if (!batch.Changes.IsEmpty) Commits++;
+            if (batch.Changes.FoldJournal) { _unfolded.Clear(); _journalEntries = 0; _journalBytes = 0; }
+            if (batch.Changes.Journal is { } entry) { _journalEntries++; _journalBytes += entry.Records.Length; }
         }
         foreach (ulong id in batch.FlushIds) Respond(new RingEvent { Type = RingEventType.FlushRsp, Id = id, Result = result });
         foreach (ulong id in batch.ControlIds) Respond(new RingEvent { Type = RingEventType.ControlRsp, Id = id, Result = result });
@@ -588,6 +629,20 @@ internal sealed class MapResponder : IDisposable
         new() { Type = RingEventType.MapBlockRsp, Id = req.Id, Block = req.Block, Count = req.Count, Result = errno, ResponseFlags = MapResponseFlags.Error };
 
     public Exception? Fatal => _fatal;
+
+    /// <summary>
+    /// For the clean close, once this responder has stopped: the chunks the journal changed, written whole, and
+    /// the journal emptied, so a closed image opens from its chunks alone. Empty when there is no journal.
+    /// </summary>
+    internal MetadataChanges FinalFold()
+    {
+        var changes = new MetadataChanges();
+        if (_journalEntries == 0 && _dirtyChunks.Count == 0) return changes;
+        _unfolded.UnionWith(_dirtyChunks);
+        foreach (long c in _unfolded) changes.Chunks.Add((c, ExtentCodec.Encode(_table, c)));
+        changes.FoldJournal = true;
+        return changes;
+    }
 
     /// <summary>
     /// Checks the allocation invariants: no cluster mapped twice, every mapping inside the data file, and

@@ -7,4 +7,6 @@ public sealed record ResponderSettings
     public int CommitIntervalMs { get; init; } = 1000;
     /// <summary>Commit once this many map chunks (4096 blocks each) are dirty.</summary>
     public int CommitMaxDirtyChunks { get; init; } = 256;
+    /// <summary>Fold the mapping journal into whole chunks once it holds this many entries.</summary>
+    public int JournalFoldEntries { get; init; } = 4096;
 }

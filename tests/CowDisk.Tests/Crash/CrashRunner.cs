@@ -56,7 +56,11 @@ public static class CrashRunner
         var crashes = new List<CrashImage>();
         foreach (long point in cuts?.Points ?? Array.Empty<long>())
             storage.CrashAt(point, new Random(rng.Next()), crashed => { lock (crashes) crashes.Add(new CrashImage(crashed, storage.Step, point)); });
-        var settings = new EngineSettings { MappingCache = s.MappingCache, CommitIntervalMs = s.CommitIntervalMs, CommitMaxDirtyChunks = s.CommitMaxDirtyChunks };
+        var settings = new EngineSettings
+        {
+            MappingCache = s.MappingCache, CommitIntervalMs = s.CommitIntervalMs, CommitMaxDirtyChunks = s.CommitMaxDirtyChunks,
+            JournalFoldEntries = 1 + s.Seed % 4,   // folds of the mapping journal land between the cuts too
+        };
 
         // versions[k + 1]: the disk after step k; versions[0]: the new, empty disk.
         var model = new byte[s.VirtualSize];

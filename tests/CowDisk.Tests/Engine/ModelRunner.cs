@@ -20,7 +20,8 @@ public static class ModelRunner
         var model = new byte[s.VirtualSize];
         string? basePath = CreateBase(s, dir, model);
         byte[]? baseHash = basePath is null ? null : HashFiles(basePath);
-        var settings = new EngineSettings { MappingCache = s.MappingCache, CommitIntervalMs = 50, CommitMaxDirtyChunks = 2 };
+        // Folds of the mapping journal every few commits, so replaying a journal and folding it are both exercised.
+        var settings = new EngineSettings { MappingCache = s.MappingCache, CommitIntervalMs = 50, CommitMaxDirtyChunks = 2, JournalFoldEntries = 3 };
 
         var snapshots = new List<(string Name, byte[] Frozen)>();
         int snapshotCounter = 0;
