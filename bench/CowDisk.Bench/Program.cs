@@ -11,7 +11,7 @@ using Microsoft.Win32.SafeHandles;
 
 string? dir = null;
 bool quick = false;
-string only = "1234";
+string only = "12345";
 for (int i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -20,7 +20,7 @@ for (int i = 0; i < args.Length; i++)
         case "--quick": quick = true; break;
         case "--only" when i + 1 < args.Length: only = args[++i]; break;
         case "-h" or "--help":
-            Console.WriteLine("usage: CowDisk.Bench [--dir DIR] [--quick] [--only 1234]\n  --dir DIR     make the scratch folder under DIR (default /var/tmp; use a real disk, not tmpfs)\n  --quick       smaller sizes, a few seconds per section\n  --only 13     run only the numbered sections (default all: 1234)");
+            Console.WriteLine("usage: CowDisk.Bench [--dir DIR] [--quick] [--only 1234]\n  --dir DIR     make the scratch folder under DIR (default /var/tmp; use a real disk, not tmpfs)\n  --quick       smaller sizes, a few seconds per section\n  --only 13     run only the numbered sections (default all: 12345)");
             return 0;
         default:
             Console.Error.WriteLine($"unknown argument {args[i]} (try --help)");
@@ -58,7 +58,9 @@ try
     if (only.Contains('2')) bench.SequentialWrites();
     if (only.Contains('3')) bench.RandomWrites();
     if (only.Contains('4')) bench.ManyExtents();
+    string? snapshots = only.Contains('5') ? new SnapshotBench(work, quick).Run() : null;
     Console.WriteLine(bench.Report.Render());
+    if (snapshots is not null) Console.WriteLine("\n" + snapshots);
     Console.WriteLine(Benchmarks.Legend);
     Console.WriteLine($"total run time {total.Elapsed.TotalSeconds:0} s; load average at the end {Machine.LoadAverage()}; scratch folder {work} removed");
     return 0;

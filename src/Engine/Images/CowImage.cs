@@ -422,6 +422,25 @@ public sealed partial class CowImage : IBlockDevice
         return Create(path, options with { BackingPath = backing, ImageId = id }, settings);
     }
 
+    /// <summary>
+    /// Maps every unallocated block of a byte range to a cluster that reads as zeros, writing no data (like
+    /// qemu-img's preallocation=metadata): later writes there overwrite in place. Not for images with a base.
+    /// </summary>
+    public void PreallocateMetadata(long offset, long length)
+    {
+        if (offset < 0 || length < 0 || offset > Size - length) throw new ImageOpenException($"range {offset}+{length} is outside the disk");
+        if (length == 0) return;
+        long first = offset >> Geometry.ClusterShift, end = (offset + length + Geometry.ClusterSize - 1) >> Geometry.ClusterShift;
+        lock (_controlLock)
+        {
+            var op = new ControlOp { Kind = ControlKind.Preallocate, Name = "", FirstBlock = first, BlockCount = end - first };
+            _responder.Enqueue(op);
+            int result = _target.Control();
+            if (op.Refused is not null) throw new ImageOpenException(op.Refused);
+            if (result != 0) throw new BlockDeviceException($"preallocation failed: {Native.Errno.Describe(-result)}", _responder.Fatal, -result);
+        }
+    }
+
     /// <summary>Makes the disk read as the snapshot again; other snapshots stay.</summary>
     public SnapshotInfo RevertSnapshot(string name) => RunControl(ControlKind.RevertSnapshot, name);
 

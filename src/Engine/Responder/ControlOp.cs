@@ -2,7 +2,7 @@ using CowDisk.Engine.Snapshots;
 
 namespace CowDisk.Engine.Responder;
 
-internal enum ControlKind { CreateSnapshot, DeleteSnapshot, RevertSnapshot, ListSnapshots, AddClone }
+internal enum ControlKind { CreateSnapshot, DeleteSnapshot, RevertSnapshot, ListSnapshots, AddClone, Preallocate }
 
 /// <summary>
 /// A snapshot change handed to the responder thread, which owns the mappings. The target posts a CONTROL_REQ in
@@ -21,4 +21,7 @@ internal sealed class ControlOp
     public List<SnapshotInfo>? List { get; set; }
     /// <summary>AddClone: the image being made from the snapshot.</summary>
     public CloneRef? Clone { get; init; }
+    /// <summary>Preallocate: the blocks to map.</summary>
+    public long FirstBlock { get; init; }
+    public long BlockCount { get; init; }
 }

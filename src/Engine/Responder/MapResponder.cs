@@ -50,6 +50,8 @@ internal sealed class MapResponder : IDisposable
     private long _journalEntries, _journalBytes, _nextJournalSequence = 1;
     // A fold rewrites every unfolded chunk and empties the journal: often enough that opening stays fast.
     private const long FoldBytes = 16L << 20;
+    // LiteDB documents stop at 16 MiB; an entry past this is written as whole chunks instead.
+    private const int MaxJournalEntryBytes = 1 << 20;
     // Extents unmapped but not reusable until the change is durable and in-flight I/O has drained.
     private readonly List<(long Cluster, int Count)> _pendingFree = new();
     // Freed before a flush's drain: released when the batch answering that flush is durable.
@@ -420,6 +422,9 @@ internal sealed class MapResponder : IDisposable
                     op.Refused = $"snapshot '{snap.Name}' is the base of clone {clone.Path}; delete or rebase the clone first";
                 else { _history.Delete(snap); op.Result = snap; }
                 break;
+            case ControlKind.Preallocate:
+                Preallocate(op);
+                break;
             case ControlKind.AddClone:
                 if (snap is null) op.Refused = $"no snapshot named '{op.Name}'";
                 else
@@ -455,6 +460,34 @@ internal sealed class MapResponder : IDisposable
     internal List<SnapshotInfo> ListSnapshots() =>
         _history.Tree.Snapshots.OrderBy(s => s.Epoch)
             .Select(s => s with { ExclusiveBytes = _history.ExclusiveClusters(s) * _geometry.ClusterSize }).ToList();
+
+    /// <summary>
+    /// Maps every unallocated block of the range to a new cluster that reads as zeros (qemu-img's
+    /// preallocation=metadata): the data file grows sparse, nothing is written but the mappings.
+    /// </summary>
+    private void Preallocate(ControlOp op)
+    {
+        if (_hasBase) { op.Refused = "preallocation would hide the base image"; return; }
+        long end = op.FirstBlock + op.BlockCount, highest = -1;
+        for (long b = op.FirstBlock; b < end;)
+        {
+            if (_table.Get(b) != 0) { b++; continue; }
+            int want = 1;
+            while (b + want < end && want < 1 << 20 && _table.Get(b + want) == 0) want++;
+            long physical = _allocator.Allocate(want, out int got, out bool fresh);
+            if (physical < 0) { op.Refused = "no space left for the preallocated clusters"; break; }
+            if (!fresh)   // a reused cluster may hold old bytes (a data device): zero it like any partial write would
+                for (int i = 0; i < got; i++) _dataFile.Write(_geometry.ClusterOffset(physical + i), new byte[_geometry.ClusterSize]);
+            for (int i = 0; i < got; i++) _table.Set(b + i, MappingEntry.Encode(Format.Mapping.Mapping.Data(physical + i, Epoch)));
+            MarkChanged(b, got);
+            highest = Math.Max(highest, physical + got - 1);
+            b += got;
+        }
+        // The mapped clusters lie inside the data file (as open requires); the data fdatasync before the commit makes the size durable.
+        long length = _geometry.ClusterOffset(highest + 1);
+        if (highest >= 0 && _dataFile.Length < length) _dataFile.SetLength(length);
+        op.Result = new SnapshotInfo(0, "", Epoch, DateTime.UtcNow);
+    }
 
     /// <summary>A clone still made from this snapshot: its file exists and is that image. Stale records are dropped.</summary>
     private CloneRef? LiveClone(SnapshotInfo snap)
@@ -509,16 +542,23 @@ internal sealed class MapResponder : IDisposable
         if (_dirtyChunks.Count == 0 && _waitingFlushes.Count == 0 && _waitingControls.Count == 0 &&
             _history.DirtyDeadChunks.Count == 0 && !_history.TreeDirty) return;
         var changes = new MetadataChanges();
-        // A commit writes what changed (a journal entry); now and then the journal is folded into whole chunks.
-        if (_journalEntries >= _settings.JournalFoldEntries || _journalBytes >= FoldBytes)
+        // A commit writes what changed (a journal entry); now and then the journal is folded into whole chunks,
+        // and so is a change too big for one entry (it would cost more than the chunks it touches).
+        byte[]? entry = null;
+        if (_journalEntries < _settings.JournalFoldEntries && _journalBytes < FoldBytes && _changed.Count > 0)
+        {
+            entry = JournalCodec.Encode(_table, _changed);
+            if (entry.Length > MaxJournalEntryBytes) entry = null;
+        }
+        if (entry is null && (_changed.Count > 0 || _journalEntries >= _settings.JournalFoldEntries || _journalBytes >= FoldBytes))
         {
             _unfolded.UnionWith(_dirtyChunks);
             foreach (long c in _unfolded) changes.Chunks.Add((c, ExtentCodec.Encode(_table, c)));
             changes.FoldJournal = true;
         }
-        else if (_changed.Count > 0)
+        else if (entry is not null)
         {
-            changes.Journal = (_nextJournalSequence++, JournalCodec.Encode(_table, _changed));
+            changes.Journal = (_nextJournalSequence++, entry);
             _unfolded.UnionWith(_dirtyChunks);
         }
         var changedRanges = _changed;

@@ -1,0 +1,147 @@
+using System.Diagnostics;
+using CowDisk.Engine;
+using CowDisk.Engine.Images;
+
+namespace CowDisk.Bench;
+
+/// <summary>
+/// 5. Snapshots beside qcow2 on the same data in one run: create time at two mapped sizes and after many
+/// snapshots, the first write after a snapshot against a fresh allocating write, delete time against the bytes it
+/// frees, and memory after discarding 1 TiB. cowdisk through the engine API and through the `cowdisk` command
+/// (process start included, as for qemu-img); qcow2 through qemu-img and qemu-io (64 KiB clusters, default cache).
+/// </summary>
+internal sealed class SnapshotBench(string work, bool quick)
+{
+    private const long G = 1L << 30;
+    private readonly List<string[]> _rows = new() { new[] { "5. snapshots", "cowdisk", "qcow2", "cowdisk / qcow2 time" } };
+
+    private string P(string name) => Path.Combine(work, name);
+
+    public string Run()
+    {
+        long big = quick ? 8 * G : 64 * G;
+        foreach (long mapped in new[] { 1 * G, big }) CreateCost(mapped);
+        FirstWriteAndDelete(quick ? 256L << 20 : 1 * G);
+        DiscardMemory();
+        int[] widths = Enumerable.Range(0, 4).Select(c => _rows.Max(r => r[c].Length)).ToArray();
+        return string.Join('\n', _rows.Select(r => string.Join("  ", r.Select((cell, c) => c == 0 ? cell.PadRight(widths[c]) : cell.PadLeft(widths[c])))));
+    }
+
+    private void Row(string what, double ours, double theirs, string unit) =>
+        _rows.Add([what, $"{ours:0.###} {unit}", double.IsNaN(theirs) ? "-" : $"{theirs:0.###} {unit}", double.IsNaN(theirs) ? "" : $"{ours / theirs:0.00}x"]);
+
+    private static double Ms(Action a)
+    {
+        var sw = Stopwatch.StartNew();
+        a();
+        return sw.Elapsed.TotalMilliseconds;
+    }
+
+    private static void Exec(string file, params string[] args)
+    {
+        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        string err = p.StandardError.ReadToEnd();
+        p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        if (p.ExitCode != 0) throw new InvalidOperationException($"{file} {string.Join(' ', args)} failed: {err.Trim()}");
+    }
+
+    private static double ExecMs(string file, params string[] args) => Ms(() => Exec(file, args));
+
+    private static string Cowdisk => Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "src", "Cli", "bin", "Release", "net10.0", "cowdisk");
+
+    private static double Median(List<double> xs) { xs.Sort(); return xs[xs.Count / 2]; }
+
+    /// <summary>Create time with `mapped` bytes of the disk allocated (mappings only, as preallocation=metadata), then with 100 snapshots.</summary>
+    private void CreateCost(long mapped)
+    {
+        string img = P("create.img"), q = P("create.qcow2");
+        Console.Error.WriteLine($"[bench] 5: snapshot create with {mapped / G} GiB mapped");
+        using (var image = CowImage.Create(img, new ImageCreateOptions { Size = mapped, ClusterSize = 64 * 1024 }))
+        {
+            image.PreallocateMetadata(0, mapped);
+            var api = new List<double>();
+            for (int i = 0; i < 5; i++) api.Add(Ms(() => image.CreateSnapshot($"api{i}")));
+            for (int i = 5; i < 99; i++) image.CreateSnapshot($"api{i}");
+            var after = new List<double>();
+            for (int i = 99; i < 104; i++) after.Add(Ms(() => image.CreateSnapshot($"api{i}")));
+            Exec("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=65536,preallocation=metadata", q, mapped.ToString());
+            var qemu = new List<double>();
+            for (int i = 0; i < 5; i++) qemu.Add(ExecMs("qemu-img", "snapshot", "-c", $"s{i}", q));
+            for (int i = 5; i < 99; i++) Exec("qemu-img", "snapshot", "-c", $"s{i}", q);
+            var qemuAfter = new List<double>();
+            for (int i = 99; i < 104; i++) qemuAfter.Add(ExecMs("qemu-img", "snapshot", "-c", $"s{i}", q));
+            Row($"create, {mapped / G} GiB mapped (engine API; median of 5)", Median(api), double.NaN, "ms");
+            Row($"create, {mapped / G} GiB mapped, after 100 snapshots (engine API)", Median(after), double.NaN, "ms");
+            image.Dispose();
+            var cli = new List<double>();
+            for (int i = 0; i < 3; i++) cli.Add(ExecMs(Cowdisk, "snapshot", "create", img, $"cli{i}"));
+            Row($"create, {mapped / G} GiB mapped, 100+ snapshots: whole command (cowdisk / qemu-img)", Median(cli), Median(qemuAfter), "ms");
+            Row($"qemu-img snapshot -c, {mapped / G} GiB mapped, first 5 (median)", double.NaN, Median(qemu), "ms");
+        }
+        File.Delete(q);
+        foreach (var f in ImageFiles.For(img).All) File.Delete(f);
+    }
+
+    /// <summary>Writing every cluster once after a snapshot against the same writes into a fresh image, then deleting the snapshot.</summary>
+    private void FirstWriteAndDelete(long size)
+    {
+        Console.Error.WriteLine($"[bench] 5: first write after a snapshot, {size >> 20} MiB");
+        string img = P("cow.img"), q = P("cow.qcow2");
+        var buffer = new byte[1 << 20];
+        Array.Fill(buffer, (byte)0x5a);
+        double fresh, cow, delete;
+        using (var image = CowImage.Create(img, new ImageCreateOptions { Size = size, ClusterSize = 64 * 1024 }))
+        {
+            fresh = Ms(() => { for (long o = 0; o < size; o += buffer.Length) image.Write(o, buffer); image.Flush(); });
+            image.CreateSnapshot("s");
+            Array.Fill(buffer, (byte)0xa5);
+            cow = Ms(() => { for (long o = 0; o < size; o += buffer.Length) image.Write(o, buffer); image.Flush(); });
+            delete = Ms(() => image.DeleteSnapshot("s"));
+        }
+        Exec("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=65536", q, size.ToString());
+        double qFresh = ExecMs("qemu-io", "-f", "qcow2", "-c", $"write -P 0x5a 0 {size}", "-c", "flush", q);
+        Exec("qemu-img", "snapshot", "-c", "s", q);
+        double qCow = ExecMs("qemu-io", "-f", "qcow2", "-c", $"write -P 0xa5 0 {size}", "-c", "flush", q);
+        double qDelete = ExecMs("qemu-img", "snapshot", "-d", "s", q);
+        double mib = size / (double)(1 << 20);
+        Row($"write {mib:0} MiB into a fresh image, 1 MiB writes (MiB/s)", mib / (fresh / 1000), mib / (qFresh / 1000), "MiB/s");
+        Row($"write {mib:0} MiB over a snapshot (first write to every cluster, MiB/s)", mib / (cow / 1000), mib / (qCow / 1000), "MiB/s");
+        Row("first write after a snapshot / fresh write (time; target <= 1.3)", cow / fresh, qCow / qFresh, "x");
+        Row($"delete the snapshot, freeing {mib:0} MiB (ms)", delete, qDelete, "ms");
+        File.Delete(q);
+        foreach (var f in ImageFiles.For(img).All) File.Delete(f);
+    }
+
+    /// <summary>Managed memory and RSS of this process around discarding a whole 1 TiB image (with and without a base).</summary>
+    private void DiscardMemory()
+    {
+        foreach (bool withBase in new[] { false, true })
+        {
+            Console.Error.WriteLine($"[bench] 5: discard 1 TiB{(withBase ? " over a base" : "")}");
+            string img = P("discard.img"), raw = P("base.raw");
+            if (withBase) using (var f = File.Create(raw)) f.SetLength(1L << 40);
+            GC.Collect();
+            long rssBefore = Rss();
+            double ms;
+            using (var image = CowImage.Create(img, new ImageCreateOptions { Size = 1L << 40, ClusterSize = 64 * 1024, BackingPath = withBase ? "base.raw" : null }))
+            {
+                image.Write(0, new byte[1 << 20]);
+                ms = Ms(() => { image.Discard(0, 1L << 40); image.Flush(); });
+                GC.Collect();
+                Row($"discard 1 TiB{(withBase ? " over a base" : "")}: RSS growth (MiB), time {ms:0} ms", (Rss() - rssBefore) / (double)(1 << 20), double.NaN, "MiB");
+            }
+            foreach (var f in ImageFiles.For(img).All) File.Delete(f);
+            File.Delete(raw);
+        }
+    }
+
+    private static long Rss()
+    {
+        foreach (var line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith("VmRSS:")) return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+        return 0;
+    }
+}
