@@ -33,6 +33,26 @@ cow() { "$COWDISK" --config "$work/empty.json" "$@" >/dev/null; }
 seq -w 0 99999 > "$work/text.bin"
 
 cd "$here"
+
+# --- v3-snapshots.img: format 3, 1 MiB, 4 KiB clusters, three snapshots made, one deleted, a revert -----
+# (Built by any current build. The v1 fixtures below need a build of format 1, e.g. commit 67d503d's CLI:
+#  REBUILD_V1=1 COWDISK=/path/to/that/cowdisk images/make-fixtures.sh. A current build would make them format 3.)
+rm -f v3-snapshots.img v3-snapshots.img.meta.db v3-snapshots.img.meta.log
+cow create v3-snapshots.img --size 1M --cluster-size 4K
+cow io v3-snapshots.img write -P 0x11 0 16K                   # S1 blocks 0-3
+cow snapshot create v3-snapshots.img first                    #    first: S1
+cow io v3-snapshots.img write -P 0x22 4K 4K                   # S2 block 1, copied on write
+cow io v3-snapshots.img discard 8K 4K                         # S3 block 2: dead, 'first' still reads it
+cow snapshot create v3-snapshots.img second
+cow io v3-snapshots.img write -P 0x33 1000000 100             # S4 inside block 244, a new extent
+cow io v3-snapshots.img write -P 0x44 12K 4K                  # S5 block 3, copied on write
+cow snapshot create v3-snapshots.img third
+cow snapshot delete v3-snapshots.img second                   # S6 nothing only 'second' read: nothing freed
+cow io v3-snapshots.img write -P 0x55 20K 4K                  # S7 block 5
+cow snapshot revert v3-snapshots.img third                    # S8 block 5 unmapped again
+[[ -s v3-snapshots.img.meta.log ]] && { echo "v3-snapshots.img was not closed cleanly" >&2; exit 1; }
+
+if [[ "${REBUILD_V1:-}" != 1 ]]; then ls -l v3-snapshots.img* >&2; exit 0; fi
 rm -f v1-base.img v1-base.img.meta.db v1-base.img.meta-log.db \
       v1-overlay.img v1-overlay.img.meta.db v1-overlay.img.meta-log.db \
       v1-raw-overlay.img v1-raw-overlay.img.meta.db v1-raw-overlay.img.meta-log.db \

@@ -81,6 +81,7 @@ internal sealed class History
             foreach (uint d in e.Deaths)
                 if (!Tree.Contains(d)) throw new CorruptImageException($"dead extent of block {key.Block} died in unknown epoch {d}");
         }
+        var headPath = new HashSet<uint>(Tree.PathToRoot(Tree.Head));
         foreach (long chunk in _table.PopulatedChunks())
         {
             var entries = _table.ChunkEntries(chunk);
@@ -89,9 +90,9 @@ internal sealed class History
                 if (entries[i] == 0) continue;
                 var m = MappingEntry.Decode(entries[i]);
                 long block = MappingTable.ChunkStart(chunk) + i;
-                if (!Tree.IsAncestorOrSelf(m.Epoch, Tree.Head))
+                if (!headPath.Contains(m.Epoch))
                     throw new CorruptImageException($"block {block} is mapped with birth epoch {m.Epoch}, which the head does not descend from");
-                if (_dead.TryGetValue(new DeadKey(block, m.Epoch), out var e) && (e.Source != m.Source || e.Cluster != m.PhysicalCluster))
+                if (_dead.Count > 0 && _dead.TryGetValue(new DeadKey(block, m.Epoch), out var e) && (e.Source != m.Source || e.Cluster != m.PhysicalCluster))
                     throw new CorruptImageException($"block {block} born in epoch {m.Epoch} is both mapped and dead with another extent");
             }
         }
