@@ -24,6 +24,7 @@ public static class ModelRunner
         var settings = new EngineSettings { MappingCache = s.MappingCache, CommitIntervalMs = 50, CommitMaxDirtyChunks = 2, JournalFoldEntries = 3 };
 
         var snapshots = new List<(string Name, byte[] Frozen)>();
+        var clones = new List<(string Snapshot, string Path, byte[] Expected)>();
         int snapshotCounter = 0;
         var image = CowImage.Create(imagePath, new ImageCreateOptions
         {
@@ -75,8 +76,36 @@ public static class ModelRunner
                     case OpKind.DeleteSnapshot:
                         if (snapshots.Count == 0) break;
                         int victim = op.Seed % snapshots.Count;
+                        if (clones.Any(c => c.Snapshot == snapshots[victim].Name))
+                        {
+                            // A clone reads it: refused, and nothing changes.
+                            Xunit.Assert.Throws<ImageOpenException>(() => image.DeleteSnapshot(snapshots[victim].Name));
+                            break;
+                        }
                         image.DeleteSnapshot(snapshots[victim].Name);
                         snapshots.RemoveAt(victim);
+                        break;
+                    case OpKind.Clone:
+                        if (snapshots.Count == 0) break;
+                        // A clone is made with the image closed (its base is the snapshot's view), gets a write of its
+                        // own, and must read as the snapshot plus that write; the image reopens unchanged.
+                        var (from, frozenAt) = snapshots[op.Seed % snapshots.Count];
+                        image.Dispose();
+                        string clonePath = dir.File($"clone-{clones.Count}.img");
+                        var cloneModel = (byte[])frozenAt.Clone();
+                        using (var clone = CowImage.CreateClone(clonePath, new ImageRef(imagePath, from), new ImageCreateOptions(), settings))
+                        {
+                            var own = Pattern(Math.Min(s.ClusterSize + 3, (int)s.VirtualSize), op.Seed);
+                            long at = s.VirtualSize / 3;
+                            int n = (int)Math.Min(own.Length, s.VirtualSize - at);
+                            clone.Write(at, own.AsSpan(0, n));
+                            own.AsSpan(0, n).CopyTo(cloneModel.AsSpan((int)at));
+                            var all = new byte[s.VirtualSize];
+                            clone.Read(0, all);
+                            AssertEqual(cloneModel, all, 0, s);
+                        }
+                        clones.Add((from, clonePath, cloneModel));
+                        image = CowImage.Open(imagePath, new ImageOpenOptions { Settings = settings });
                         break;
                     case OpKind.Revert:
                         if (snapshots.Count == 0) break;
@@ -93,6 +122,11 @@ public static class ModelRunner
                 throw new Xunit.Sdk.XunitException($"snapshots listed [{string.Join(",", listed)}], expected [{string.Join(",", snapshots.Select(x => x.Name))}]: {s}");
             image.Dispose();
             VerifySnapshots(imagePath, snapshots, settings, s);
+            foreach (var (_, clonePath, expected) in clones)
+            {
+                using var clone = CowImage.Open(clonePath, new ImageOpenOptions { ReadOnly = true, Settings = settings });
+                VerifyWhole(clone, expected, s);
+            }
             image = CowImage.Open(imagePath, new ImageOpenOptions { ReadOnly = true, Settings = settings });
             VerifyWhole(image, model, s);
             image.CheckInvariants();

@@ -3,14 +3,14 @@ using FsCheck.Fluent;
 
 namespace CowDisk.Tests.Engine;
 
-public enum OpKind { Write, Read, Discard, Zero, Flush, Reopen, Snapshot, DeleteSnapshot, Revert }
+public enum OpKind { Write, Read, Discard, Zero, Flush, Reopen, Snapshot, DeleteSnapshot, Revert, Clone }
 
 public sealed record Op(OpKind Kind, long Offset, int Length, byte Seed, int BufferOffset)
 {
     public override string ToString() => Kind switch
     {
         OpKind.Flush or OpKind.Reopen or OpKind.Snapshot => Kind.ToString(),
-        OpKind.DeleteSnapshot or OpKind.Revert => $"{Kind}(#{Seed})",
+        OpKind.DeleteSnapshot or OpKind.Revert or OpKind.Clone => $"{Kind}(#{Seed})",
         _ => $"{Kind}({Offset},{Length}{(Kind == OpKind.Write ? $",seed {Seed}" : "")})",
     };
 }
@@ -66,7 +66,8 @@ public sealed record ModelScenario(int ClusterSize, long VirtualSize, BaseKind B
         from kind in Gen.Frequency(
             (10, Gen.Constant(OpKind.Write)), (6, Gen.Constant(OpKind.Read)), (2, Gen.Constant(OpKind.Discard)),
             (2, Gen.Constant(OpKind.Zero)), (2, Gen.Constant(OpKind.Flush)), (1, Gen.Constant(OpKind.Reopen)),
-            (2, Gen.Constant(OpKind.Snapshot)), (1, Gen.Constant(OpKind.DeleteSnapshot)), (1, Gen.Constant(OpKind.Revert)))
+            (2, Gen.Constant(OpKind.Snapshot)), (1, Gen.Constant(OpKind.DeleteSnapshot)), (1, Gen.Constant(OpKind.Revert)),
+            (1, Gen.Constant(OpKind.Clone)))
         from aligned in Gen.Elements(true, false)
         from offset in Gen.Choose(0, (int)Math.Min(int.MaxValue, size - 1))
         let start = aligned ? offset / cs * (long)cs : offset
