@@ -1,0 +1,105 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Security.Cryptography;
+using CowDisk.Tests.Cli;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace CowDisk.Tests.Attach;
+
+/// <summary>
+/// A live snapshot of an attached, mounted ext4 under write load, taken through the daemon's control socket:
+/// the snapshot attaches (read-only, and as a writable clone where the journal replays), e2fsck -fn finds it
+/// clean after the replay, every file fsynced before the snapshot command started is in it with its contents,
+/// and no file created after the command returned is.
+/// </summary>
+[Collection(AttachCollection.Name)]
+public sealed class AttachSnapshotTests(ITestOutputHelper output)
+{
+    [AttachFact]
+    public void A_live_snapshot_under_ext4_write_load_holds_every_file_fsynced_before_it()
+    {
+        using var scratch = new AttachScratch();
+        string image = scratch.CreateImage("disk.img", "256M");
+        string name = scratch.NewName();
+        string link = scratch.Attach(image, name);
+        CommandRunner.Check("mkfs.ext4", "-q", "-F", link);
+        string mountPoint = scratch.Mount(link);
+
+        // (name, sha, fsync ended, created) of each file the writer made durable.
+        var files = new ConcurrentQueue<(string Name, string Sha, long FsyncEnded, long Created)>();
+        using var stop = new CancellationTokenSource();
+        Exception? writerError = null;
+        var writer = new Thread(() =>
+        {
+            try
+            {
+                var random = new Random(7);
+                for (int i = 0; !stop.IsCancellationRequested; i++)
+                {
+                    string file = $"f{i:D5}";
+                    long created = Stopwatch.GetTimestamp();
+                    var data = new byte[random.Next(1, 96 << 10)];
+                    random.NextBytes(data);
+                    using (var handle = File.OpenHandle(Path.Combine(mountPoint, file), FileMode.CreateNew, FileAccess.Write))
+                    {
+                        RandomAccess.Write(handle, data, 0);
+                        Assert.Equal(0, Posix.Fsync(handle));
+                    }
+                    Assert.Equal(0, Posix.FsyncDirectory(mountPoint));
+                    files.Enqueue((file, Convert.ToHexString(SHA256.HashData(data)), Stopwatch.GetTimestamp(), created));
+                }
+            }
+            catch (Exception e) { writerError = e; }
+        }) { IsBackground = true };
+        writer.Start();
+        Thread.Sleep(1500);
+        long before = Stopwatch.GetTimestamp();
+        var created = scratch.Cow("snapshot", "create", image, "live");
+        long after = Stopwatch.GetTimestamp();
+        Assert.True(created.ExitCode == 0, created.ToString());
+        Assert.Contains($"through attachment '{name}'", created.Output);
+        Thread.Sleep(700);
+        stop.Cancel();
+        writer.Join();
+        Assert.Null(writerError);
+
+        var list = scratch.Cow("snapshot", "list", image);
+        Assert.Contains("live", list.Output);
+        CliAssert.OneLineError(scratch.Cow("snapshot", "revert", image, "live"), $"attached read-write as '{name}'");
+        scratch.Unmount(mountPoint);
+        scratch.Detach(name);
+
+        var durable = files.Where(f => f.FsyncEnded < before).ToList();
+        var later = files.Where(f => f.Created > after).ToList();
+        output.WriteLine($"{files.Count} files written, {durable.Count} fsynced before the snapshot, {later.Count} created after it");
+        Assert.NotEmpty(durable);
+        Assert.NotEmpty(later);
+
+        // Read-only: the journal cannot replay here, so only look.
+        string roName = scratch.NewName();
+        string roLink = scratch.Attach($"{image}@live", roName);
+        Assert.Equal("yes", Assert.Single(scratch.List(), s => s.Name == roName).ReadOnly ? "yes" : "no");
+        scratch.Detach(roName);
+
+        // A writable clone: the journal replays, then the file system is clean and holds the files.
+        string cloneName = scratch.NewName();
+        string cloneLink = scratch.Attach($"{image}@live", cloneName, "--overlay");
+        var replay = CommandRunner.Run("e2fsck", ["-fy", cloneLink]);
+        Assert.True(replay.ExitCode is 0 or 1, $"e2fsck -fy: {replay}");
+        var check = CommandRunner.Run("e2fsck", ["-fn", cloneLink]);
+        Assert.True(check.ExitCode == 0, $"e2fsck -fn after the replay: {check}");
+        string cloneMount = scratch.Mount(cloneLink);
+        foreach (var f in durable)
+        {
+            string path = Path.Combine(cloneMount, f.Name);
+            Assert.True(File.Exists(path), $"{f.Name}, fsynced before the snapshot, is missing from it");
+            Assert.Equal(f.Sha, Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(path))));
+        }
+        foreach (var f in later)
+            Assert.False(File.Exists(Path.Combine(cloneMount, f.Name)), $"{f.Name}, created after the snapshot returned, is in it");
+        scratch.Unmount(cloneMount);
+        scratch.Detach(cloneName);
+        Assert.Equal(0, scratch.Cow("check", image).ExitCode);
+    }
+}
