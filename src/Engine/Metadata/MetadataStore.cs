@@ -260,20 +260,20 @@ internal sealed class MetadataStore : IDisposable
             foreach (var doc in _db.GetCollection(DeadCollection).FindAll())
             {
                 long chunk = doc["_id"].AsInt64;
-                if (chunk < 0 || chunk >= table.ChunkCount)
-                    throw new CorruptImageException($"dead-extent chunk {chunk} lies outside the disk");
+                if (chunk < 0 || History.PageStart(chunk) >= table.BlockCount)
+                    throw new CorruptImageException($"dead-extent page {chunk} lies outside the disk");
                 var packed = doc["x"].AsBinary;
                 if (packed is null || packed.Length % DeadRecord.Size != 0)
-                    throw new CorruptImageException($"dead-extent chunk {chunk} is not a whole number of records");
+                    throw new CorruptImageException($"dead-extent page {chunk} is not a whole number of records");
                 for (int r = 0; r < packed.Length / DeadRecord.Size; r++)
                 {
                     DeadRecord rec;
                     try { rec = DeadRecord.Read(packed.AsSpan(r * DeadRecord.Size)); }
-                    catch (FormatException e) { throw new CorruptImageException($"dead-extent chunk {chunk}: {e.Message}"); }
-                    if (rec.FirstBlockInChunk + rec.BlockCount > MappingTable.ChunkBlocks)
-                        throw new CorruptImageException($"dead-extent chunk {chunk}: run {rec.FirstBlockInChunk}+{rec.BlockCount} leaves the chunk");
+                    catch (FormatException e) { throw new CorruptImageException($"dead-extent page {chunk}: {e.Message}"); }
+                    if (rec.FirstBlockInChunk + rec.BlockCount > History.PageBlocks)
+                        throw new CorruptImageException($"dead-extent page {chunk}: run {rec.FirstBlockInChunk}+{rec.BlockCount} leaves the page");
                     for (int i = 0; i < rec.BlockCount; i++)
-                        history.Load(MappingTable.ChunkStart(chunk) + rec.FirstBlockInChunk + i, rec.Source,
+                        history.Load(History.PageStart(chunk) + rec.FirstBlockInChunk + i, rec.Source,
                             rec.Source == MappingSource.Data ? rec.PhysicalCluster + i : 0, rec.Birth, rec.Death);
                 }
             }

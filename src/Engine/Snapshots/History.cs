@@ -28,11 +28,17 @@ internal sealed class History
     private readonly Dictionary<DeadKey, DeadEntry> _dead = new();
     private readonly Dictionary<uint, HashSet<DeadKey>> _byBirth = new();
     private readonly Dictionary<uint, HashSet<DeadKey>> _byDeath = new();
-    private readonly Dictionary<long, HashSet<DeadKey>> _byChunk = new();
+    private readonly Dictionary<long, HashSet<DeadKey>> _byChunk = new();   // by dead page
+
+    /// <summary>Dead extents are stored in pages of 512 blocks, so a commit rewrites at most 512 blocks' worth per page it touches.</summary>
+    public const int PageShift = 9;
+    public const int PageBlocks = 1 << PageShift;
+    public static long PageOf(long block) => block >> PageShift;
+    public static long PageStart(long page) => page << PageShift;
 
     public EpochTree Tree { get; private set; }
 
-    /// <summary>Map chunks whose dead entries changed since the last commit.</summary>
+    /// <summary>Dead pages (512 blocks) whose dead entries changed since the last commit.</summary>
     public HashSet<long> DirtyDeadChunks { get; } = new();
     /// <summary>The epoch tree or the snapshot list changed since the last commit.</summary>
     public bool TreeDirty { get; set; }
@@ -114,7 +120,7 @@ internal sealed class History
         return m.Epoch == key.Birth && m.Source == e.Source && m.PhysicalCluster == e.Cluster;
     }
 
-    /// <summary>The packed rows of one chunk's dead entries, or null when it has none.</summary>
+    /// <summary>The packed rows of one dead page's entries, or null when it has none.</summary>
     public byte[]? EncodeChunk(long chunk)
     {
         if (!_byChunk.TryGetValue(chunk, out var keys) || keys.Count == 0) return null;
@@ -127,7 +133,7 @@ internal sealed class History
         }
         rows.Sort();
         var runs = new List<DeadRecord>();
-        long chunkStart = MappingTable.ChunkStart(chunk);
+        long chunkStart = PageStart(chunk);
         int i = 0;
         while (i < rows.Count)
         {
@@ -167,7 +173,7 @@ internal sealed class History
             Insert(key, e);
         }
         AddDeath(key, e!, deathEpoch);
-        DirtyDeadChunks.Add(MappingTable.ChunkOf(block));
+        DirtyDeadChunks.Add(PageOf(block));
         // A fresh entry born at or above SharedThrough is read by a snapshot; others need the full test.
         if ((known || exact) && !SeenBySnapshot(key, e!)) Remove(key, e!);
     }
@@ -185,8 +191,8 @@ internal sealed class History
         _dead.Remove(key);
         _byBirth[key.Birth].Remove(key);
         foreach (uint d in e.Deaths) _byDeath[d].Remove(key);
-        _byChunk[MappingTable.ChunkOf(key.Block)].Remove(key);
-        DirtyDeadChunks.Add(MappingTable.ChunkOf(key.Block));
+        _byChunk[PageOf(key.Block)].Remove(key);
+        DirtyDeadChunks.Add(PageOf(key.Block));
         if (e.Source == MappingSource.Data && !IsLive(key, e)) Free?.Invoke(e.Cluster);
     }
 
@@ -194,7 +200,7 @@ internal sealed class History
     {
         _dead.Add(key, e);
         SetOf(_byBirth, key.Birth).Add(key);
-        SetOf(_byChunk, MappingTable.ChunkOf(key.Block)).Add(key);
+        SetOf(_byChunk, PageOf(key.Block)).Add(key);
     }
 
     private void AddDeath(DeadKey key, DeadEntry e, uint death)
@@ -340,12 +346,12 @@ internal sealed class History
             {
                 var e = _dead[key];
                 e.Deaths = e.Deaths.Where(d => d != p).ToArray();
-                DirtyDeadChunks.Add(MappingTable.ChunkOf(key.Block));
+                DirtyDeadChunks.Add(PageOf(key.Block));
                 if (e.Deaths.Length == 0)
                 {
                     // Dropped only on a branch that is gone: it is either the head's again or read by nobody.
                     if (!IsLive(key, e) && !SeenBySnapshot(key, e)) Remove(key, e);
-                    else if (IsLive(key, e)) { _dead.Remove(key); _byBirth[key.Birth].Remove(key); _byChunk[MappingTable.ChunkOf(key.Block)].Remove(key); }
+                    else if (IsLive(key, e)) { _dead.Remove(key); _byBirth[key.Birth].Remove(key); _byChunk[PageOf(key.Block)].Remove(key); }
                 }
             }
         }
