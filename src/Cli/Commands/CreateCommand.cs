@@ -44,11 +44,8 @@ public static class CreateCommand
             {
                 var named = ImageRef.Parse(clone);
                 if (named.Snapshot is null) throw new CliException($"--from names a snapshot: IMAGE@SNAPSHOT, not {clone}");
-                if (new CowDisk.Engine.Frontends.Attach.AttachRegistry(CowDisk.Engine.Frontends.Attach.AttachPaths.FromEnvironment())
-                        .FindWriter(Path.GetFullPath(named.Path)) is { } attached)
-                    throw new CliException($"{Path.GetFullPath(named.Path)} is attached read-write as '{attached.Name}' (pid {attached.Pid}); " +
-                                           "a clone reads its snapshot through the image, so detach it first");
-                img = CowImage.CreateClone(path, named, options, settings);
+                // An image attached read-write registers the clone through its daemon, which also serves the snapshot.
+                img = CowImage.CreateClone(path, named, options, settings, CowDisk.Engine.Frontends.Attach.CloneRegistration.Through(named.Path));
             }
             else img = CowImage.Create(path, options, settings);
             using var _ = img;

@@ -18,7 +18,7 @@ public static class IoCommand
 
     private static readonly string[] Ops = { "write", "read", "verify", "discard", "zero" };
 
-    private sealed record OpArgs(CowImage Image, long Offset, long Length, byte? Pattern, WriteSource? Source);
+    private sealed record OpArgs(IBlockDevice Image, long Offset, long Length, byte? Pattern, WriteSource? Source);
 
     public static Command Build()
     {
@@ -50,8 +50,10 @@ public static class IoCommand
             var named = ImageRef.Parse(r.GetValue(image)!);
             if (named.Snapshot is not null && !readOnly)
                 throw new CliException($"{named} is a snapshot, which is read-only ({what} needs a writable image)");
-            using var img = CowImage.Open(ImagePath.RequireNotFolder(named.Path),
-                new ImageOpenOptions { ReadOnly = readOnly, Settings = settings, Snapshot = named.Snapshot });
+            ImagePath.RequireNotFolder(named.Path);
+            // A snapshot of an image a running attachment writes is read through that attachment.
+            using IBlockDevice img = named.Snapshot is not null ? BaseImage.OpenForReading(named, settings)
+                : CowImage.Open(named.Path, new ImageOpenOptions { ReadOnly = readOnly, Settings = settings });
             if (off > img.Size || len > img.Size - off)
                 throw new CliException($"range {off}+{len} is outside the image ({img.Size} bytes)");
             var a = new OpArgs(img, off, len, p, source);

@@ -39,7 +39,13 @@ public static class BaseImage
         if (ImageRef.Parse(path) is { Snapshot: { } snapshot } named)
         {
             if (BaseImage.Probe(named.Path) != CowDiskFormat) throw new ImageOpenException($"{named.Path} is not a cowdisk image, so it has no snapshot '{snapshot}'");
-            return CowImage.Open(named.Path, new ImageOpenOptions { ReadOnly = true, Snapshot = snapshot }, depth, chain);
+            try { return CowImage.Open(named.Path, new ImageOpenOptions { ReadOnly = true, Snapshot = snapshot }, depth, chain); }
+            catch (ImageLockedException) when (HeldSnapshotOpener is { } viaWriter)
+            {
+                var view = viaWriter(named.Path, snapshot);   // its writer serves the snapshot's mappings
+                if (view is null) throw;
+                return view;
+            }
         }
         string what = depth == 0 ? "image" : "backing file";
         if (depth > MaxChainDepth) throw new ImageOpenException($"backing chain is deeper than {MaxChainDepth} (a loop?) at {path}");
@@ -57,17 +63,37 @@ public static class BaseImage
         };
     }
 
+    /// <summary>
+    /// Opens a snapshot view of an image another process holds for writing, through that process (set by the
+    /// frontends, which know where running writers listen); null when no such writer can be asked.
+    /// </summary>
+    public static Func<string, string, IBlockDevice?>? HeldSnapshotOpener { get; set; }
+
+    /// <summary>IMAGE@SNAPSHOT (or an image) for reading: through its writer when another process holds it.</summary>
+    public static IBlockDevice OpenForReading(ImageRef named, EngineSettings settings)
+    {
+        if (named.Snapshot is null) return CowImage.Open(named.Path, new ImageOpenOptions { ReadOnly = true, Settings = settings });
+        try { return CowImage.Open(named.Path, new ImageOpenOptions { ReadOnly = true, Snapshot = named.Snapshot, Settings = settings }); }
+        catch (ImageLockedException) when (HeldSnapshotOpener is { } viaWriter)
+        {
+            var view = viaWriter(named.Path, named.Snapshot);
+            if (view is null) throw;
+            return view;
+        }
+    }
+
     /// <summary>The file a base device reads.</summary>
     public static string? PathOf(IBlockDevice device) => device switch
     {
         CowImage cow => cow.Files.DataPath,
         RawFileDevice raw => raw.Path,
+        SnapshotView view => view.ImagePath,
         _ => null,
     };
 
     public static string FormatName(IBlockDevice device) => device switch
     {
-        CowImage => CowDiskFormat,
+        CowImage or SnapshotView => CowDiskFormat,
         _ => RawFormat,
     };
 

@@ -70,6 +70,8 @@ public sealed partial class CowImage : IBlockDevice
         Snapshot = snapshot;
         _viewedHistory = viewedHistory;
         history.CloneExists = clone => ImageHeaderProbe.IdOf(clone.Path) == clone.Id;
+        if ((headerFile ?? dataFile) is HostStorageFile imageFile)
+            history.ViewReaders = () => !SnapshotViewLock.NoReaders(imageFile.Handle);
         Files = files; _dataFile = dataFile; _headerFile = headerFile; _store = store; _base = baseDevice; ReadOnly = readOnly;
         ImageId = header.ImageId;
         Geometry = new ClusterGeometry(header.ClusterSize, header.VirtualSize);
@@ -397,6 +399,20 @@ public sealed partial class CowImage : IBlockDevice
     /// <summary>Forgets a snapshot; the clusters only it read are freed (and reusable once that is durable).</summary>
     public SnapshotInfo DeleteSnapshot(string name) => RunControl(ControlKind.DeleteSnapshot, name);
 
+    /// <summary>A snapshot's mappings as journal records over the whole disk, for a reader that cannot open the image (it is held).</summary>
+    internal byte[] ExportSnapshot(string name)
+    {
+        lock (_controlLock)
+        {
+            var op = new ControlOp { Kind = ControlKind.ExportView, Name = name };
+            _responder.Enqueue(op);
+            int result = _target.Control();
+            if (op.Refused is not null) throw new ImageOpenException(op.Refused);
+            if (result != 0) throw new BlockDeviceException($"exporting snapshot '{name}' failed: {Native.Errno.Describe(-result)}", null, -result);
+            return op.Export!;
+        }
+    }
+
     /// <summary>Records that an image is being made from a snapshot, so the snapshot is not deleted under it.</summary>
     internal SnapshotInfo RegisterClone(string snapshot, Guid cloneId, string clonePath) =>
         RunControl(ControlKind.AddClone, snapshot, new CloneRef(cloneId, clonePath, 0));
@@ -405,7 +421,9 @@ public sealed partial class CowImage : IBlockDevice
     /// A writable image that reads as the snapshot (its backing is IMAGE@SNAPSHOT and shares the snapshot's extents);
     /// the snapshot is registered first, so it cannot be deleted while the clone exists.
     /// </summary>
-    public static CowImage CreateClone(string path, ImageRef from, ImageCreateOptions options, EngineSettings? settings = null)
+    /// <param name="register">Records the clone with the image's snapshot (an attachment holding the image does it); by default the image is opened for it.</param>
+    public static CowImage CreateClone(string path, ImageRef from, ImageCreateOptions options, EngineSettings? settings = null,
+        Action<string, Guid, string>? register = null)
     {
         settings ??= new EngineSettings();
         if (from.Snapshot is null) throw new ImageOpenException($"--from needs IMAGE@SNAPSHOT, not {from.Path}");
@@ -414,8 +432,12 @@ public sealed partial class CowImage : IBlockDevice
         if (parent == files.DataPath) throw new ImageOpenException("a clone cannot replace the image it is made from");
         if (!options.Force && File.Exists(files.DataPath)) throw new ImageOpenException($"{files.DataPath} already exists (use --force to replace it)");
         var id = Guid.NewGuid();
-        using (var source = Open(parent, new ImageOpenOptions { Settings = settings }))
+        if (register is not null) register(from.Snapshot, id, files.DataPath);
+        else
+        {
+            using var source = Open(parent, new ImageOpenOptions { Settings = settings });
             source.RegisterClone(from.Snapshot, id, files.DataPath);
+        }
         // Stored relative to the clone's folder when they share it, so the pair can move together.
         string relative = Path.GetRelativePath(files.Folder, parent);
         string backing = (relative.StartsWith("..", StringComparison.Ordinal) ? parent : relative) + "@" + from.Snapshot;

@@ -10,6 +10,40 @@ internal static partial class FileLock
     private static partial int flock(int fd, int operation);
 
     private const int LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4;
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Flock
+    {
+        public short Type, Whence;
+        public long Start, Length;
+        public int Pid;
+        private int _pad;
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fcntl(int fd, int cmd, ref Flock lk);
+
+    private const int F_OFD_SETLK = 37;
+    private const short F_RDLCK = 0, F_WRLCK = 1, F_UNLCK = 2;
+
+    /// <summary>
+    /// An open-file-description byte-range lock on one byte (independent of flock on Linux): readers of snapshot
+    /// views hold it shared for as long as they read; deleting a snapshot needs it exclusively, for a moment.
+    /// </summary>
+    public static bool TryLockByte(SafeFileHandle handle, long offset, bool exclusive)
+    {
+        var lk = new Flock { Type = exclusive ? F_WRLCK : F_RDLCK, Whence = 0, Start = offset, Length = 1 };
+        if (fcntl((int)handle.DangerousGetHandle(), F_OFD_SETLK, ref lk) == 0) return true;
+        int errno = Marshal.GetLastPInvokeError();
+        if (errno is EWOULDBLOCK or 13) return false;   // EAGAIN / EACCES: held by another
+        throw new IOException($"fcntl(F_OFD_SETLK) failed: errno {errno}");
+    }
+
+    public static void UnlockByte(SafeFileHandle handle, long offset)
+    {
+        var lk = new Flock { Type = F_UNLCK, Whence = 0, Start = offset, Length = 1 };
+        fcntl((int)handle.DangerousGetHandle(), F_OFD_SETLK, ref lk);
+    }
     private const int EWOULDBLOCK = 11;
 
     // A lock can outlive its holder's close for a moment: a child forked by the holder (Process.Start) shares

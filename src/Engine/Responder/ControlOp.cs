@@ -2,7 +2,7 @@ using CowDisk.Engine.Snapshots;
 
 namespace CowDisk.Engine.Responder;
 
-internal enum ControlKind { CreateSnapshot, DeleteSnapshot, RevertSnapshot, ListSnapshots, AddClone, Preallocate }
+internal enum ControlKind { CreateSnapshot, DeleteSnapshot, RevertSnapshot, ListSnapshots, AddClone, Preallocate, ExportView }
 
 /// <summary>
 /// A snapshot change handed to the responder thread, which owns the mappings. The target posts a CONTROL_REQ in
@@ -21,6 +21,8 @@ internal sealed class ControlOp
     public List<SnapshotInfo>? List { get; set; }
     /// <summary>AddClone: the image being made from the snapshot.</summary>
     public CloneRef? Clone { get; init; }
+    /// <summary>ExportView: the snapshot's mappings as journal records (runs over the whole disk).</summary>
+    public byte[]? Export { get; set; }
     /// <summary>Preallocate: the blocks to map.</summary>
     public long FirstBlock { get; init; }
     public long BlockCount { get; init; }

@@ -386,6 +386,16 @@ internal sealed class MapResponder : IDisposable
             Respond(new RingEvent { Type = RingEventType.ControlRsp, Id = ev.Id, Result = -Native.Errno.EINVAL });
             return;
         }
+        if (op.Kind == ControlKind.ExportView)
+        {
+            // A reader that cannot take the image's lock gets the snapshot's mappings; its clusters do not move
+            // while the snapshot exists, and the reader's view lock keeps the snapshot from being deleted.
+            var viewed = _history.Tree.Find(op.Name);
+            if (viewed is null) op.Refused = $"no snapshot named '{op.Name}'";
+            else op.Export = JournalCodec.Encode(_history.BuildView(viewed.Epoch), [(0, _geometry.BlockCount)]);
+            Respond(new RingEvent { Type = RingEventType.ControlRsp, Id = ev.Id, Result = viewed is null ? -Native.Errno.EINVAL : 0 });
+            return;
+        }
         if (op.Kind == ControlKind.ListSnapshots)
         {
             op.List = ListSnapshots();
@@ -420,6 +430,8 @@ internal sealed class MapResponder : IDisposable
                 if (snap is null) op.Refused = $"no snapshot named '{op.Name}'";
                 else if (LiveClone(snap) is { } clone)
                     op.Refused = $"snapshot '{snap.Name}' is the base of clone {clone.Path}; delete or rebase the clone first";
+                else if (_history.ViewReaders())
+                    op.Refused = $"snapshot '{snap.Name}' cannot be deleted while another process reads a snapshot view of this image (an attached snapshot or a clone in use); close it first";
                 else { _history.Delete(snap); op.Result = snap; }
                 break;
             case ControlKind.Preallocate:

@@ -49,6 +49,9 @@ internal sealed class History
     /// <summary>Whether a registered clone still exists (its file is that image); stale registrations are dropped.</summary>
     public Func<CloneRef, bool> CloneExists { get; set; } = _ => true;
 
+    /// <summary>Whether a process reads a snapshot view without the image's lock (served by its writer): no delete then.</summary>
+    public Func<bool> ViewReaders { get; set; } = () => false;
+
     public History(MappingTable table, EpochTree tree) { _table = table; Tree = tree; }
 
     public uint Head => Tree.Head;

@@ -67,6 +67,24 @@ public sealed class AttachSnapshotTests(ITestOutputHelper output)
         var list = scratch.Cow("snapshot", "list", image);
         Assert.Contains("live", list.Output);
         CliAssert.OneLineError(scratch.Cow("snapshot", "revert", image, "live"), $"attached read-write as '{name}'");
+
+        // While the disk is still attached and written: the snapshot attaches read-only (served through the
+        // writer's daemon), cannot be deleted while that view is open, and a clone of it can be made and read.
+        string viewName = scratch.NewName();
+        string viewLink = scratch.Attach($"{image}@live", viewName);
+        var viewSum = CommandRunner.Run("sha256sum", [viewLink]);
+        Assert.Equal(0, viewSum.ExitCode);
+        CliAssert.OneLineError(scratch.Cow("snapshot", "delete", image, "live"), "reads a snapshot view");
+        string clone = Path.Combine(scratch.Folder, "clone.img");
+        var cloned = scratch.Cow("create", clone, "--from", $"{image}@live");
+        Assert.True(cloned.ExitCode == 0, cloned.ToString());
+        var cloneRead = scratch.Cow("io", clone, "read", "0", "256M");
+        Assert.True(cloneRead.ExitCode == 0, cloneRead.ToString());
+        Assert.Contains(viewSum.Output[..64].ToLowerInvariant(), cloneRead.Output);   // the clone reads as the snapshot
+        scratch.Detach(viewName);
+        CliAssert.OneLineError(scratch.Cow("snapshot", "delete", image, "live"), "base of clone");
+        File.Delete(clone);
+        foreach (var f in new[] { ".meta.db", ".meta.log" }) File.Delete(clone + f);
         scratch.Unmount(mountPoint);
         scratch.Detach(name);
 

@@ -80,7 +80,8 @@ public sealed class AttachSession : IDisposable
 
     private void Bringup(AttachRequest request, string image, string? overlay)
     {
-        CheckConflicts(image, wantsWrite: !request.ReadOnly && overlay is null);
+        // A snapshot view may be served while another attachment writes the image: that writer serves its mappings.
+        if (request.Snapshot is null) CheckConflicts(image, wantsWrite: !request.ReadOnly && overlay is null);
         if (overlay is not null)
         {
             if (File.Exists(overlay)) throw new AttachException($"overlay {overlay} already exists; attach it directly or remove it");

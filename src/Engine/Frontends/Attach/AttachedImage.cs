@@ -11,7 +11,9 @@ internal static class AttachedImage
     {
         string format = BaseImage.Probe(path);
         if (format == BaseImage.CowDiskFormat)
-            return CowImage.Open(path, new ImageOpenOptions { ReadOnly = readOnly || snapshot is not null, Settings = settings, Snapshot = snapshot });
+            return snapshot is not null
+                ? BaseImage.OpenForReading(new ImageRef(path, snapshot), settings)   // through a running writer if it is held
+                : CowImage.Open(path, new ImageOpenOptions { ReadOnly = readOnly, Settings = settings });
         if (snapshot is not null) throw new AttachException($"{path} is a {format} image, which has no snapshots");
         if (format == BaseImage.RawFormat && readOnly) return new RawFileDevice(path, readOnly: true);
         throw new AttachException(
@@ -23,7 +25,7 @@ internal static class AttachedImage
     {
         if (snapshot is not null)
         {
-            CowImage.CreateClone(overlayPath, new ImageRef(basePath, snapshot), new ImageCreateOptions(), settings).Dispose();
+            CowImage.CreateClone(overlayPath, new ImageRef(basePath, snapshot), new ImageCreateOptions(), settings, CloneRegistration.Through(basePath)).Dispose();
             return;
         }
         // Stored relative to the overlay's folder (they share it), so the pair can move together.

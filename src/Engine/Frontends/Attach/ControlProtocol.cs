@@ -6,10 +6,14 @@ using CowDisk.Engine.Snapshots;
 namespace CowDisk.Engine.Frontends.Attach;
 
 /// <summary>One request to a running attachment's control socket: a JSON line. Ops: snapshot-create, snapshot-list, snapshot-delete.</summary>
-public sealed record ControlRequest(string Op, string? Name = null);
+public sealed record ControlRequest(string Op, string? Name = null, string? Path = null, Guid? Id = null);
+
+/// <summary>What a snapshot view needs besides the exported mappings.</summary>
+public sealed record ExportedImage(int ClusterSize, long VirtualSize, string? Backing, string? DataDevice);
 
 /// <summary>The answer: a JSON line. Error is a one-line message when Ok is false.</summary>
-public sealed record ControlReply(bool Ok, string? Error = null, SnapshotInfo? Snapshot = null, List<SnapshotInfo>? Snapshots = null);
+public sealed record ControlReply(bool Ok, string? Error = null, SnapshotInfo? Snapshot = null, List<SnapshotInfo>? Snapshots = null,
+    ExportedImage? Image = null);
 
 /// <summary>The client side, used by the CLI: one request, one reply, per connection.</summary>
 public static class ControlClient

@@ -87,6 +87,17 @@ internal sealed class ControlServer : IDisposable
                     return new ControlReply(true, Snapshot: deleted);
                 case "snapshot-list":
                     return new ControlReply(true, Snapshots: _image.ListSnapshots().ToList());
+                case "snapshot-export":
+                    // The caller made the file (0600, in the run folder) and holds the image's view lock.
+                    if (request.Path is null || !File.Exists(request.Path)) return new ControlReply(false, "snapshot-export needs an existing file to write");
+                    File.WriteAllBytes(request.Path, _image.ExportSnapshot(request.Name ?? ""));
+                    return new ControlReply(true, Image: new ExportedImage(_image.Geometry.ClusterSize, _image.Size,
+                        _image.BackingFile is null ? null : _image.Files.ResolveBacking(_image.BackingFile), _image.DataDevice));
+                case "clone-register":
+                    if (request.Path is null || request.Id is null) return new ControlReply(false, "clone-register needs a path and an id");
+                    var source = _image.RegisterClone(request.Name ?? "", request.Id.Value, request.Path);
+                    _log($"control: clone {request.Path} registered on snapshot '{source.Name}'");
+                    return new ControlReply(true, Snapshot: source);
                 default:
                     return new ControlReply(false, $"unknown control request '{request.Op}'");
             }

@@ -1,0 +1,106 @@
+using CowDisk.Engine.Devices;
+using CowDisk.Engine.Mapping;
+using CowDisk.Engine.Storage;
+using CowDisk.Format.Image;
+using CowDisk.Format.Mapping;
+using Microsoft.Win32.SafeHandles;
+
+namespace CowDisk.Engine.Images;
+
+/// <summary>
+/// A snapshot read while another process writes the image (an attach daemon): its mappings come from that
+/// writer (exported through its control socket), its data straight from the data file, which the writer never
+/// changes under a snapshot. A view lock on the image file keeps the snapshot from being deleted meanwhile.
+/// Read-only; reads go block by block to the data file, the base, or zeros.
+/// </summary>
+public sealed class SnapshotView : IBlockDevice
+{
+    private readonly ClusterGeometry _geometry;
+    private readonly MappingTable _table;
+    private readonly IStorageFile _extents;
+    private readonly SafeFileHandle _imageFile;   // holds the view lock
+    private readonly IBlockDevice? _base;
+
+    public string ImagePath { get; }
+    public string SnapshotName { get; }
+    public long Size => _geometry.VirtualSize;
+    public BlockDeviceCapabilities Capabilities => BlockDeviceCapabilities.ReadOnly;
+
+    /// <param name="exported">The snapshot's mappings as journal records (from the writer).</param>
+    /// <param name="backing">The image's base, resolved, or null.</param>
+    /// <param name="dataDevice">The data device holding the extents, or null for the data file.</param>
+    public static SnapshotView Open(string imagePath, string snapshot, int clusterSize, long virtualSize, byte[] exported,
+        string? backing, string? dataDevice, SafeFileHandle heldImageFile, int depth = 0, IReadOnlyList<string>? chain = null)
+    {
+        var geometry = new ClusterGeometry(clusterSize, virtualSize);
+        var table = new MappingTable(geometry.BlockCount);
+        JournalCodec.Apply(table, 0, exported);
+        IStorageFile? extents = null;
+        IBlockDevice? baseDevice = null;
+        try
+        {
+            extents = dataDevice is null ? HostStorage.Instance.Open(imagePath, StorageAccess.Read) : HostStorage.Instance.OpenDevice(dataDevice, StorageAccess.Read);
+            if (backing is not null) baseDevice = BaseImage.Open(backing, depth + 1, (chain ?? []).Append(imagePath).ToArray());
+            return new SnapshotView(imagePath, snapshot, geometry, table, extents, heldImageFile, baseDevice);
+        }
+        catch
+        {
+            extents?.Dispose();
+            baseDevice?.Dispose();
+            heldImageFile.Dispose();
+            throw;
+        }
+    }
+
+    private SnapshotView(string imagePath, string snapshot, ClusterGeometry geometry, MappingTable table, IStorageFile extents,
+        SafeFileHandle imageFile, IBlockDevice? baseDevice)
+    {
+        ImagePath = imagePath; SnapshotName = snapshot; _geometry = geometry; _table = table; _extents = extents;
+        _imageFile = imageFile; _base = baseDevice;
+    }
+
+    public void Read(long offset, Span<byte> buffer)
+    {
+        if (offset < 0 || offset > Size - buffer.Length)
+            throw new BlockDeviceException($"I/O at {offset}+{buffer.Length} is outside the disk ({Size} bytes)");
+        while (!buffer.IsEmpty)
+        {
+            long block = _geometry.BlockOf(offset);
+            int inBlock = _geometry.OffsetInBlock(offset);
+            int n = (int)Math.Min(buffer.Length, _geometry.ClusterSize - inBlock);
+            var part = buffer[..n];
+            var m = _table.GetMapping(block);
+            switch (m.Source)
+            {
+                case MappingSource.Data:
+                    int got = _extents.Read(_geometry.ClusterOffset(m.PhysicalCluster) + inBlock, part);
+                    part[got..].Clear();   // the unwritten tail of a cluster at the file's end
+                    break;
+                case MappingSource.Unallocated when _base is not null:
+                    long available = Math.Clamp(_base.Size - offset, 0, n);
+                    if (available > 0) _base.Read(offset, part[..(int)available]);
+                    part[(int)available..].Clear();
+                    break;
+                default:
+                    part.Clear();
+                    break;
+            }
+            buffer = buffer[n..];
+            offset += n;
+        }
+    }
+
+    public void Write(long offset, ReadOnlySpan<byte> buffer, WriteFlags flags = WriteFlags.None) => throw ReadOnlyError();
+    public void Flush() { }
+    public void Discard(long offset, long length) => throw ReadOnlyError();
+    public void WriteZeroes(long offset, long length) => throw ReadOnlyError();
+
+    private BlockDeviceException ReadOnlyError() => new($"snapshot {ImagePath}@{SnapshotName} is read-only", null, Native.Errno.EROFS);
+
+    public void Dispose()
+    {
+        _base?.Dispose();
+        _extents.Dispose();
+        _imageFile.Dispose();   // releases the view lock
+    }
+}
