@@ -245,11 +245,7 @@ internal sealed class MetadataStore : IDisposable
     {
         try
         {
-            var image = Image;
-            var nodes = _db.GetCollection(EpochCollection).FindAll()
-                .Select(d => ((uint)CheckedEpoch(d["_id"].AsInt64), d["parent"].AsInt64)).ToList();
-            var snapshots = _db.GetCollection(SnapshotCollection).FindAll().Select(FromSnapshotDocument).ToList();
-            var tree = EpochTree.Load(image.Epoch, image.NextEpoch, nodes, snapshots);
+            var tree = LoadTree(out bool stored);
             var history = new History(table, tree);
             foreach (var doc in _db.GetCollection(CloneCollection).FindAll())
             {
@@ -278,9 +274,29 @@ internal sealed class MetadataStore : IDisposable
                 }
             }
             history.Validate();
-            if (nodes.Count == 0) tree.MarkAllNodesNew();   // stored with the first commit that changes the tree
+            if (!stored) tree.MarkAllNodesNew();   // stored with the first commit that changes the tree
             else tree.TakeChanges();
             return history;
+        }
+        catch (Exception e) when (e is not (BlockDeviceException or OutOfMemoryException))
+        {
+            throw Damaged(_path, e);
+        }
+    }
+
+    /// <summary>
+    /// The epoch tree and the snapshots alone (no mappings): enough to freeze a new snapshot of a closed image,
+    /// which changes no mapping. Changes made to it go out with <see cref="Commit(MetadataChanges)"/>.
+    /// </summary>
+    public EpochTree LoadTree(out bool stored)
+    {
+        try
+        {
+            var nodes = _db.GetCollection(EpochCollection).FindAll()
+                .Select(d => ((uint)CheckedEpoch(d["_id"].AsInt64), d["parent"].AsInt64)).ToList();
+            var snapshots = _db.GetCollection(SnapshotCollection).FindAll().Select(FromSnapshotDocument).ToList();
+            stored = nodes.Count > 0;
+            return EpochTree.Load(Image.Epoch, Image.NextEpoch, nodes, snapshots);
         }
         catch (Exception e) when (e is not (BlockDeviceException or OutOfMemoryException))
         {

@@ -47,6 +47,14 @@ public sealed class AttachSession : IDisposable
 
         registry.EnsureDirectories();
         var claim = registry.TryClaim(request.Name);
+        // Held, but not by a running daemon of this name: a `list` or `attach` elsewhere is cleaning up after a dead
+        // one (it holds the lock for that moment). Wait for it rather than fail.
+        for (long until = Environment.TickCount64 + 10_000; claim is null && Environment.TickCount64 < until &&
+             !(registry.Read(request.Name) is { } rec && DaemonProcess.IsRunning(rec.Pid, request.Name));)
+        {
+            Thread.Sleep(20);
+            claim = registry.TryClaim(request.Name);
+        }
         if (claim is null)
         {
             var holder = registry.Read(request.Name);
