@@ -46,7 +46,7 @@ public static class GlobalOptions
 
     public static string OneLine(string message)
     {
-        string line = message.ReplaceLineEndings(" ").Trim();
+        string line = Regex.Replace(message, @"\s+", " ").Trim();
         // .NET ends a system error with " : 'PATH'"; say the path once, and only where it adds something.
         var suffix = DotNetPathSuffix.Match(line);
         if (!suffix.Success) return line;

@@ -15,4 +15,15 @@ root.Subcommands.Add(InspectCommands.Check());
 root.Subcommands.Add(InspectCommands.Map());
 root.Subcommands.Add(InspectCommands.Diff());
 AttachCommands.Register(root);
-return root.Parse(args).Invoke();
+// '@' starts snapshot names here, not response files; a mistyped command line is one line, not the help page.
+var parsed = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
+if (parsed.Errors.Count > 0)
+{
+    var names = new List<string>();
+    for (var r = parsed.CommandResult; r is not null; r = r.Parent as System.CommandLine.Parsing.CommandResult)
+        if (r.Command != root) names.Insert(0, r.Command.Name);
+    string where = string.Join(' ', names.Prepend("cowdisk"));
+    Console.Error.WriteLine($"cowdisk: {GlobalOptions.OneLine(parsed.Errors[0].Message)} (try '{where} --help')");
+    return 1;
+}
+return parsed.Invoke();

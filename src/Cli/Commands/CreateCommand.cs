@@ -32,11 +32,14 @@ public static class CreateCommand
             }
             string? clone = r.GetValue(from);
             if (clone is not null && r.GetValue(backing) is not null) throw new CliException("--from and --backing exclude each other (a clone's backing is its snapshot)");
+            // --backing IMAGE@SNAPSHOT is a clone too: it must be registered so the snapshot stays while it exists.
+            if (clone is null && r.GetValue(backing) is { } b && ImageRef.Parse(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(r.GetValue(image)!))!, b)).Snapshot is not null)
+                clone = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(r.GetValue(image)!))!, b);
             if (bytes == 0 && r.GetValue(backing) is null && clone is null) throw new CliException("--size is required when there is no --backing image");
             string path = ImagePath.RequireNotFolder(r.GetValue(image)!);
             var options = new ImageCreateOptions
             {
-                Size = bytes, ClusterSize = clusterSize, BackingPath = r.GetValue(backing), Force = r.GetValue(force),
+                Size = bytes, ClusterSize = clusterSize, BackingPath = clone is null ? r.GetValue(backing) : null, Force = r.GetValue(force),
                 DataDevice = r.GetValue(device),
             };
             CowImage img;

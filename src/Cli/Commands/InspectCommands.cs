@@ -14,6 +14,7 @@ public static class InspectCommands
         WriteIndented = true,
         PropertyNamingPolicy = JsonNamingPolicy.KebabCaseLower,
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,   // names as typed, not \u escapes
     };
 
     private static Option<string> OutputOption()
@@ -34,6 +35,12 @@ public static class InspectCommands
             var named = ImageRef.Parse(r.GetValue(image)!);
             if (named.Snapshot is not null) throw new CliException($"check the image, not a snapshot view ({named})");
             string path = ImagePath.RequireNotFolder(named.Path);
+            if (!File.Exists(path)) throw new CliException($"image {Path.GetFullPath(path)} does not exist");
+            string format;
+            try { format = BaseImage.Probe(path); }
+            catch (CorruptImageException) { format = BaseImage.CowDiskFormat; }   // a damaged cowdisk image: the open below reports it
+            if (format != BaseImage.CowDiskFormat)
+                throw new CliException($"{Path.GetFullPath(path)} is not a cowdisk image ({format}): nothing to check");
             bool fix = r.GetValue(repair);
             CheckReport report;
             try
@@ -50,23 +57,28 @@ public static class InspectCommands
             {
                 Console.WriteLine(JsonSerializer.Serialize(new
                 {
-                    Filename = report.Path, Format = "cowdisk", CheckErrors = report.Corruptions.Count, Corruptions = report.Corruptions.Count,
-                    Leaks = report.LeakedClusters, LeaksFixed = report.LeaksFixed, AllocatedClusters = report.DataClusters,
-                    SnapshotClusters = report.SnapshotOnlyClusters, FreeClusters = report.FreeClusters, Snapshots = report.Snapshots,
-                    ClusterSize = report.ClusterSize, ImageEndOffset = report.ImageEndOffset, Errors = report.Corruptions,
+                    Filename = report.Path, Format = "cowdisk", CheckErrors = 0, Corruptions = report.Corruptions.Count,
+                    Leaks = report.LeakedClusters, LeaksFixed = report.LeaksFixed,
+                    // Unknown (null) when the image could not be opened far enough to count.
+                    AllocatedClusters = report.ClusterSize > 0 ? report.DataClusters : (long?)null,
+                    SnapshotClusters = report.ClusterSize > 0 ? report.SnapshotOnlyClusters : (long?)null,
+                    FreeClusters = report.ClusterSize > 0 ? report.FreeClusters : (long?)null,
+                    Snapshots = report.ClusterSize > 0 ? report.Snapshots : (int?)null,
+                    ClusterSize = report.ClusterSize > 0 ? report.ClusterSize : (int?)null,
+                    ImageEndOffset = report.ClusterSize > 0 ? report.ImageEndOffset : (long?)null, Errors = report.Corruptions,
                 }, Json));
                 return report.ExitCode;
             }
             foreach (var c in report.Corruptions) Console.WriteLine($"ERROR {c}");
             if (report.Corruptions.Count > 0)
-                Console.WriteLine($"\n{report.Corruptions.Count} errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt it.");
+                Console.WriteLine($"\n{report.Corruptions.Count} {(report.Corruptions.Count == 1 ? "error was" : "errors were")} found on the image.\nData may be corrupted, or further writes to the image may corrupt it.");
             if (report.LeakedClusters > 0 && report.LeaksFixed < report.LeakedClusters)
-                Console.WriteLine($"\n{report.LeakedClusters} leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.");
+                Console.WriteLine($"\n{report.LeakedClusters} leaked {(report.LeakedClusters == 1 ? "cluster was" : "clusters were")} found on the image.\nThis means waste of disk space, but no harm to data.");
             if (report.LeaksFixed > 0) Console.WriteLine($"{report.LeaksFixed} leaked clusters were repaired (their host space given back).");
             if (report.Corruptions.Count == 0 && report.LeakedClusters == report.LeaksFixed) Console.WriteLine("No errors were found on the image.");
             if (report.ClusterSize > 0)
             {
-                Console.WriteLine($"{report.DataClusters} data clusters, {report.SnapshotOnlyClusters} held only by {report.Snapshots} snapshots, {report.FreeClusters} free");
+                Console.WriteLine($"{report.DataClusters} data clusters, {report.SnapshotOnlyClusters} held only by snapshots ({report.Snapshots}), {report.FreeClusters} free");
                 Console.WriteLine($"Image end offset: {report.ImageEndOffset}");
             }
             return report.ExitCode;
@@ -124,6 +136,8 @@ public static class InspectCommands
         {
             var a = ImageRef.Parse(r.GetValue(from)!);
             var b = ImageRef.Parse(r.GetValue(to)!);
+            foreach (var x in new[] { a, b })
+                if (!File.Exists(x.Path)) throw new CliException($"image {Path.GetFullPath(x.Path)} does not exist");
             string pathA = Path.GetFullPath(ImagePath.RequireNotFolder(a.Path)), pathB = Path.GetFullPath(ImagePath.RequireNotFolder(b.Path));
             if (ImageFiles.For(pathA).DataPath != ImageFiles.For(pathB).DataPath)
                 throw new CliException($"diff compares two points of one image; {a} and {b} are different images");
@@ -140,7 +154,8 @@ public static class InspectCommands
                 return 0;
             }
             foreach (var (offset, length) in ranges) Console.WriteLine($"0x{offset:x} 0x{length:x}");
-            Console.WriteLine($"{ranges.Count} ranges, {ByteSize.Format(total)} ({total} bytes) differ between {a} and {b}");
+            Console.WriteLine($"{ranges.Count} {(ranges.Count == 1 ? "range" : "ranges")} of whole clusters, {ByteSize.Format(total)} ({total} bytes), " +
+                              $"written or discarded between {a} and {b}");
             return 0;
         }));
         return cmd;

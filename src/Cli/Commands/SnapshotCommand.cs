@@ -16,6 +16,7 @@ public static class SnapshotCommand
         WriteIndented = true,
         PropertyNamingPolicy = JsonNamingPolicy.KebabCaseLower,
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,   // names as typed, not \u escapes
     };
 
     public static Command Build()
@@ -96,7 +97,7 @@ public static class SnapshotCommand
             {
                 Console.WriteLine(JsonSerializer.Serialize(list.Select(s => new
                 {
-                    s.Id, s.Name, Created = s.CreatedUtc.ToString("o"), s.ExclusiveBytes,
+                    s.Id, s.Name, Created = DateTime.SpecifyKind(s.CreatedUtc.ToUniversalTime(), DateTimeKind.Utc).ToString("yyyy-MM-ddTHH:mm:ss.fffZ"), s.ExclusiveBytes,
                 }), Json));
                 return 0;
             }

@@ -82,6 +82,14 @@ public static class BaseImage
         }
     }
 
+    /// <summary>The cowdisk image id (and snapshot epoch, for a snapshot view) a base device is, or nulls for raw.</summary>
+    public static (Guid? Id, long? Epoch) IdentityOf(IBlockDevice device) => device switch
+    {
+        CowImage cow => (cow.ImageId, cow.Snapshot?.Epoch),
+        SnapshotView view => (view.ImageId, view.Epoch),
+        _ => (null, null),
+    };
+
     /// <summary>The file a base device reads.</summary>
     public static string? PathOf(IBlockDevice device) => device switch
     {

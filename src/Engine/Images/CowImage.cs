@@ -120,11 +120,14 @@ public sealed partial class CowImage : IBlockDevice
     {
         settings.Validate();
         var files = ImageFiles.For(path);
+        if (ImageRef.Parse(files.DataPath) is { Snapshot: { } ambiguous } named && File.Exists(named.Path))
+            throw new ImageOpenException($"{files.DataPath} would be read as snapshot '{ambiguous}' of {named.Path}; choose a name without '@'");
         if (!ClusterGeometry.IsValidClusterSize((uint)options.ClusterSize))
             throw new ImageOpenException($"cluster size must be a power of two from 4K to 2M, not {options.ClusterSize}");
         if (!Directory.Exists(files.Folder)) throw new ImageOpenException($"folder {files.Folder} does not exist");
         if (Directory.Exists(files.DataPath)) throw new ImageOpenException($"{files.DataPath} is a folder");
         string? backingFormat = null;
+        (Guid? Id, long? Epoch) backingIdentity = default;
         long size = options.Size;
         if (options.BackingPath is not null)
         {
@@ -132,6 +135,7 @@ public sealed partial class CowImage : IBlockDevice
             if (ImageRef.Parse(backingFull).Path == files.DataPath) throw new ImageOpenException("an image cannot be its own backing file");
             using var backing = BaseImage.Open(backingFull, depth: 1, new[] { files.DataPath });
             backingFormat = BaseImage.FormatName(backing);
+            backingIdentity = BaseImage.IdentityOf(backing);
             if (size == 0) size = backing.Size;
         }
         if (size <= 0 || size > ClusterGeometry.MaxVirtualSize)
@@ -152,13 +156,15 @@ public sealed partial class CowImage : IBlockDevice
                 oldData = storage.Open(files.DataPath, StorageAccess.ReadWrite);
                 if (!oldData.TryLock(exclusive: true))
                     throw new ImageLockedException($"{files.DataPath} cannot be replaced: it is in use{LockHolder.Describe(files.DataPath)}");
+                if (LiveCloneOf(storage, files, oldData) is { } clone)
+                    throw new ImageOpenException($"{files.DataPath} cannot be replaced: clone {clone} is made from one of its snapshots (delete the clone first)");
             }
             // Everything that can refuse is checked before anything is deleted.
             if (dataDevice is not null) device = ClaimDataDevice(storage, dataDevice, options);
             // Without the data file and metadata, leftover logs belong to no image: replace them too.
             foreach (var f in options.Force ? files.All : new[] { files.MetadataLogPath, files.LegacyMetadataLogPath })
                 storage.Delete(f);
-            data = CreateFiles(storage, files, options, size, backingFormat, dataDevice, device);
+            data = CreateFiles(storage, files, options, size, backingFormat, backingIdentity, dataDevice, device);
         }
         catch (StorageException e)
         {
@@ -173,12 +179,24 @@ public sealed partial class CowImage : IBlockDevice
         return Open(path, new ImageOpenOptions { Settings = settings, Storage = storage }, depth: 0, Array.Empty<string>(), data);
     }
 
+    /// <summary>A clone still made from a snapshot of the image being replaced, or null (also when its metadata cannot be read).</summary>
+    private static string? LiveCloneOf(IStorage storage, ImageFiles files, IStorageFile oldData)
+    {
+        try
+        {
+            var header = ReadHeader(files, oldData);
+            using var store = MetadataStore.Open(storage, files, header.ImageId, readOnly: true);
+            return store.LoadTree(out _).Clones.FirstOrDefault(c => ImageHeaderProbe.IdOf(c.Path) == c.Id)?.Path;
+        }
+        catch (Exception e) when (e is BlockDeviceException or IOException or UnauthorizedAccessException) { return null; }
+    }
+
     private static string? DataDevicePath(ImageCreateOptions options) =>
         options.DataDevice is null ? null : Path.GetFullPath(options.DataDevice);
 
     /// <summary>Creates the files of a new image; returns its data file, open and locked exclusively.</summary>
     private static IStorageFile CreateFiles(IStorage storage, ImageFiles files, ImageCreateOptions options, long size, string? backingFormat,
-        string? dataDevice, IStorageFile? device)
+        (Guid? Id, long? Epoch) backingIdentity, string? dataDevice, IStorageFile? device)
     {
         var header = new ImageHeader(ImageHeader.CurrentVersion, options.ImageId ?? Guid.NewGuid(), options.ClusterSize, size)
         {
@@ -201,6 +219,7 @@ public sealed partial class CowImage : IBlockDevice
             {
                 ImageId = header.ImageId, ClusterSize = header.ClusterSize, VirtualSize = size,
                 BackingFile = options.BackingPath, BackingFormat = backingFormat, Clean = true, CreatedUtc = DateTime.UtcNow,
+                BackingImageId = backingIdentity.Id, BackingEpoch = backingIdentity.Epoch,
                 DataDevice = dataDevice,
             };
             created.Add(files.MetadataPath);
@@ -302,6 +321,13 @@ public sealed partial class CowImage : IBlockDevice
                     throw new ImageOpenException($"backing chain loops: {string.Join(" -> ", below.Append(backingRef.Path))}");
                 if (!File.Exists(backingRef.Path)) throw new ImageOpenException($"backing file {backingRef.Path} of {files.DataPath} does not exist");
                 baseDevice = BaseImage.Open(backing, depth + 1, below);
+                // The base must still be the image (and snapshot) this one was made from, not another under its name.
+                if (rec.BackingImageId is { } expectedId && BaseImage.IdentityOf(baseDevice) is var (id, epoch) &&
+                    (id != expectedId || epoch != rec.BackingEpoch))
+                    throw new CorruptImageException(
+                        $"backing file {rec.BackingFile} of {files.DataPath} is not the one it was made from " +
+                        (id != expectedId ? $"(image {id?.ToString() ?? "of another format"}, expected {expectedId})"
+                                          : "(that snapshot was deleted and another made under its name)"));
             }
             if ((header.Flags & ImageHeaderFlags.ExternalData) != 0)
                 device = OpenDataDevice(storage, files, header, rec, options.ReadOnly);
@@ -438,7 +464,7 @@ public sealed partial class CowImage : IBlockDevice
     public SnapshotInfo DeleteSnapshot(string name) => RunControl(ControlKind.DeleteSnapshot, name);
 
     /// <summary>A snapshot's mappings as journal records over the whole disk, for a reader that cannot open the image (it is held).</summary>
-    internal byte[] ExportSnapshot(string name)
+    internal (byte[] Records, uint Epoch) ExportSnapshot(string name)
     {
         lock (_controlLock)
         {
@@ -447,7 +473,7 @@ public sealed partial class CowImage : IBlockDevice
             int result = _target.Control();
             if (op.Refused is not null) throw new ImageOpenException(op.Refused);
             if (result != 0) throw new BlockDeviceException($"exporting snapshot '{name}' failed: {Native.Errno.Describe(-result)}", null, -result);
-            return op.Export!;
+            return (op.Export!, op.ExportEpoch);
         }
     }
 

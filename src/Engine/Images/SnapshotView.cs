@@ -23,13 +23,15 @@ public sealed class SnapshotView : IBlockDevice
 
     public string ImagePath { get; }
     public string SnapshotName { get; }
+    public Guid ImageId { get; private init; }
+    public uint Epoch { get; private init; }
     public long Size => _geometry.VirtualSize;
     public BlockDeviceCapabilities Capabilities => BlockDeviceCapabilities.ReadOnly;
 
     /// <param name="exported">The snapshot's mappings as journal records (from the writer).</param>
     /// <param name="backing">The image's base, resolved, or null.</param>
     /// <param name="dataDevice">The data device holding the extents, or null for the data file.</param>
-    public static SnapshotView Open(string imagePath, string snapshot, int clusterSize, long virtualSize, byte[] exported,
+    public static SnapshotView Open(string imagePath, string snapshot, Guid imageId, uint epoch, int clusterSize, long virtualSize, byte[] exported,
         string? backing, string? dataDevice, SafeFileHandle heldImageFile, int depth = 0, IReadOnlyList<string>? chain = null)
     {
         var geometry = new ClusterGeometry(clusterSize, virtualSize);
@@ -41,7 +43,7 @@ public sealed class SnapshotView : IBlockDevice
         {
             extents = dataDevice is null ? HostStorage.Instance.Open(imagePath, StorageAccess.Read) : HostStorage.Instance.OpenDevice(dataDevice, StorageAccess.Read);
             if (backing is not null) baseDevice = BaseImage.Open(backing, depth + 1, (chain ?? []).Append(imagePath).ToArray());
-            return new SnapshotView(imagePath, snapshot, geometry, table, extents, heldImageFile, baseDevice);
+            return new SnapshotView(imagePath, snapshot, geometry, table, extents, heldImageFile, baseDevice) { ImageId = imageId, Epoch = epoch };
         }
         catch
         {

@@ -9,6 +9,10 @@ public sealed record ImageRecord
     /// <summary>As the user gave it; a relative path is relative to the image's folder.</summary>
     public string? BackingFile { get; init; }
     public string? BackingFormat { get; init; }
+    /// <summary>The id of the cowdisk image the base was at creation, checked at every open (null: a raw base, or older images).</summary>
+    public Guid? BackingImageId { get; init; }
+    /// <summary>For a base IMAGE@SNAPSHOT: the snapshot's epoch, so a snapshot deleted and made again under the same name is not taken for it.</summary>
+    public long? BackingEpoch { get; init; }
     /// <summary>Set when the image was closed cleanly; cleared while it is open for writing.</summary>
     public bool Clean { get; init; } = true;
     /// <summary>Birth epoch given to new extents; snapshots freeze epochs below it.</summary>

@@ -247,12 +247,6 @@ internal sealed class MetadataStore : IDisposable
         {
             var tree = LoadTree(out bool stored);
             var history = new History(table, tree);
-            foreach (var doc in _db.GetCollection(CloneCollection).FindAll())
-            {
-                if (!Guid.TryParse(doc["_id"].AsString, out var id) || doc["path"].AsString is not { } clonePath)
-                    throw new CorruptImageException("clone record is malformed");
-                tree.AddClone(new CloneRef(id, clonePath, (uint)CheckedEpoch(doc["epoch"].AsInt64)), stored: true);
-            }
             foreach (var doc in _db.GetCollection(DeadCollection).FindAll())
             {
                 long chunk = doc["_id"].AsInt64;
@@ -296,7 +290,14 @@ internal sealed class MetadataStore : IDisposable
                 .Select(d => ((uint)CheckedEpoch(d["_id"].AsInt64), d["parent"].AsInt64)).ToList();
             var snapshots = _db.GetCollection(SnapshotCollection).FindAll().Select(FromSnapshotDocument).ToList();
             stored = nodes.Count > 0;
-            return EpochTree.Load(Image.Epoch, Image.NextEpoch, nodes, snapshots);
+            var tree = EpochTree.Load(Image.Epoch, Image.NextEpoch, nodes, snapshots);
+            foreach (var doc in _db.GetCollection(CloneCollection).FindAll())
+            {
+                if (!Guid.TryParse(doc["_id"].AsString, out var id) || doc["path"].AsString is not { } clonePath)
+                    throw new CorruptImageException("clone record is malformed");
+                tree.AddClone(new CloneRef(id, clonePath, (uint)CheckedEpoch(doc["epoch"].AsInt64)), stored: true);
+            }
+            return tree;
         }
         catch (Exception e) when (e is not (BlockDeviceException or OutOfMemoryException))
         {
@@ -321,7 +322,8 @@ internal sealed class MetadataStore : IDisposable
         {
             string name = d["name"].AsString ?? throw new FormatException("no name");
             if (SnapshotInfo.Invalid(name) is { } why) throw new FormatException(why);
-            return new SnapshotInfo(d["_id"].AsInt32, name, (uint)CheckedEpoch(d["epoch"].AsInt64), d["created"].AsDateTime);
+            return new SnapshotInfo(d["_id"].AsInt32, name, (uint)CheckedEpoch(d["epoch"].AsInt64),
+                DateTime.SpecifyKind(d["created"].AsDateTime.ToUniversalTime(), DateTimeKind.Utc));
         }
         catch (Exception e) when (e is FormatException or InvalidCastException or ArgumentException or NullReferenceException)
         {
@@ -452,6 +454,8 @@ internal sealed class MetadataStore : IDisposable
         ["virtualSize"] = r.VirtualSize,
         ["backingFile"] = r.BackingFile is null ? BsonValue.Null : r.BackingFile,
         ["backingFormat"] = r.BackingFormat is null ? BsonValue.Null : r.BackingFormat,
+        ["backingImageId"] = r.BackingImageId is { } bid ? bid.ToString() : BsonValue.Null,
+        ["backingEpoch"] = r.BackingEpoch is { } be ? be : BsonValue.Null,
         ["clean"] = r.Clean,
         ["epoch"] = (long)r.Epoch,
         ["nextEpoch"] = (long)r.NextEpoch,
@@ -470,6 +474,8 @@ internal sealed class MetadataStore : IDisposable
                 VirtualSize = d["virtualSize"].AsInt64,
                 BackingFile = d["backingFile"].IsNull ? null : d["backingFile"].AsString,
                 BackingFormat = d["backingFormat"].IsNull ? null : d["backingFormat"].AsString,
+                BackingImageId = d.TryGetValue("backingImageId", out var bid) && !bid.IsNull ? Guid.Parse(bid.AsString) : null,
+                BackingEpoch = d.TryGetValue("backingEpoch", out var be) && !be.IsNull ? be.AsInt64 : null,
                 Clean = d["clean"].AsBoolean,
                 Epoch = (uint)CheckedEpoch(d["epoch"].AsInt64),
                 NextEpoch = d.TryGetValue("nextEpoch", out var next) && !next.IsNull ? (uint)CheckedEpoch(next.AsInt64) : 0,

@@ -23,6 +23,7 @@ internal sealed class ControlOp
     public CloneRef? Clone { get; init; }
     /// <summary>ExportView: the snapshot's mappings as journal records (runs over the whole disk).</summary>
     public byte[]? Export { get; set; }
+    public uint ExportEpoch { get; set; }
     /// <summary>Preallocate: the blocks to map.</summary>
     public long FirstBlock { get; init; }
     public long BlockCount { get; init; }

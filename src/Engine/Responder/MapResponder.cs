@@ -392,7 +392,7 @@ internal sealed class MapResponder : IDisposable
             // while the snapshot exists, and the reader's view lock keeps the snapshot from being deleted.
             var viewed = _history.Tree.Find(op.Name);
             if (viewed is null) op.Refused = $"no snapshot named '{op.Name}'";
-            else op.Export = JournalCodec.Encode(_history.BuildView(viewed.Epoch), [(0, _geometry.BlockCount)]);
+            else { op.Export = JournalCodec.Encode(_history.BuildView(viewed.Epoch), [(0, _geometry.BlockCount)]); op.ExportEpoch = viewed.Epoch; }
             Respond(new RingEvent { Type = RingEventType.ControlRsp, Id = ev.Id, Result = viewed is null ? -Native.Errno.EINVAL : 0 });
             return;
         }
@@ -429,7 +429,7 @@ internal sealed class MapResponder : IDisposable
             case ControlKind.DeleteSnapshot:
                 if (snap is null) op.Refused = $"no snapshot named '{op.Name}'";
                 else if (LiveClone(snap) is { } clone)
-                    op.Refused = $"snapshot '{snap.Name}' is the base of clone {clone.Path}; delete or rebase the clone first";
+                    op.Refused = $"snapshot '{snap.Name}' is the base of clone {clone.Path}; delete the clone first";
                 else if (_history.ViewReaders())
                     op.Refused = $"snapshot '{snap.Name}' cannot be deleted while another process reads a snapshot view of this image (an attached snapshot or a clone in use); close it first";
                 else { _history.Delete(snap); op.Result = snap; }

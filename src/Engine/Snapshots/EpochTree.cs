@@ -118,7 +118,10 @@ internal sealed class EpochTree
 
     public uint? ParentOf(uint epoch) => _parent.TryGetValue(epoch, out var p) ? p : null;
 
-    public SnapshotInfo? Find(string name) => _byName.GetValueOrDefault(name);
+    /// <summary>By name (Unicode NFC, so two spellings of one name are one name), or by id when no name matches.</summary>
+    public SnapshotInfo? Find(string name) =>
+        _byName.GetValueOrDefault(name.Normalize()) ??
+        (int.TryParse(name, System.Globalization.NumberStyles.None, null, out int id) ? _snapshotAt.Values.FirstOrDefault(s => s.Id == id) : null);
 
     public SnapshotInfo? SnapshotAt(uint epoch) => _snapshotAt.GetValueOrDefault(epoch);
 
@@ -174,7 +177,7 @@ internal sealed class EpochTree
     {
         if (NextEpoch > MappingEntry.MaxEpoch) throw new InvalidOperationException("the image has used all its epochs");
         int id = _snapshotAt.Count == 0 ? 1 : _snapshotAt.Values.Max(s => s.Id) + 1;
-        var snap = new SnapshotInfo(id, name, Head, createdUtc);
+        var snap = new SnapshotInfo(id, name.Normalize(), Head, createdUtc);
         _snapshotAt.Add(Head, snap);
         _byName.Add(name, snap);
         _snapshotsAdded.Add(snap);

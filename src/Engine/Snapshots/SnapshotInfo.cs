@@ -12,7 +12,10 @@ public sealed record SnapshotInfo(int Id, string Name, uint Epoch, DateTime Crea
         if (string.IsNullOrWhiteSpace(name)) return "a snapshot name cannot be empty";
         if (System.Text.Encoding.UTF8.GetByteCount(name) > 128) return "a snapshot name is at most 128 bytes";
         if (name.IndexOfAny(['@', '/', '\\']) >= 0) return $"snapshot name '{name}' may not contain '@', '/' or '\\'";
-        if (name.Any(char.IsControl)) return "a snapshot name may not contain control characters";
+        if (name.Any(c => char.IsControl(c) || System.Globalization.CharUnicodeInfo.GetUnicodeCategory(c) is
+                System.Globalization.UnicodeCategory.Format or System.Globalization.UnicodeCategory.LineSeparator or System.Globalization.UnicodeCategory.ParagraphSeparator))
+            return "a snapshot name may not contain control or invisible characters";
+        if (name.All(char.IsAsciiDigit)) return $"snapshot name '{name}' is all digits, which would read as a snapshot id";
         if (name != name.Trim()) return $"snapshot name '{name}' may not start or end with spaces";
         return null;
     }

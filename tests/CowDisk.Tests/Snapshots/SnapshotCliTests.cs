@@ -97,7 +97,14 @@ public class SnapshotCliTests
         CliAssert.OneLineError(Cow("io", $"{d}@two", "read", "0", "1"), "no snapshot named 'two'");
         CliAssert.OneLineError(Cow("io", $"{d}@one", "write", "0", "1"), "read-only");
         CliAssert.OneLineError(Cow("snapshot", "create", $"{d}@one", "x"), "not a snapshot view");
+        CliAssert.OneLineError(Cow("diff", $"{d}@one", dir.File("other.img")), "does not exist");
+        Ok(Cow("create", dir.File("other.img"), "--size", "4M"));
         CliAssert.OneLineError(Cow("diff", $"{d}@one", dir.File("other.img")), "different images");
+        CliAssert.OneLineError(Cow("create", $"{d}@two", "--size", "4M"), "would be read as snapshot");
+        CliAssert.OneLineError(Cow("snapshot", "create", d, "12"), "all digits");
+        CliAssert.OneLineError(Cow("snapshot", "create", d, "a\u200bb"), "invisible");
+        CliAssert.OneLineError(Cow("snapshot", "create", d), "Required argument missing");
+        CliAssert.OneLineError(Cow("check", "/etc/hostname"), "not a cowdisk image");
         Assert.Equal(before, CliAssert.Fingerprint(files));
     }
 
@@ -124,5 +131,29 @@ public class SnapshotCliTests
         var bad = Cow("check", d);
         Assert.Equal(2, bad.ExitCode);
         Assert.Contains("ERROR", bad.Output);
+    }
+
+    /// <summary>A clone knows which image and which snapshot it was made from: a swapped base is corruption, not silent data.</summary>
+    [Fact]
+    public void A_clone_notices_a_base_that_is_not_the_one_it_was_made_from()
+    {
+        using var dir = new TempDir();
+        string d = dir.File("disk.img"), c = dir.File("clone.img"), b = dir.File("backed.img");
+        Ok(Cow("create", d, "--size", "1M"));
+        Ok(Cow("io", d, "write", "-P", "0xab", "0", "64K"));
+        Ok(Cow("snapshot", "create", d, "s"));
+        Ok(Cow("create", c, "--from", $"{d}@s"));
+        Ok(Cow("create", b, "--backing", "disk.img@s"));   // --backing IMAGE@SNAPSHOT registers like --from
+        CliAssert.OneLineError(Cow("create", d, "--size", "1M", "--force"), "clone");
+        Ok(Cow("io", c, "verify", "-P", "0xab", "0", "64K"));
+        // Renamed, the clone is no longer found by the image, so its snapshot can go; made again under the same name,
+        // the new snapshot is not taken for the old one.
+        foreach (var suffix in new[] { "", ".meta.db", ".meta.log" }) File.Move(c + suffix, dir.File("moved.img") + suffix);
+        foreach (var suffix in new[] { "", ".meta.db", ".meta.log" }) File.Delete(b + suffix);
+        Ok(Cow("snapshot", "delete", d, "s"));
+        Ok(Cow("io", d, "write", "-P", "0x77", "0", "64K"));
+        Ok(Cow("snapshot", "create", d, "s"));
+        CliAssert.OneLineError(Cow("io", dir.File("moved.img"), "read", "0", "1"), "not the one it was made from");
+        Assert.Equal(2, Cow("check", dir.File("moved.img")).ExitCode);
     }
 }

@@ -9,7 +9,7 @@ namespace CowDisk.Engine.Frontends.Attach;
 public sealed record ControlRequest(string Op, string? Name = null, string? Path = null, Guid? Id = null);
 
 /// <summary>What a snapshot view needs besides the exported mappings.</summary>
-public sealed record ExportedImage(int ClusterSize, long VirtualSize, string? Backing, string? DataDevice);
+public sealed record ExportedImage(int ClusterSize, long VirtualSize, string? Backing, string? DataDevice, Guid ImageId, uint Epoch);
 
 /// <summary>The answer: a JSON line. Error is a one-line message when Ok is false.</summary>
 public sealed record ControlReply(bool Ok, string? Error = null, SnapshotInfo? Snapshot = null, List<SnapshotInfo>? Snapshots = null,

@@ -90,9 +90,10 @@ internal sealed class ControlServer : IDisposable
                 case "snapshot-export":
                     // The caller made the file (0600, in the run folder) and holds the image's view lock.
                     if (request.Path is null || !File.Exists(request.Path)) return new ControlReply(false, "snapshot-export needs an existing file to write");
-                    File.WriteAllBytes(request.Path, _image.ExportSnapshot(request.Name ?? ""));
+                    var (records, epoch) = _image.ExportSnapshot(request.Name ?? "");
+                    File.WriteAllBytes(request.Path, records);
                     return new ControlReply(true, Image: new ExportedImage(_image.Geometry.ClusterSize, _image.Size,
-                        _image.BackingFile is null ? null : _image.Files.ResolveBacking(_image.BackingFile), _image.DataDevice));
+                        _image.BackingFile is null ? null : _image.Files.ResolveBacking(_image.BackingFile), _image.DataDevice, _image.ImageId, epoch));
                 case "clone-register":
                     if (request.Path is null || request.Id is null) return new ControlReply(false, "clone-register needs a path and an id");
                     var source = _image.RegisterClone(request.Name ?? "", request.Id.Value, request.Path);

@@ -32,7 +32,8 @@ public static class HeldSnapshotViews
             var reply = ControlClient.Send(paths.ControlSocket(writer.Name), new ControlRequest("snapshot-export", snapshot, exportFile), TimeSpan.FromSeconds(120));
             if (!reply.Ok) throw new ImageOpenException(reply.Error ?? $"attachment '{writer.Name}' could not export snapshot '{snapshot}'");
             var info = reply.Image!;
-            return SnapshotView.Open(image, snapshot, info.ClusterSize, info.VirtualSize, File.ReadAllBytes(exportFile), info.Backing, info.DataDevice, held);
+            return SnapshotView.Open(image, snapshot, info.ImageId, info.Epoch, info.ClusterSize, info.VirtualSize, File.ReadAllBytes(exportFile),
+                info.Backing, info.DataDevice, held);
         }
         catch
         {
