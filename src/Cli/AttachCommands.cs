@@ -86,7 +86,7 @@ public static class AttachCommands
     {
         var rows = new List<string[]> { new[] { "NAME", "IMAGE", "DEVICE", "PID", "RO", "STATE" } };
         foreach (var s in statuses)
-            rows.Add([s.Name, s.Overlay is null ? s.Image + (s.Snapshot is null ? "" : $"@{s.Snapshot}") : $"{s.Overlay} (over {s.Image})", s.Device ?? "-",
+            rows.Add([s.Name, (s.Overlay is null ? "" : $"{s.Overlay} (over ") + s.Image + (s.Snapshot is null ? "" : $"@{s.Snapshot}") + (s.Overlay is null ? "" : ")"), s.Device ?? "-",
                 s.Pid.ToString(), s.ReadOnly ? "yes" : "no", s.Error is null ? s.State : $"{s.State}: {s.Error}"]);
         int[] widths = Enumerable.Range(0, rows[0].Length).Select(c => rows.Max(row => row[c].Length)).ToArray();
         foreach (var row in rows)

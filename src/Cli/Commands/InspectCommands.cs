@@ -60,6 +60,7 @@ public static class InspectCommands
                     Filename = report.Path, Format = "cowdisk", CheckErrors = 0, Corruptions = report.Corruptions.Count,
                     Leaks = report.LeakedClusters, LeaksFixed = report.LeaksFixed,
                     // Unknown (null) when the image could not be opened far enough to count.
+                    TotalClusters = report.ClusterSize > 0 ? report.TotalClusters : (long?)null,
                     AllocatedClusters = report.ClusterSize > 0 ? report.DataClusters : (long?)null,
                     SnapshotClusters = report.ClusterSize > 0 ? report.SnapshotOnlyClusters : (long?)null,
                     FreeClusters = report.ClusterSize > 0 ? report.FreeClusters : (long?)null,

@@ -15,6 +15,8 @@ public sealed record CheckReport
     public int Snapshots { get; set; }
     public long ImageEndOffset { get; set; }
     public int ClusterSize { get; set; }
+    /// <summary>Clusters of the virtual disk (qemu-img check's total-clusters).</summary>
+    public long TotalClusters { get; set; }
 
     public int ExitCode => Corruptions.Count > 0 ? 2 : LeakedClusters > LeaksFixed ? 3 : 0;
 }

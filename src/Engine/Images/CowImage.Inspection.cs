@@ -18,7 +18,10 @@ public sealed partial class CowImage
     public CheckReport Check(bool repair)
     {
         if (repair && ReadOnly) throw new ImageOpenException("repair needs the image open for writing");
-        var report = new CheckReport { Path = Files.DataPath, ClusterSize = Geometry.ClusterSize, ImageEndOffset = _dataFile.Length };
+        var report = new CheckReport
+        {
+            Path = Files.DataPath, ClusterSize = Geometry.ClusterSize, ImageEndOffset = _dataFile.Length, TotalClusters = Geometry.BlockCount,
+        };
         var history = _viewedHistory ?? _responder.History;
         InvariantReport inv;
         try { inv = CheckInvariants(); }
