@@ -69,7 +69,9 @@ public sealed partial class CowImage : IBlockDevice
     {
         Snapshot = snapshot;
         _viewedHistory = viewedHistory;
-        history.CloneExists = clone => ImageHeaderProbe.IdOf(clone.Path) == clone.Id;
+        // Where it was made, or where it is now if it moved together with this image.
+        history.CloneExists = clone => ImageHeaderProbe.IdOf(clone.Path) == clone.Id ||
+                                       (clone.RelativePath is { } relative && ImageHeaderProbe.IdOf(Path.Combine(files.Folder, relative)) == clone.Id);
         if ((headerFile ?? dataFile) is HostStorageFile imageFile)
             history.ViewReaders = () => !SnapshotViewLock.NoReaders(imageFile.Handle);
         Files = files; _dataFile = dataFile; _headerFile = headerFile; _store = store; _base = baseDevice; ReadOnly = readOnly;
@@ -186,7 +188,8 @@ public sealed partial class CowImage : IBlockDevice
         {
             var header = ReadHeader(files, oldData);
             using var store = MetadataStore.Open(storage, files, header.ImageId, readOnly: true);
-            return store.LoadTree(out _).Clones.FirstOrDefault(c => ImageHeaderProbe.IdOf(c.Path) == c.Id)?.Path;
+            return store.LoadTree(out _).Clones.FirstOrDefault(c => ImageHeaderProbe.IdOf(c.Path) == c.Id ||
+                (c.RelativePath is { } r && ImageHeaderProbe.IdOf(Path.Combine(files.Folder, r)) == c.Id))?.Path;
         }
         catch (Exception e) when (e is BlockDeviceException or IOException or UnauthorizedAccessException) { return null; }
     }
@@ -479,7 +482,7 @@ public sealed partial class CowImage : IBlockDevice
 
     /// <summary>Records that an image is being made from a snapshot, so the snapshot is not deleted under it.</summary>
     internal SnapshotInfo RegisterClone(string snapshot, Guid cloneId, string clonePath) =>
-        RunControl(ControlKind.AddClone, snapshot, new CloneRef(cloneId, clonePath, 0));
+        RunControl(ControlKind.AddClone, snapshot, new CloneRef(cloneId, clonePath, 0, Path.GetRelativePath(Files.Folder, clonePath)));
 
     /// <summary>
     /// A writable image that reads as the snapshot (its backing is IMAGE@SNAPSHOT and shares the snapshot's extents);
@@ -535,8 +538,11 @@ public sealed partial class CowImage : IBlockDevice
     {
         // A read-only responder never changes the history; a writer's is read on its own thread.
         if (_viewedHistory is { } viewed)
+        {
+            var exclusive = viewed.ExclusiveClusters();
             return viewed.Tree.Snapshots.OrderBy(s => s.Epoch)
-                .Select(s => s with { ExclusiveBytes = viewed.ExclusiveClusters(s) * Geometry.ClusterSize }).ToList();
+                .Select(s => s with { ExclusiveBytes = exclusive[s.Epoch] * Geometry.ClusterSize }).ToList();
+        }
         if (ReadOnly) return _responder.ListSnapshots();
         lock (_controlLock)
         {

@@ -295,7 +295,8 @@ internal sealed class MetadataStore : IDisposable
             {
                 if (!Guid.TryParse(doc["_id"].AsString, out var id) || doc["path"].AsString is not { } clonePath)
                     throw new CorruptImageException("clone record is malformed");
-                tree.AddClone(new CloneRef(id, clonePath, (uint)CheckedEpoch(doc["epoch"].AsInt64)), stored: true);
+                string? relative = doc.TryGetValue("relativePath", out var rel) && !rel.IsNull ? rel.AsString : null;
+                tree.AddClone(new CloneRef(id, clonePath, (uint)CheckedEpoch(doc["epoch"].AsInt64), relative), stored: true);
             }
             return tree;
         }
@@ -378,7 +379,11 @@ internal sealed class MetadataStore : IDisposable
             var clones = _db.GetCollection(CloneCollection);
             foreach (var c in changes.ClonesRemoved) clones.Delete(c.Id.ToString());
             foreach (var c in changes.ClonesAdded)
-                clones.Upsert(new BsonDocument { ["_id"] = c.Id.ToString(), ["path"] = c.Path, ["epoch"] = (long)c.Epoch });
+                clones.Upsert(new BsonDocument
+                {
+                    ["_id"] = c.Id.ToString(), ["path"] = c.Path, ["epoch"] = (long)c.Epoch,
+                    ["relativePath"] = c.RelativePath is null ? BsonValue.Null : c.RelativePath,
+                });
             if (image is not null) _db.GetCollection(ImageCollection).Upsert(ToDocument(image));
             _db.Commit();
             _log.WriteUnwritten();   // a frame LiteDB could not be told about failing (ENOSPC) fails the commit here

@@ -91,6 +91,8 @@ internal sealed class EpochTree
 
     public bool Contains(uint epoch) => _parent.ContainsKey(epoch);
 
+    public IReadOnlyList<uint> Children(uint epoch) => _children.TryGetValue(epoch, out var list) ? list : [];
+
     public IEnumerable<CloneRef> ClonesOf(uint epoch) => _clones.Values.Where(c => c.Epoch == epoch);
 
     public IReadOnlyCollection<CloneRef> Clones => _clones.Values;

@@ -182,11 +182,26 @@ internal sealed class History
     }
 
     /// <summary>Whether any snapshot reads this mapping (the head aside).</summary>
-    private bool SeenBySnapshot(DeadKey key, DeadEntry e)
+    private bool SeenBySnapshot(DeadKey key, DeadEntry e) => CountSeeing(key.Birth, e.Deaths, 1, null) > 0;
+
+    /// <summary>
+    /// The snapshots that read a mapping born at birth and dropped at deaths, up to max of them: a walk down the tree
+    /// from its birth that stops below each death, so it costs the stretch of history the mapping lived in.
+    /// </summary>
+    private int CountSeeing(uint birth, uint[] deaths, int max, List<uint>? into)
     {
-        foreach (uint x in Tree.SnapshotFrontier(key.Birth))
-            if (Tree.Sees(x, key.Birth, e.Deaths)) return true;
-        return false;
+        if (!Tree.Contains(birth)) return 0;
+        int n = 0;
+        var stack = new Stack<uint>();
+        stack.Push(birth);
+        while (stack.Count > 0 && n < max)
+        {
+            uint node = stack.Pop();
+            if (deaths.Contains(node)) continue;   // dropped here: nothing at or below reads it
+            if (Tree.IsSnapshot(node)) { n++; into?.Add(node); }
+            foreach (uint child in Tree.Children(node)) stack.Push(child);
+        }
+        return n;
     }
 
     private void Remove(DeadKey key, DeadEntry e)
@@ -197,6 +212,17 @@ internal sealed class History
         _byChunk[PageOf(key.Block)].Remove(key);
         DirtyDeadChunks.Add(PageOf(key.Block));
         if (e.Source == MappingSource.Data && !IsLive(key, e)) Free?.Invoke(e.Cluster);
+    }
+
+    /// <summary>Forgets a dead entry without freeing its cluster (the head maps it again).</summary>
+    private void Unindex(DeadKey key)
+    {
+        var e = _dead[key];
+        _dead.Remove(key);
+        _byBirth[key.Birth].Remove(key);
+        foreach (uint d in e.Deaths) _byDeath[d].Remove(key);
+        _byChunk[PageOf(key.Block)].Remove(key);
+        DirtyDeadChunks.Add(PageOf(key.Block));
     }
 
     private void Insert(DeadKey key, DeadEntry e)
@@ -267,6 +293,10 @@ internal sealed class History
             if (_table.Get(b) != atHead) throw new CorruptImageException($"block {b}: the head's mapping is not the one its history says");
             _table.Set(b, atSnapshot);
             if (atHead != 0) Drop(b, MappingEntry.Decode(atHead), h, exact: true);
+            // Back in the head with no death recorded: an ordinary live mapping again, not a dead entry.
+            if (atSnapshot != 0 && _dead.Count > 0 && MappingEntry.Decode(atSnapshot) is var back &&
+                _dead.TryGetValue(new DeadKey(b, back.Epoch), out var revived) && revived.Deaths.Length == 0)
+                Unindex(new DeadKey(b, back.Epoch));
             changed(b);
         }
         var (_, pruned) = Tree.Revert(snap);
@@ -354,7 +384,7 @@ internal sealed class History
                 {
                     // Dropped only on a branch that is gone: it is either the head's again or read by nobody.
                     if (!IsLive(key, e) && !SeenBySnapshot(key, e)) Remove(key, e);
-                    else if (IsLive(key, e)) { _dead.Remove(key); _byBirth[key.Birth].Remove(key); _byChunk[PageOf(key.Block)].Remove(key); }
+                    else if (IsLive(key, e)) Unindex(key);
                 }
             }
         }
@@ -390,24 +420,20 @@ internal sealed class History
         return view;
     }
 
-    /// <summary>Bytes of data clusters only this snapshot reads (what deleting it would free).</summary>
-    public long ExclusiveClusters(SnapshotInfo snap)
+    /// <summary>
+    /// For every snapshot, the data clusters only it reads (what deleting it would free): one pass over the dead
+    /// extents, each walked down the stretch of history it lived in.
+    /// </summary>
+    public Dictionary<uint, long> ExclusiveClusters()
     {
-        long n = 0;
+        var counts = Tree.Snapshots.ToDictionary(s => s.Epoch, _ => 0L);
+        var seeing = new List<uint>(2);
         foreach (var (key, e) in _dead)
         {
-            if (e.Source != MappingSource.Data || IsLive(key, e) || !Tree.Sees(snap.Epoch, key.Birth, e.Deaths)) continue;
-            bool other = false;
-            foreach (uint x in Tree.SnapshotFrontier(key.Birth))
-                if (x != snap.Epoch && Tree.Sees(x, key.Birth, e.Deaths)) { other = true; break; }
-            if (!other)
-            {
-                // The frontier stops at the first snapshot of a branch; look past this one too.
-                foreach (var s in Tree.Snapshots)
-                    if (s.Epoch != snap.Epoch && Tree.Sees(s.Epoch, key.Birth, e.Deaths)) { other = true; break; }
-            }
-            if (!other) n++;
+            if (e.Source != MappingSource.Data || IsLive(key, e)) continue;
+            seeing.Clear();
+            if (CountSeeing(key.Birth, e.Deaths, 2, seeing) == 1) counts[seeing[0]]++;
         }
-        return n;
+        return counts;
     }
 }

@@ -170,7 +170,14 @@ internal sealed class CowTarget
     {
         RingClient.PendingCall call;
         _drain.EnterWriteLock();
-        try { call = _ring.Begin(new RingEvent { Type = RingEventType.ControlReq }); }
+        try
+        {
+            // No I/O runs now, and any that starts after must ask the responder, which answers it after this
+            // operation: a mapping cached before a snapshot (exclusive then, shared now) or a revert (freed now)
+            // must not serve a write in between.
+            _cache?.Clear();
+            call = _ring.Begin(new RingEvent { Type = RingEventType.ControlReq });
+        }
         finally { _drain.ExitWriteLock(); }
         return _ring.End(call).Result;
     }
