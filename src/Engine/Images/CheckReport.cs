@@ -9,6 +9,8 @@ public sealed record CheckReport
     /// <summary>Clusters holding host space that no mapping and no snapshot references (harmless; --repair punches them).</summary>
     public long LeakedClusters { get; set; }
     public long LeaksFixed { get; set; }
+    /// <summary>Of the leaks: clusters of dead extents that no snapshot reads any more (not repaired by --repair).</summary>
+    public long UnreadSnapshotClusters { get; set; }
     public long DataClusters { get; set; }
     public long SnapshotOnlyClusters { get; set; }
     public long FreeClusters { get; set; }

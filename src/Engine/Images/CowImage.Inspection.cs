@@ -48,12 +48,15 @@ public sealed partial class CowImage
             for (long c = first; c < end; c++)
                 if (!referenced.Contains(c)) leaks.Add(c);
         }
-        report.LeakedClusters = leaks.Count;
+        // Dead extents no snapshot reads any more hold their clusters too (not punched: their metadata names them).
+        report.UnreadSnapshotClusters = history.UnreadDeadClusters();
+        report.LeakedClusters = leaks.Count + report.UnreadSnapshotClusters;
         if (repair)
         {
             // Free already (free space is derived), so only the host space is given back.
             foreach (long c in leaks)
                 if (_dataFile.PunchHole(c << shift, Geometry.ClusterSize)) report.LeaksFixed++;
+            // (Dead extents no snapshot reads are not repaired here: that needs a metadata change; they stay counted.)
             _dataFile.Flush();   // the punched holes durable before check reports them fixed
         }
         return report;

@@ -420,6 +420,15 @@ internal sealed class History
         return view;
     }
 
+    /// <summary>Data clusters of dead extents that no snapshot reads and the head does not map: leaks (check reports them).</summary>
+    public long UnreadDeadClusters()
+    {
+        long n = 0;
+        foreach (var (key, e) in _dead)
+            if (e.Source == MappingSource.Data && !IsLive(key, e) && CountSeeing(key.Birth, e.Deaths, 1, null) == 0) n++;
+        return n;
+    }
+
     /// <summary>
     /// For every snapshot, the data clusters only it reads (what deleting it would free): one pass over the dead
     /// extents, each walked down the stretch of history it lived in.
