@@ -19,9 +19,12 @@ internal static class LockHolder
                 var dev = f[5].Split(':');
                 if (dev.Length != 3 || !ulong.TryParse(dev[2], NumberStyles.None, CultureInfo.InvariantCulture, out ulong ino) || ino != inode) continue;
                 string pid = f[4];
-                string cmd = File.Exists($"/proc/{pid}/cmdline")
-                    ? File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' ').Trim()
-                    : "";
+                string[] args = File.Exists($"/proc/{pid}/cmdline") ? File.ReadAllText($"/proc/{pid}/cmdline").Split('\0') : [];
+                // An attach daemon is known by its attachment's name, which detach and list use.
+                int name = Array.IndexOf(args, "--name");
+                if (args.Contains("attach") && name >= 0 && name + 1 < args.Length)
+                    return $" (attached{(args.Contains("--read-only") ? " read-only" : "")} as '{args[name + 1]}', pid {pid}; cowdisk detach {args[name + 1]} to free it)";
+                string cmd = string.Join(' ', args).Trim();
                 return cmd.Length > 0 ? $" (held by pid {pid}: {cmd})" : $" (held by pid {pid})";
             }
         }

@@ -67,6 +67,8 @@ public sealed class AttachSnapshotTests(ITestOutputHelper output)
         var list = scratch.Cow("snapshot", "list", image);
         Assert.Contains("live", list.Output);
         CliAssert.OneLineError(scratch.Cow("snapshot", "revert", image, "live"), $"attached read-write as '{name}'");
+        CliAssert.OneLineError(scratch.Cow("io", image, "write", "0", "4K"), $"attached as '{name}'");
+        CliAssert.OneLineError(scratch.Cow("create", image, "--size", "1M", "--force"), $"attached as '{name}'");
 
         // While the disk is still attached and written: the snapshot attaches read-only (served through the
         // writer's daemon), cannot be deleted while that view is open, and a clone of it can be made and read.

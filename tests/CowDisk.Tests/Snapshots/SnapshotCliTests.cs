@@ -64,16 +64,16 @@ public class SnapshotCliTests
         using var dir = new TempDir();
         string d = dir.File("disk.img");
         const long mib = 1 << 20;
-        Ok(Cow("create", d, "--size", "64M"));
-        Ok(Cow("io", d, "write", "-P", "1", "0", "16M"));
+        Ok(Cow("create", d, "--size", "256M"));
+        Ok(Cow("io", d, "write", "-P", "1", "0", "64M"));
         Ok(Cow("snapshot", "create", d, "s"));
-        Ok(Cow("io", d, "write", "-P", "2", "0", "16M"));
+        Ok(Cow("io", d, "write", "-P", "2", "0", "64M"));
         long both = HostFile.AllocatedBytes(d);
-        Assert.InRange(both, 32 * mib, 33 * mib);
+        Assert.InRange(both, 128 * mib, 129 * mib);
         Ok(Cow("snapshot", "delete", d, "s"));
         long one = HostFile.AllocatedBytes(d);
-        Assert.InRange(one, 16 * mib, 17 * mib);
-        Ok(Cow("io", d, "discard", "0", "64M"));
+        Assert.InRange(one, 64 * mib, 65 * mib);
+        Ok(Cow("io", d, "discard", "0", "256M"));
         Assert.InRange(HostFile.AllocatedBytes(d), 0, mib / 4);
         Ok(Cow("check", d));
     }
