@@ -29,6 +29,7 @@ internal sealed class History
     private readonly Dictionary<uint, HashSet<DeadKey>> _byBirth = new();
     private readonly Dictionary<uint, HashSet<DeadKey>> _byDeath = new();
     private readonly Dictionary<long, HashSet<DeadKey>> _byChunk = new();   // by dead page
+    private readonly Dictionary<uint, uint[]> _singleDeaths = new();
 
     /// <summary>Dead extents are stored in pages of 512 blocks, so a commit rewrites at most 512 blocks' worth per page it touches.</summary>
     public const int PageShift = 9;
@@ -235,7 +236,13 @@ internal sealed class History
     private void AddDeath(DeadKey key, DeadEntry e, uint death)
     {
         if (e.Deaths.Contains(death)) return;
-        e.Deaths = [.. e.Deaths, death];
+        // Most dead extents die once: they share one array per epoch (never written; a change makes a new one).
+        if (e.Deaths.Length == 0)
+        {
+            if (!_singleDeaths.TryGetValue(death, out var single)) _singleDeaths[death] = single = [death];
+            e.Deaths = single;
+        }
+        else e.Deaths = [.. e.Deaths, death];
         SetOf(_byDeath, death).Add(key);
     }
 
@@ -278,6 +285,22 @@ internal sealed class History
             }
         }
         ForgetDeaths(pruned);
+        Compact();
+    }
+
+    /// <summary>
+    /// After a delete freed many dead extents, give their memory back: indexes keep their peak capacity otherwise.
+    /// </summary>
+    private void Compact()
+    {
+        foreach (var index in new[] { _byBirth, _byDeath })
+            foreach (var (k, set) in index.ToList())
+                if (set.Count == 0) index.Remove(k);
+                else set.TrimExcess();
+        foreach (var (k, set) in _byChunk.ToList())
+            if (set.Count == 0) _byChunk.Remove(k);
+        _dead.TrimExcess();
+        foreach (var d in _singleDeaths.Keys.Where(d => !_byDeath.ContainsKey(d)).ToList()) _singleDeaths.Remove(d);
     }
 
     /// <summary>
