@@ -56,7 +56,8 @@ public sealed partial class CowImage
             // Free already (free space is derived), so only the host space is given back.
             foreach (long c in leaks)
                 if (_dataFile.PunchHole(c << shift, Geometry.ClusterSize)) report.LeaksFixed++;
-            // (Dead extents no snapshot reads are not repaired here: that needs a metadata change; they stay counted.)
+            // Dead extents no snapshot reads are dropped from the metadata; their clusters are freed and punched once that is durable.
+            if (report.UnreadSnapshotClusters > 0) report.LeaksFixed += DropUnreadDeadExtents();
             _dataFile.Flush();   // the punched holes durable before check reports them fixed
         }
         return report;

@@ -480,6 +480,19 @@ public sealed partial class CowImage : IBlockDevice
         }
     }
 
+    /// <summary>check --repair: forgets dead extents no snapshot reads; returns the data clusters freed.</summary>
+    internal long DropUnreadDeadExtents()
+    {
+        lock (_controlLock)
+        {
+            var op = new ControlOp { Kind = ControlKind.DropUnreadDeadExtents, Name = "" };
+            _responder.Enqueue(op);
+            int result = _target.Control();
+            if (result != 0) throw new BlockDeviceException($"repair failed: {Native.Errno.Describe(-result)}", _responder.Fatal, -result);
+            return op.Result!.ExclusiveBytes / Geometry.ClusterSize;
+        }
+    }
+
     /// <summary>Records that an image is being made from a snapshot, so the snapshot is not deleted under it.</summary>
     internal SnapshotInfo RegisterClone(string snapshot, Guid cloneId, string clonePath) =>
         RunControl(ControlKind.AddClone, snapshot, new CloneRef(cloneId, clonePath, 0, Path.GetRelativePath(Files.Folder, clonePath)));

@@ -2,7 +2,7 @@ using CowDisk.Engine.Snapshots;
 
 namespace CowDisk.Engine.Responder;
 
-internal enum ControlKind { CreateSnapshot, DeleteSnapshot, RevertSnapshot, ListSnapshots, AddClone, Preallocate, ExportView }
+internal enum ControlKind { CreateSnapshot, DeleteSnapshot, RevertSnapshot, ListSnapshots, AddClone, Preallocate, ExportView, DropUnreadDeadExtents }
 
 /// <summary>
 /// A snapshot change handed to the responder thread, which owns the mappings. The target posts a CONTROL_REQ in

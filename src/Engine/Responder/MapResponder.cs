@@ -443,6 +443,9 @@ internal sealed class MapResponder : IDisposable
             case ControlKind.Preallocate:
                 Preallocate(op);
                 break;
+            case ControlKind.DropUnreadDeadExtents:
+                op.Result = new SnapshotInfo(0, "", Epoch, DateTime.UtcNow) { ExclusiveBytes = _history.DropUnread() * _geometry.ClusterSize };
+                break;
             case ControlKind.AddClone:
                 if (snap is null) op.Refused = $"no snapshot named '{op.Name}'";
                 else
@@ -490,13 +493,25 @@ internal sealed class MapResponder : IDisposable
     {
         if (_hasBase) { op.Refused = "preallocation would hide the base image"; return; }
         long end = op.FirstBlock + op.BlockCount, highest = -1;
+        var made = new List<(long Block, long Physical, int Count)>();
         for (long b = op.FirstBlock; b < end;)
         {
             if (_table.Get(b) != 0) { b++; continue; }
             int want = 1;
             while (b + want < end && want < 1 << 20 && _table.Get(b + want) == 0) want++;
             long physical = _allocator.Allocate(want, out int got, out bool fresh);
-            if (physical < 0) { op.Refused = "no space left for the preallocated clusters"; break; }
+            if (physical < 0)
+            {
+                // Refused as a whole: what this call mapped so far is taken back (never committed, never written).
+                op.Refused = "no space left for the preallocated clusters";
+                foreach (var (block, cluster, count) in made)
+                {
+                    for (int i = 0; i < count; i++) _table.Set(block + i, 0);
+                    _allocator.Release(cluster, count);
+                }
+                return;
+            }
+            made.Add((b, physical, got));
             if (!fresh)   // a reused cluster may hold old bytes (a data device): zero it like any partial write would
                 for (int i = 0; i < got; i++) _dataFile.Write(_geometry.ClusterOffset(physical + i), new byte[_geometry.ClusterSize]);
             for (int i = 0; i < got; i++) _table.Set(b + i, MappingEntry.Encode(Format.Mapping.Mapping.Data(physical + i, Epoch)));

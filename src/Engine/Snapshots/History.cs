@@ -452,6 +452,19 @@ internal sealed class History
         return n;
     }
 
+    /// <summary>Forgets dead extents no snapshot reads and the head does not map, freeing their clusters (check --repair). Returns how many data clusters.</summary>
+    public long DropUnread()
+    {
+        long n = 0;
+        foreach (var (key, e) in _dead.ToList())
+        {
+            if (IsLive(key, e) || CountSeeing(key.Birth, e.Deaths, 1, null) > 0) continue;
+            if (e.Source == MappingSource.Data) n++;
+            Remove(key, e);
+        }
+        return n;
+    }
+
     /// <summary>
     /// For every snapshot, the data clusters only it reads (what deleting it would free): one pass over the dead
     /// extents, each walked down the stretch of history it lived in.
