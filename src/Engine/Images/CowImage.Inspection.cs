@@ -79,7 +79,10 @@ public sealed partial class CowImage
             switch (m.Source)
             {
                 case MappingSource.Data:
-                    var source = Snapshot is null && history.IsShared(m.Epoch) ? MapSource.Shared : MapSource.Own;
+                    // The live disk: shared when a snapshot reads it too. A snapshot's view: shared when the live disk
+                    // or another snapshot reads the same cluster.
+                    bool shared = Snapshot is null ? history.IsShared(m.Epoch) : _viewedHistory!.SharedBeyond(block, m.Epoch, m.PhysicalCluster);
+                    var source = shared ? MapSource.Shared : MapSource.Own;
                     long fileOffset = (m.PhysicalCluster << shift) + (start - (block << shift));
                     Append(runs, new MapRun(start, blockEnd - start, source, depth, fileOffset, DataDevice ?? Files.DataPath));
                     break;

@@ -452,6 +452,14 @@ internal sealed class History
         return n;
     }
 
+    /// <summary>For a snapshot's view: whether another point (the live disk or another snapshot) reads this same mapping too.</summary>
+    public bool SharedBeyond(long block, uint birth, long cluster)
+    {
+        var live = _table.GetMapping(block);
+        if (live.IsData && live.Epoch == birth && live.PhysicalCluster == cluster) return true;
+        return _dead.TryGetValue(new DeadKey(block, birth), out var e) && CountSeeing(birth, e.Deaths, 2, null) >= 2;
+    }
+
     /// <summary>Forgets dead extents no snapshot reads and the head does not map, freeing their clusters (check --repair). Returns how many data clusters.</summary>
     public long DropUnread()
     {
