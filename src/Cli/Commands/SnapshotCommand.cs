@@ -95,10 +95,7 @@ public static class SnapshotCommand
             }
             if (r.GetValue(output) == "json")
             {
-                Console.WriteLine(JsonSerializer.Serialize(list.Select(s => new
-                {
-                    s.Id, s.Name, Created = DateTime.SpecifyKind(s.CreatedUtc.ToUniversalTime(), DateTimeKind.Utc).ToString("yyyy-MM-ddTHH:mm:ss.fffZ"), s.ExclusiveBytes,
-                }), Json));
+                Console.WriteLine(JsonSerializer.Serialize(list, Json));   // id, name, created (UTC), exclusive-bytes: as in info
                 return 0;
             }
             if (list.Count == 0) { Console.WriteLine($"{shown} has no snapshots"); return 0; }

@@ -179,7 +179,9 @@ internal sealed class EpochTree
     {
         if (NextEpoch > MappingEntry.MaxEpoch) throw new InvalidOperationException("the image has used all its epochs");
         int id = _snapshotAt.Count == 0 ? 1 : _snapshotAt.Values.Max(s => s.Id) + 1;
-        var snap = new SnapshotInfo(id, name.Normalize(), Head, createdUtc);
+        // Milliseconds, as LiteDB keeps them: the same time whether read back or just made.
+        var created = new DateTime(createdUtc.Ticks - createdUtc.Ticks % TimeSpan.TicksPerMillisecond, DateTimeKind.Utc);
+        var snap = new SnapshotInfo(id, name.Normalize(), Head, created);
         _snapshotAt.Add(Head, snap);
         _byName.Add(name, snap);
         _snapshotsAdded.Add(snap);

@@ -1,7 +1,8 @@
 namespace CowDisk.Engine.Snapshots;
 
 /// <summary>A named, read-only point in an image's history: the epoch it froze.</summary>
-public sealed record SnapshotInfo(int Id, string Name, uint Epoch, DateTime CreatedUtc)
+public sealed record SnapshotInfo(int Id, string Name, [property: System.Text.Json.Serialization.JsonIgnore] uint Epoch,
+    [property: System.Text.Json.Serialization.JsonPropertyName("created")] DateTime CreatedUtc)
 {
     /// <summary>Bytes of data clusters that only this snapshot still reads (freed if it is deleted); -1 when not computed.</summary>
     public long ExclusiveBytes { get; init; } = -1;
