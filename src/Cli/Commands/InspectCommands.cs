@@ -95,9 +95,15 @@ public static class InspectCommands
         cmd.SetAction(r => GlobalOptions.Run(() =>
         {
             var named = ImageRef.Parse(r.GetValue(image)!);
-            using var img = CowImage.Open(ImagePath.RequireNotFolder(named.Path),
-                new ImageOpenOptions { ReadOnly = true, Snapshot = named.Snapshot, Settings = GlobalOptions.Engine(r) });
-            var runs = img.Map();
+            List<MapRun> runs;
+            if (named.Snapshot is null && AttachedDaemon.Writing(ImagePath.RequireNotFolder(named.Path)) is { } attached)
+                runs = AttachedDaemon.Ask(attached, new CowDisk.Engine.Frontends.Attach.ControlRequest("map")).Runs ?? [];   // the running disk, from its daemon
+            else
+            {
+                using var img = CowImage.Open(ImagePath.RequireNotFolder(named.Path),
+                    new ImageOpenOptions { ReadOnly = true, Snapshot = named.Snapshot, Settings = GlobalOptions.Engine(r) });
+                runs = img.Map();
+            }
             if (r.GetValue(output) == "json")
             {
                 Console.WriteLine(JsonSerializer.Serialize(runs.Select(x => new
@@ -142,8 +148,15 @@ public static class InspectCommands
             string pathA = Path.GetFullPath(ImagePath.RequireNotFolder(a.Path)), pathB = Path.GetFullPath(ImagePath.RequireNotFolder(b.Path));
             if (ImageFiles.For(pathA).DataPath != ImageFiles.For(pathB).DataPath)
                 throw new CliException($"diff compares two points of one image; {a} and {b} are different images");
-            using var img = CowImage.Open(pathA, new ImageOpenOptions { ReadOnly = true, Settings = GlobalOptions.Engine(r) });
-            var ranges = img.Diff(a.Snapshot, b.Snapshot);
+            List<(long Offset, long Length)> ranges;
+            if (AttachedDaemon.Writing(pathA) is { } attached)   // the running disk: its daemon holds the mappings
+                ranges = (AttachedDaemon.Ask(attached, new CowDisk.Engine.Frontends.Attach.ControlRequest("diff", a.Snapshot, b.Snapshot)).Ranges ?? [])
+                    .Select(x => (x[0], x[1])).ToList();
+            else
+            {
+                using var img = CowImage.Open(pathA, new ImageOpenOptions { ReadOnly = true, Settings = GlobalOptions.Engine(r) });
+                ranges = img.Diff(a.Snapshot, b.Snapshot);
+            }
             long total = ranges.Sum(x => x.Length);
             if (r.GetValue(output) == "json")
             {

@@ -107,22 +107,9 @@ public static class SnapshotCommand
         return cmd;
     }
 
-    /// <summary>The running attachment that writes this image, if any (it holds the lock, so it must be asked).</summary>
-    private static AttachRecord? AttachedWriter(string path)
-    {
-        try { return new AttachRegistry(AttachPaths.FromEnvironment()).FindWriter(Path.GetFullPath(path)); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
-    }
+    private static AttachRecord? AttachedWriter(string path) => AttachedDaemon.Writing(path);
 
-    private static ControlReply Ask(AttachRecord attached, ControlRequest request)
-    {
-        var socket = AttachPaths.FromEnvironment().ControlSocket(attached.Name);
-        ControlReply reply;
-        try { reply = ControlClient.Send(socket, request, TimeSpan.FromSeconds(60)); }
-        catch (AttachException e) { throw new CliException(e.Message); }
-        if (!reply.Ok) throw new CliException(reply.Error ?? "the attachment refused the request");
-        return reply;
-    }
+    private static ControlReply Ask(AttachRecord attached, ControlRequest request) => AttachedDaemon.Ask(attached, request);
 
     private static string RequireImage(string text)
     {

@@ -64,7 +64,26 @@ public sealed partial class CowImage
     }
 
     /// <summary>The virtual disk as runs of one source each (own, shared, zero, base, unallocated), like `qemu-img map`.</summary>
-    public List<MapRun> Map() => Map(0, Size, 0);
+    public List<MapRun> Map()
+    {
+        if (ReadOnly) return Map(0, Size, 0);
+        List<MapRun> runs = [];
+        OnResponder(() => runs = Map(0, Size, 0));   // a writer's mappings change on the responder thread: read them there
+        return runs;
+    }
+
+    /// <summary>Runs a read of the mappings on the responder thread, between requests (after a flush for a consistent answer).</summary>
+    private void OnResponder(Action body)
+    {
+        lock (_controlLock)
+        {
+            var op = new ControlOp { Kind = ControlKind.Invoke, Name = "", Body = body };
+            _responder.Enqueue(op);
+            int result = _target.Control();
+            if (op.Refused is not null) throw new ImageOpenException(op.Refused);
+            if (result != 0) throw new BlockDeviceException($"reading the mappings failed: {Native.Errno.Describe(-result)}", null, -result);
+        }
+    }
 
     private List<MapRun> Map(long start, long end, int depth)
     {
@@ -133,7 +152,9 @@ public sealed partial class CowImage
         var history = _responder.History;
         uint Epoch(string? name) => name is null ? history.Head
             : (history.Tree.Find(name) ?? throw new ImageOpenException($"{Files.DataPath} has no snapshot named '{name}'")).Epoch;
-        var changed = history.Differences(Epoch(from), Epoch(to));
+        List<(long Block, ulong AtX, ulong AtY)> changed = [];
+        if (ReadOnly) changed = history.Differences(Epoch(from), Epoch(to));
+        else OnResponder(() => changed = history.Differences(Epoch(from), Epoch(to)));
         var ranges = new List<(long Offset, long Length)>();
         int shift = Geometry.ClusterShift;
         foreach (var (block, _, _) in changed)

@@ -2,7 +2,7 @@ using CowDisk.Engine.Snapshots;
 
 namespace CowDisk.Engine.Responder;
 
-internal enum ControlKind { CreateSnapshot, DeleteSnapshot, RevertSnapshot, ListSnapshots, AddClone, Preallocate, ExportView, DropUnreadDeadExtents }
+internal enum ControlKind { CreateSnapshot, DeleteSnapshot, RevertSnapshot, ListSnapshots, AddClone, Preallocate, ExportView, DropUnreadDeadExtents, Invoke }
 
 /// <summary>
 /// A snapshot change handed to the responder thread, which owns the mappings. The target posts a CONTROL_REQ in
@@ -24,6 +24,8 @@ internal sealed class ControlOp
     /// <summary>ExportView: the snapshot's mappings as journal records (runs over the whole disk).</summary>
     public byte[]? Export { get; set; }
     public uint ExportEpoch { get; set; }
+    /// <summary>Invoke: a read of the mappings run on the responder thread, which owns them (map, diff of a running image).</summary>
+    public Action? Body { get; init; }
     /// <summary>Preallocate: the blocks to map.</summary>
     public long FirstBlock { get; init; }
     public long BlockCount { get; init; }

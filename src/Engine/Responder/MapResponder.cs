@@ -396,6 +396,14 @@ internal sealed class MapResponder : IDisposable
             Respond(new RingEvent { Type = RingEventType.ControlRsp, Id = ev.Id, Result = viewed is null ? -Native.Errno.EINVAL : 0 });
             return;
         }
+        if (op.Kind == ControlKind.Invoke)
+        {
+            int invokeResult = 0;
+            try { op.Body!(); }
+            catch (Exception e) when (e is BlockDeviceException or IOException) { op.Refused = e.Message; invokeResult = -Native.Errno.EINVAL; }
+            Respond(new RingEvent { Type = RingEventType.ControlRsp, Id = ev.Id, Result = invokeResult });
+            return;
+        }
         if (op.Kind == ControlKind.ListSnapshots)
         {
             op.List = ListSnapshots();

@@ -68,6 +68,13 @@ public sealed class AttachSnapshotTests(ITestOutputHelper output)
         Assert.Contains("live", list.Output);
         CliAssert.OneLineError(scratch.Cow("snapshot", "revert", image, "live"), $"attached read-write as '{name}'");
         CliAssert.OneLineError(scratch.Cow("io", image, "write", "0", "4K"), $"attached as '{name}'");
+        // map and diff of the running disk come from its daemon.
+        var map = scratch.Cow("map", image, "--output", "json");
+        Assert.True(map.ExitCode == 0, map.ToString());
+        Assert.Contains("\"shared\"", map.Output);
+        var diff = scratch.Cow("diff", $"{image}@live", image);
+        Assert.True(diff.ExitCode == 0, diff.ToString());
+        Assert.Contains("written or discarded between", diff.Output);
         CliAssert.OneLineError(scratch.Cow("create", image, "--size", "1M", "--force"), $"attached as '{name}'");
 
         // While the disk is still attached and written: the snapshot attaches read-only (served through the

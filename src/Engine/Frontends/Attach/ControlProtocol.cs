@@ -13,7 +13,7 @@ public sealed record ExportedImage(int ClusterSize, long VirtualSize, string? Ba
 
 /// <summary>The answer: a JSON line. Error is a one-line message when Ok is false.</summary>
 public sealed record ControlReply(bool Ok, string? Error = null, SnapshotInfo? Snapshot = null, List<SnapshotInfo>? Snapshots = null,
-    ExportedImage? Image = null);
+    ExportedImage? Image = null, List<Images.MapRun>? Runs = null, List<long[]>? Ranges = null);
 
 /// <summary>The client side, used by the CLI: one request, one reply, per connection.</summary>
 public static class ControlClient

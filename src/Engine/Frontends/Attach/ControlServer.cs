@@ -87,6 +87,10 @@ internal sealed class ControlServer : IDisposable
                     return new ControlReply(true, Snapshot: deleted);
                 case "snapshot-list":
                     return new ControlReply(true, Snapshots: _image.ListSnapshots().ToList());
+                case "map":
+                    return new ControlReply(true, Runs: _image.Map());
+                case "diff":   // Name: from, Path: to (snapshot names; null for the live disk)
+                    return new ControlReply(true, Ranges: _image.Diff(request.Name, request.Path).Select(r => new[] { r.Offset, r.Length }).ToList());
                 case "snapshot-export":
                     // The caller made the file (0600, in the run folder) and holds the image's view lock.
                     if (request.Path is null || !File.Exists(request.Path)) return new ControlReply(false, "snapshot-export needs an existing file to write");
