@@ -156,4 +156,30 @@ public class SnapshotCliTests
         CliAssert.OneLineError(Cow("io", dir.File("moved.img"), "read", "0", "1"), "not the one it was made from");
         Assert.Equal(2, Cow("check", dir.File("moved.img")).ExitCode);
     }
+
+    /// <summary>
+    /// A cluster overwritten between two snapshots is read only by the older one: it is that snapshot's alone, and
+    /// deleting it gives the space back although the newer snapshot stays.
+    /// </summary>
+    [Fact]
+    public void What_only_the_older_of_two_snapshots_reads_is_freed_with_it()
+    {
+        using var dir = new TempDir();
+        string d = dir.File("disk.img");
+        const long mib = 1 << 20;
+        Ok(Cow("create", d, "--size", "64M"));
+        Ok(Cow("io", d, "write", "-P", "1", "0", "8M"));
+        Ok(Cow("snapshot", "create", d, "old"));
+        Ok(Cow("io", d, "write", "-P", "2", "0", "4M"));   // 4 MiB only 'old' reads from now on
+        Ok(Cow("snapshot", "create", d, "new"));
+        var list = JsonDocument.Parse(Cow("snapshot", "list", d, "--output", "json").Output).RootElement;
+        Assert.Equal(4 * mib, list[0].GetProperty("exclusive-bytes").GetInt64());
+        Assert.Equal(0, list[1].GetProperty("exclusive-bytes").GetInt64());
+        long before = HostFile.AllocatedBytes(d);
+        Ok(Cow("snapshot", "delete", d, "old"));
+        Assert.InRange(before - HostFile.AllocatedBytes(d), 4 * mib, 4 * mib + mib / 4);
+        Ok(Cow("io", $"{d}@new", "verify", "-P", "2", "0", "4M"));
+        Ok(Cow("io", $"{d}@new", "verify", "-P", "1", "4M", "4M"));
+        Assert.Equal(0, Cow("check", d).ExitCode);
+    }
 }
