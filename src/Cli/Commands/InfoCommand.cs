@@ -60,7 +60,7 @@ public static class InfoCommand
                 Console.WriteLine("Snapshot list:");
                 Console.WriteLine($"{"ID",-4} {"NAME",-24} {"CREATED (UTC)",-19} {"EXCLUSIVE",10}");
                 foreach (var s in snaps)
-                    Console.WriteLine($"{s.Id,-4} {s.Name,-24} {s.CreatedUtc:yyyy-MM-dd HH:mm:ss} {ByteSize.Format(s.ExclusiveBytes),10}");
+                    Console.WriteLine($"{s.Id,-4} {DisplayWidth.PadRight(s.Name, 24)} {s.CreatedUtc:yyyy-MM-dd HH:mm:ss} {ByteSize.Format(s.ExclusiveBytes),10}");
             }
         }
     }
