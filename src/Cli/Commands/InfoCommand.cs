@@ -25,6 +25,9 @@ public static class InfoCommand
         cmd.SetAction(r => GlobalOptions.Run(() =>
         {
             var info = ImageInspector.Inspect(r.GetValue(image)!);
+            // Held by a running attachment: its daemon knows the snapshots.
+            if (info.InUse && AttachedDaemon.Writing(info.Path) is { } attached)
+                info = info with { Snapshots = AttachedDaemon.Ask(attached, new CowDisk.Engine.Frontends.Attach.ControlRequest("snapshot-list")).Snapshots };
             if (r.GetValue(output) == "json") Console.WriteLine(JsonSerializer.Serialize(info, Json));
             else WriteHuman(info);
             return 0;
