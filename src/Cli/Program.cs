@@ -23,7 +23,9 @@ if (parsed.Errors.Count > 0)
     for (var r = parsed.CommandResult; r is not null; r = r.Parent as System.CommandLine.Parsing.CommandResult)
         if (r.Command != root) names.Insert(0, r.Command.Name);
     string where = string.Join(' ', names.Prepend("cowdisk"));
-    Console.Error.WriteLine($"cowdisk: {GlobalOptions.OneLine(parsed.Errors[0].Message)} (try '{where} --help')");
+    // A mistyped word says what it was rather than what is then missing.
+    var error = parsed.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)) ?? parsed.Errors[0];
+    Console.Error.WriteLine($"cowdisk: {GlobalOptions.OneLine(error.Message)} (try '{where} --help')");
     return 1;
 }
 return parsed.Invoke();

@@ -100,9 +100,13 @@ public static class InspectCommands
                 runs = AttachedDaemon.Ask(attached, new CowDisk.Engine.Frontends.Attach.ControlRequest("map")).Runs ?? [];   // the running disk, from its daemon
             else
             {
-                using var img = CowImage.Open(ImagePath.RequireNotFolder(named.Path),
-                    new ImageOpenOptions { ReadOnly = true, Snapshot = named.Snapshot, Settings = GlobalOptions.Engine(r) });
-                runs = img.Map();
+                using var device = BaseImage.OpenForReading(named with { Path = ImagePath.RequireNotFolder(named.Path) }, GlobalOptions.Engine(r));
+                runs = device switch
+                {
+                    CowImage img => img.Map(),
+                    SnapshotView view => view.Map(),   // a snapshot of a running disk, served by its daemon
+                    _ => throw new CliException($"{named} is not a cowdisk image"),
+                };
             }
             if (r.GetValue(output) == "json")
             {

@@ -90,6 +90,14 @@ public static class BaseImage
         _ => (null, null),
     };
 
+    /// <summary>What a base layer maps in [start, end): a cowdisk image or snapshot view by its mappings, a raw file as data.</summary>
+    internal static List<MapRun> MapOf(IBlockDevice device, long start, long end, int depth) => device switch
+    {
+        CowImage cow => cow.Map(start, end, depth),
+        SnapshotView view => view.Map(start, end, depth),
+        _ => [new MapRun(start, end - start, MapSource.Base, depth, start, PathOf(device))],
+    };
+
     /// <summary>The file a base device reads.</summary>
     public static string? PathOf(IBlockDevice device) => device switch
     {
@@ -112,6 +120,11 @@ public static class BaseImage
         {
             Path = raw.Path, Format = RawFormat, VirtualSize = raw.Size,
             DiskBytes = HostFile.AllocatedBytes(raw.Path), Files = new[] { raw.Path },
+        },
+        SnapshotView view => new ImageInfo
+        {
+            Path = view.ImagePath, Format = CowDiskFormat, VirtualSize = view.Size, Snapshot = view.SnapshotName, ImageId = view.ImageId,
+            DiskBytes = HostFile.AllocatedBytes(view.ImagePath), Files = new[] { view.ImagePath }, InUse = true,
         },
         _ => throw new ArgumentException($"unknown device {device.GetType().Name}"),
     };

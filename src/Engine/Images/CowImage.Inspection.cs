@@ -85,7 +85,7 @@ public sealed partial class CowImage
         }
     }
 
-    private List<MapRun> Map(long start, long end, int depth)
+    internal List<MapRun> Map(long start, long end, int depth)
     {
         var history = _responder.History;
         var runs = new List<MapRun>();
@@ -127,13 +127,12 @@ public sealed partial class CowImage
         if (_base is null) return [new MapRun(start, end - start, MapSource.Unallocated, depth, null, null)];
         long baseEnd = Math.Clamp(_base.Size, start, end);
         var below = new List<MapRun>();
-        if (_base is CowImage cow) below.AddRange(cow.Map(start, baseEnd, depth + 1));
-        else if (baseEnd > start) below.Add(new MapRun(start, baseEnd - start, MapSource.Base, depth + 1, start, BaseImage.PathOf(_base)));
+        if (baseEnd > start) below.AddRange(BaseImage.MapOf(_base, start, baseEnd, depth + 1));
         if (baseEnd < end) below.Add(new MapRun(baseEnd, end - baseEnd, MapSource.Unallocated, depth, null, null));   // past a smaller base: zeros
         return below;
     }
 
-    private static void Append(List<MapRun> runs, MapRun run)
+    internal static void Append(List<MapRun> runs, MapRun run)
     {
         if (runs.Count > 0 && runs[^1] is var last && last.Source == run.Source && last.Depth == run.Depth && last.File == run.File &&
             last.Start + last.Length == run.Start && (last.FileOffset is null ? run.FileOffset is null : last.FileOffset + last.Length == run.FileOffset))

@@ -158,6 +158,9 @@ public sealed partial class CowImage : IBlockDevice
                 oldData = storage.Open(files.DataPath, StorageAccess.ReadWrite);
                 if (!oldData.TryLock(exclusive: true))
                     throw new ImageLockedException($"{files.DataPath} cannot be replaced: it is in use{LockHolder.Describe(files.DataPath)}");
+                // A snapshot view served by an earlier writer still reads the old image (and its data device).
+                if (oldData is HostStorageFile held && !SnapshotViewLock.NoReaders(held.Handle))
+                    throw new ImageLockedException($"{files.DataPath} cannot be replaced: a snapshot view of it is open (an attached snapshot or a clone in use)");
                 if (LiveCloneOf(storage, files, oldData) is { } clone)
                     throw new ImageOpenException($"{files.DataPath} cannot be replaced: clone {clone} is made from one of its snapshots (delete the clone first)");
             }
@@ -447,11 +450,22 @@ public sealed partial class CowImage : IBlockDevice
             using var store = MetadataStore.Open(storage, files, header.ImageId, readOnly: false);
             if (store.Image.ImageId != header.ImageId)
                 throw new CorruptImageException($"metadata file {files.MetadataPath} belongs to image {store.Image.ImageId}, not to {header.ImageId}");
-            var tree = store.LoadTree(out bool stored);
+            if (store.Image.ClusterSize != header.ClusterSize || store.Image.VirtualSize != header.VirtualSize)
+                throw new CorruptImageException($"metadata and header of {files.DataPath} disagree on geometry");
+            // The history is validated like any open (epochs, snapshots, clones, dead extents inside the disk and
+            // the data file); the live mappings are not loaded: a snapshot changes none of them.
+            var geometry = new ClusterGeometry(header.ClusterSize, header.VirtualSize);
+            var history = store.LoadHistory(new MappingTable(geometry.BlockCount));
+            bool onDevice = (header.Flags & ImageHeaderFlags.ExternalData) != 0;   // the device's size is checked at a full open
+            long extentClusters = geometry.ClustersIn(data.Length);
+            foreach (var (key, cluster) in history.DeadClusters())
+                if (!onDevice && cluster >= extentClusters)
+                    throw new CorruptImageException($"a snapshot's block {key.Block} maps to cluster {cluster}, past the end of the data file");
+            var tree = history.Tree;
             if (tree.Find(name) is not null) throw new ImageOpenException($"a snapshot named '{name}' already exists");
+            if (tree.NextEpoch > MappingEntry.MaxEpoch)
+                throw new ImageOpenException($"the image has used all {MappingEntry.MaxEpoch + 1} epochs; copy it (convert) to take more snapshots");
             if (header.Version < ImageHeader.CurrentVersion) Upgrade(data, header);
-            if (!stored) tree.MarkAllNodesNew();
-            else tree.TakeChanges();
             var snap = tree.Create(name, DateTime.UtcNow);
             var (added, removed, nodesAdded, nodesRemoved) = tree.TakeChanges();
             store.Commit(new MetadataChanges

@@ -10,10 +10,10 @@ public static class ImageInspector
     public static ImageInfo Inspect(string path)
     {
         var reference = ImageRef.Parse(path);
-        if (reference.Snapshot is { } snapshot)
+        if (reference.Snapshot is not null)
         {
-            using var view = CowImage.Open(reference.Path, new ImageOpenOptions { ReadOnly = true, Snapshot = snapshot });
-            return view.GetInfo();
+            using var view = BaseImage.OpenForReading(reference, new EngineSettings());   // through its writer if one holds it
+            return BaseImage.Info(view);
         }
         string named = Path.GetFullPath(path), full = ImageFiles.For(named).DataPath;
         if (Directory.Exists(full)) throw new ImageOpenException($"image {named} is a folder, not an image (name its data file)");

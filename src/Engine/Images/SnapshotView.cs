@@ -20,6 +20,7 @@ public sealed class SnapshotView : IBlockDevice
     private readonly IStorageFile _extents;
     private readonly SafeFileHandle _imageFile;   // holds the view lock
     private readonly IBlockDevice? _base;
+    private string? _dataDevice;
 
     public string ImagePath { get; }
     public string SnapshotName { get; }
@@ -43,7 +44,7 @@ public sealed class SnapshotView : IBlockDevice
         {
             extents = dataDevice is null ? HostStorage.Instance.Open(imagePath, StorageAccess.Read) : HostStorage.Instance.OpenDevice(dataDevice, StorageAccess.Read);
             if (backing is not null) baseDevice = BaseImage.Open(backing, depth + 1, (chain ?? []).Append(imagePath).ToArray());
-            return new SnapshotView(imagePath, snapshot, geometry, table, extents, heldImageFile, baseDevice) { ImageId = imageId, Epoch = epoch };
+            return new SnapshotView(imagePath, snapshot, geometry, table, extents, heldImageFile, baseDevice) { ImageId = imageId, Epoch = epoch, _dataDevice = dataDevice };
         }
         catch
         {
@@ -90,6 +91,32 @@ public sealed class SnapshotView : IBlockDevice
             buffer = buffer[n..];
             offset += n;
         }
+    }
+
+    /// <summary>The whole view as runs, like `cowdisk map`.</summary>
+    public List<MapRun> Map() => Map(0, Size, 0);
+
+    /// <summary>The view's runs in [start, end), like CowImage.Map (data shown as this snapshot's own).</summary>
+    internal List<MapRun> Map(long start, long end, int depth)
+    {
+        var runs = new List<MapRun>();
+        int shift = _geometry.ClusterShift;
+        while (start < end)
+        {
+            long block = start >> shift;
+            long blockEnd = Math.Min(end, (block + 1) << shift);
+            var m = _table.GetMapping(block);
+            if (m.IsData)
+                CowImage.Append(runs, new MapRun(start, blockEnd - start, MapSource.Own, depth,
+                    (m.PhysicalCluster << shift) + (start - (block << shift)), _dataDevice ?? ImagePath));
+            else if (m.Source == MappingSource.Zero) CowImage.Append(runs, new MapRun(start, blockEnd - start, MapSource.Zero, depth, null, null));
+            else if (_base is null || start >= _base.Size) CowImage.Append(runs, new MapRun(start, blockEnd - start, MapSource.Unallocated, depth, null, null));
+            else foreach (var r in BaseImage.MapOf(_base, start, Math.Min(blockEnd, _base.Size), depth + 1)) CowImage.Append(runs, r);
+            if (_base is not null && start < _base.Size && blockEnd > _base.Size && !m.IsData && m.Source != MappingSource.Zero)
+                CowImage.Append(runs, new MapRun(_base.Size, blockEnd - _base.Size, MapSource.Unallocated, depth, null, null));
+            start = blockEnd;
+        }
+        return runs;
     }
 
     public void Write(long offset, ReadOnlySpan<byte> buffer, WriteFlags flags = WriteFlags.None) => throw ReadOnlyError();

@@ -322,7 +322,7 @@ internal sealed class MetadataStore : IDisposable
         try
         {
             string name = d["name"].AsString ?? throw new FormatException("no name");
-            if (SnapshotInfo.Invalid(name) is { } why) throw new FormatException(why);
+            if (SnapshotInfo.InvalidStored(name) is { } why) throw new FormatException(why);   // the rules of every build that wrote one
             return new SnapshotInfo(d["_id"].AsInt32, name, (uint)CheckedEpoch(d["epoch"].AsInt64),
                 DateTime.SpecifyKind(d["created"].AsDateTime.ToUniversalTime(), DateTimeKind.Utc));
         }
@@ -483,7 +483,10 @@ internal sealed class MetadataStore : IDisposable
                 BackingEpoch = d.TryGetValue("backingEpoch", out var be) && !be.IsNull ? be.AsInt64 : null,
                 Clean = d["clean"].AsBoolean,
                 Epoch = (uint)CheckedEpoch(d["epoch"].AsInt64),
-                NextEpoch = d.TryGetValue("nextEpoch", out var next) && !next.IsNull ? (uint)CheckedEpoch(next.AsInt64) : 0,
+                // Up to MaxEpoch + 1: the image has handed out every epoch (and refuses more snapshots).
+                NextEpoch = d.TryGetValue("nextEpoch", out var next) && !next.IsNull
+                    ? (next.AsInt64 is >= 0 and <= MappingEntry.MaxEpoch + 1L ? (uint)next.AsInt64 : throw new CorruptImageException($"next epoch {next.AsInt64} is out of range"))
+                    : 0,
                 CreatedUtc = d["created"].AsDateTime,
                 DataDevice = d.TryGetValue("dataDevice", out var device) && !device.IsNull ? device.AsString : null,
             };

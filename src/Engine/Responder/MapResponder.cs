@@ -392,15 +392,20 @@ internal sealed class MapResponder : IDisposable
             // while the snapshot exists, and the reader's view lock keeps the snapshot from being deleted.
             var viewed = _history.Tree.Find(op.Name);
             if (viewed is null) op.Refused = $"no snapshot named '{op.Name}'";
-            else { op.Export = JournalCodec.Encode(_history.BuildView(viewed.Epoch), [(0, _geometry.BlockCount)]); op.ExportEpoch = viewed.Epoch; }
-            Respond(new RingEvent { Type = RingEventType.ControlRsp, Id = ev.Id, Result = viewed is null ? -Native.Errno.EINVAL : 0 });
+            else
+            {
+                // Read-only work: a failure refuses the export and leaves the disk serving.
+                try { op.Export = JournalCodec.Encode(_history.BuildView(viewed.Epoch), [(0, _geometry.BlockCount)]); op.ExportEpoch = viewed.Epoch; }
+                catch (Exception e) when (e is not OutOfMemoryException) { op.Refused = $"cannot export snapshot '{op.Name}': {e.Message}"; }
+            }
+            Respond(new RingEvent { Type = RingEventType.ControlRsp, Id = ev.Id, Result = op.Refused is null ? 0 : -Native.Errno.EINVAL });
             return;
         }
         if (op.Kind == ControlKind.Invoke)
         {
             int invokeResult = 0;
-            try { op.Body!(); }
-            catch (Exception e) when (e is BlockDeviceException or IOException) { op.Refused = e.Message; invokeResult = -Native.Errno.EINVAL; }
+            try { op.Body!(); }   // reads only: a failure fails the request, not the disk
+            catch (Exception e) when (e is not OutOfMemoryException) { op.Refused = e.Message; invokeResult = -Native.Errno.EINVAL; }
             Respond(new RingEvent { Type = RingEventType.ControlRsp, Id = ev.Id, Result = invokeResult });
             return;
         }
@@ -444,7 +449,7 @@ internal sealed class MapResponder : IDisposable
                 if (snap is null) op.Refused = $"no snapshot named '{op.Name}'";
                 else if (LiveClone(snap) is { } clone)
                     op.Refused = $"snapshot '{snap.Name}' is the base of clone {clone.Path}; delete the clone first";
-                else if (_history.ViewReaders())
+                else if (ViewReadersOrUnknown())
                     op.Refused = $"snapshot '{snap.Name}' cannot be deleted while another process reads a snapshot view of this image (an attached snapshot or a clone in use); close it first";
                 else { _history.Delete(snap); op.Result = snap; }
                 break;
@@ -543,6 +548,13 @@ internal sealed class MapResponder : IDisposable
             _history.TreeDirty = true;
         }
         return null;
+    }
+
+    // A lock the file system cannot report on counts as held: refusing a delete is safe, freeing under a reader is not.
+    private bool ViewReadersOrUnknown()
+    {
+        try { return _history.ViewReaders(); }
+        catch (IOException) { return true; }
     }
 
     private void InvalidateAll() =>

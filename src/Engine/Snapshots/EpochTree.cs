@@ -61,7 +61,7 @@ internal sealed class EpochTree
             tree._parent.Clear();
             foreach (var (epoch, parent) in list)
             {
-                if (epoch > MappingEntry.MaxEpoch || epoch >= tree.NextEpoch)
+                if (epoch > MappingEntry.MaxEpoch || epoch >= tree.NextEpoch)   // (NextEpoch may be MaxEpoch + 1)
                     throw new CorruptImageException($"epoch {epoch} is out of range (next epoch {tree.NextEpoch})");
                 if (parent != None && (parent < 0 || parent >= epoch))
                     throw new CorruptImageException($"epoch {epoch} has parent {parent}, which is not an older epoch");
@@ -120,9 +120,9 @@ internal sealed class EpochTree
 
     public uint? ParentOf(uint epoch) => _parent.TryGetValue(epoch, out var p) ? p : null;
 
-    /// <summary>By name (Unicode NFC, so two spellings of one name are one name), or by id when no name matches.</summary>
+    /// <summary>By name (compared exactly, code unit by code unit), or by id when no name matches.</summary>
     public SnapshotInfo? Find(string name) =>
-        _byName.GetValueOrDefault(name.Normalize()) ??
+        _byName.GetValueOrDefault(name) ??
         (int.TryParse(name, System.Globalization.NumberStyles.None, null, out int id) ? _snapshotAt.Values.FirstOrDefault(s => s.Id == id) : null);
 
     public SnapshotInfo? SnapshotAt(uint epoch) => _snapshotAt.GetValueOrDefault(epoch);
@@ -181,7 +181,7 @@ internal sealed class EpochTree
         int id = _snapshotAt.Count == 0 ? 1 : _snapshotAt.Values.Max(s => s.Id) + 1;
         // Milliseconds, as LiteDB keeps them: the same time whether read back or just made.
         var created = new DateTime(createdUtc.Ticks - createdUtc.Ticks % TimeSpan.TicksPerMillisecond, DateTimeKind.Utc);
-        var snap = new SnapshotInfo(id, name.Normalize(), Head, created);
+        var snap = new SnapshotInfo(id, name, Head, created);
         _snapshotAt.Add(Head, snap);
         _byName.Add(name, snap);
         _snapshotsAdded.Add(snap);

@@ -7,6 +7,15 @@ public sealed record SnapshotInfo(int Id, string Name, [property: System.Text.Js
     /// <summary>Bytes of data clusters that only this snapshot still reads (freed if it is deleted); -1 when not computed.</summary>
     public long ExclusiveBytes { get; init; } = -1;
 
+    /// <summary>What any build ever accepted, for loading: a stored name is kept even if today's rules are stricter.</summary>
+    public static string? InvalidStored(string name)
+    {
+        if (string.IsNullOrWhiteSpace(name)) return "a snapshot name cannot be empty";
+        if (System.Text.Encoding.UTF8.GetByteCount(name) > 128) return "a snapshot name is at most 128 bytes";
+        if (name.IndexOfAny(['@', '/', '\\']) >= 0 || name.Any(char.IsControl)) return $"snapshot name '{name}' has characters no build accepts";
+        return null;
+    }
+
     /// <summary>Names a user may give: not empty, at most 128 bytes, no '@' (it separates image and snapshot), '/' or control characters.</summary>
     public static string? Invalid(string name)
     {

@@ -82,11 +82,19 @@ public sealed class AttachSnapshotTests(ITestOutputHelper output)
         string viewName = scratch.NewName();
         string viewLink = scratch.Attach($"{image}@live", viewName);
         var viewSum = CommandRunner.Run("sha256sum", [viewLink]);
+        var viewMap = scratch.Cow("map", $"{image}@live");   // served by the writer's daemon too
+        Assert.True(viewMap.ExitCode == 0, viewMap.ToString());
+        Assert.Contains("own", viewMap.Output);
+        var viewInfo = scratch.Cow("info", $"{image}@live");
+        Assert.True(viewInfo.ExitCode == 0, viewInfo.ToString());
+        Assert.Contains("snapshot: live", viewInfo.Output);
         Assert.Equal(0, viewSum.ExitCode);
         CliAssert.OneLineError(scratch.Cow("snapshot", "delete", image, "live"), "reads a snapshot view");
         string clone = Path.Combine(scratch.Folder, "clone.img");
         var cloned = scratch.Cow("create", clone, "--from", $"{image}@live");
         Assert.True(cloned.ExitCode == 0, cloned.ToString());
+        Assert.Equal(0, scratch.Cow("info", clone).ExitCode);
+        Assert.Equal(0, scratch.Cow("map", clone).ExitCode);
         var cloneRead = scratch.Cow("io", clone, "read", "0", "256M");
         Assert.True(cloneRead.ExitCode == 0, cloneRead.ToString());
         Assert.Contains(viewSum.Output[..64].ToLowerInvariant(), cloneRead.Output);   // the clone reads as the snapshot

@@ -34,5 +34,33 @@ public class SnapshotLimitTests
         image.Read(8192, back);
         Assert.Equal(ModelRunner.Pattern(4096, 3), back);
         Assert.Equal(["a"], image.ListSnapshots().Select(s => s.Name));
+        image.Dispose();
+        // Every epoch handed out: the image still opens (and still refuses more).
+        using var again = CowImage.Open(path, new ImageOpenOptions());
+        Assert.Throws<ImageOpenException>(() => again.CreateSnapshot("c"));
+        Assert.Throws<ImageOpenException>(() => CowImage.CreateSnapshot(path + "x", "c"));
+    }
+
+    /// <summary>A name an earlier build accepted (all digits) still loads; only new names follow today's rules.</summary>
+    [Fact]
+    public void A_snapshot_named_by_an_earlier_build_still_opens()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("d.img");
+        Guid id;
+        using (var img = CowImage.Create(path, new ImageCreateOptions { Size = 1 << 20, ClusterSize = 4096 }))
+        {
+            id = img.ImageId;
+            img.CreateSnapshot("first");
+        }
+        using (var store = MetadataStore.Open(HostStorage.Instance, ImageFiles.For(path), id, readOnly: false))
+        {
+            var tree = store.LoadTree(out _);
+            var old = tree.Find("first")!;
+            store.Commit(new MetadataChanges { SnapshotsRemoved = [old], SnapshotsAdded = [old with { Name = "2024" }] });
+        }
+        using var image = CowImage.Open(path, new ImageOpenOptions());
+        Assert.Equal(["2024"], image.ListSnapshots().Select(s => s.Name));
+        image.DeleteSnapshot("2024");
     }
 }

@@ -93,9 +93,16 @@ internal sealed class ControlServer : IDisposable
                     return new ControlReply(true, Ranges: _image.Diff(request.Name, request.Path).Select(r => new[] { r.Offset, r.Length }).ToList());
                 case "snapshot-export":
                     // The caller made the file (0600, in the run folder) and holds the image's view lock.
-                    if (request.Path is null || !File.Exists(request.Path)) return new ControlReply(false, "snapshot-export needs an existing file to write");
+                    // Only a plain file the caller made beside this socket, never through a link.
+                    if (request.Path is null || Path.GetDirectoryName(Path.GetFullPath(request.Path)) != Path.GetDirectoryName(_path) ||
+                        new FileInfo(request.Path) is not { Exists: true, LinkTarget: null })
+                        return new ControlReply(false, "snapshot-export needs a file made for it in the attachment's run folder");
                     var (records, epoch) = _image.ExportSnapshot(request.Name ?? "");
-                    File.WriteAllBytes(request.Path, records);
+                    using (var export = new FileStream(request.Path, FileMode.Open, FileAccess.Write, FileShare.None))
+                    {
+                        export.SetLength(0);
+                        export.Write(records);
+                    }
                     return new ControlReply(true, Image: new ExportedImage(_image.Geometry.ClusterSize, _image.Size,
                         _image.BackingFile is null ? null : _image.Files.ResolveBacking(_image.BackingFile), _image.DataDevice, _image.ImageId, epoch));
                 case "clone-register":
