@@ -137,4 +137,30 @@ public sealed class AttachSnapshotTests(ITestOutputHelper output)
         scratch.Detach(cloneName);
         Assert.Equal(0, scratch.Cow("check", image).ExitCode);
     }
+
+    /// <summary>
+    /// A snapshot view served by a writer that has since detached keeps reading the right data, and while it is
+    /// open neither the snapshot can be deleted nor the image replaced.
+    /// </summary>
+    [AttachFact]
+    public void A_snapshot_view_outlives_its_writer_and_holds_off_delete_and_replace()
+    {
+        using var scratch = new AttachScratch();
+        string image = scratch.CreateImage("disk.img", "64M");
+        string name = scratch.NewName();
+        string link = scratch.Attach(image, name);
+        CommandRunner.Check("dd", "if=/dev/urandom", $"of={link}", "bs=1M", "count=4", "oflag=direct", "status=none");
+        Assert.Equal(0, scratch.Cow("snapshot", "create", image, "s").ExitCode);
+        string expected = CommandRunner.Run("sh", ["-c", $"head -c 4M {link} | sha256sum"]).Output[..64];
+        CommandRunner.Check("dd", "if=/dev/zero", $"of={link}", "bs=1M", "count=4", "oflag=direct", "status=none");
+        string viewName = scratch.NewName();
+        string viewLink = scratch.Attach($"{image}@s", viewName);
+        scratch.Detach(name);
+        CliAssert.OneLineError(scratch.Cow("snapshot", "delete", image, "s"), "snapshot view");
+        CliAssert.OneLineError(scratch.Cow("create", image, "--size", "64M", "--force"), "snapshot view");
+        Assert.Equal(expected, CommandRunner.Run("sh", ["-c", $"head -c 4M {viewLink} | sha256sum"]).Output[..64]);
+        scratch.Detach(viewName);
+        Assert.Equal(0, scratch.Cow("snapshot", "delete", image, "s").ExitCode);
+        Assert.Equal(0, scratch.Cow("check", image).ExitCode);
+    }
 }
