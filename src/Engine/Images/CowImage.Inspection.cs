@@ -75,14 +75,7 @@ public sealed partial class CowImage
     /// <summary>Runs a read of the mappings on the responder thread, between requests (after a flush for a consistent answer).</summary>
     private void OnResponder(Action body)
     {
-        lock (_controlLock)
-        {
-            var op = new ControlOp { Kind = ControlKind.Invoke, Name = "", Body = body };
-            _responder.Enqueue(op);
-            int result = _target.Control();
-            if (op.Refused is not null) throw new ImageOpenException(op.Refused);
-            if (result != 0) throw new BlockDeviceException($"reading the mappings failed: {Native.Errno.Describe(-result)}", null, -result);
-        }
+        Submit(new ControlOp { Kind = ControlKind.Invoke, Name = "", Body = body }, "reading the mappings");
     }
 
     internal List<MapRun> Map(long start, long end, int depth)

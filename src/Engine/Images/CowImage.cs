@@ -70,8 +70,7 @@ public sealed partial class CowImage : IBlockDevice
         Snapshot = snapshot;
         _viewedHistory = viewedHistory;
         // Where it was made, or where it is now if it moved together with this image.
-        history.CloneExists = clone => ImageHeaderProbe.IdOf(clone.Path) == clone.Id ||
-                                       (clone.RelativePath is { } relative && ImageHeaderProbe.IdOf(Path.Combine(files.Folder, relative)) == clone.Id);
+        history.CloneExists = clone => CloneIsThere(clone, files.Folder);
         if ((headerFile ?? dataFile) is HostStorageFile imageFile)
             history.ViewReaders = () => !SnapshotViewLock.NoReaders(imageFile.Handle);
         Files = files; _dataFile = dataFile; _headerFile = headerFile; _store = store; _base = baseDevice; ReadOnly = readOnly;
@@ -191,11 +190,15 @@ public sealed partial class CowImage : IBlockDevice
         {
             var header = ReadHeader(files, oldData);
             using var store = MetadataStore.Open(storage, files, header.ImageId, readOnly: true);
-            return store.LoadTree(out _).Clones.FirstOrDefault(c => ImageHeaderProbe.IdOf(c.Path) == c.Id ||
-                (c.RelativePath is { } r && ImageHeaderProbe.IdOf(Path.Combine(files.Folder, r)) == c.Id))?.Path;
+            return store.LoadTree(out _).Clones.FirstOrDefault(c => CloneIsThere(c, files.Folder))?.Path;
         }
         catch (Exception e) when (e is BlockDeviceException or IOException or UnauthorizedAccessException) { return null; }
     }
+
+    /// <summary>A registered clone still exists: where it was made, or moved together with this image (its folder).</summary>
+    private static bool CloneIsThere(CloneRef clone, string imageFolder) =>
+        ImageHeaderProbe.IdOf(clone.Path) == clone.Id ||
+        (clone.RelativePath is { } relative && ImageHeaderProbe.IdOf(Path.Combine(imageFolder, relative)) == clone.Id);
 
     private static string? DataDevicePath(ImageCreateOptions options) =>
         options.DataDevice is null ? null : Path.GetFullPath(options.DataDevice);
@@ -463,8 +466,7 @@ public sealed partial class CowImage : IBlockDevice
                     throw new CorruptImageException($"a snapshot's block {key.Block} maps to cluster {cluster}, past the end of the data file");
             var tree = history.Tree;
             if (tree.Find(name) is not null) throw new ImageOpenException($"a snapshot named '{name}' already exists");
-            if (tree.NextEpoch > MappingEntry.MaxEpoch)
-                throw new ImageOpenException($"the image has used all {MappingEntry.MaxEpoch + 1} epochs; copy it (convert) to take more snapshots");
+            if (tree.Exhausted) throw new ImageOpenException(EpochTree.ExhaustedMessage);
             if (header.Version < ImageHeader.CurrentVersion) Upgrade(data, header);
             var snap = tree.Create(name, DateTime.UtcNow);
             var (added, removed, nodesAdded, nodesRemoved) = tree.TakeChanges();
@@ -483,28 +485,15 @@ public sealed partial class CowImage : IBlockDevice
     /// <summary>A snapshot's mappings as journal records over the whole disk, for a reader that cannot open the image (it is held).</summary>
     internal (byte[] Records, uint Epoch) ExportSnapshot(string name)
     {
-        lock (_controlLock)
-        {
-            var op = new ControlOp { Kind = ControlKind.ExportView, Name = name };
-            _responder.Enqueue(op);
-            int result = _target.Control();
-            if (op.Refused is not null) throw new ImageOpenException(op.Refused);
-            if (result != 0) throw new BlockDeviceException($"exporting snapshot '{name}' failed: {Native.Errno.Describe(-result)}", null, -result);
-            return (op.Export!, op.ExportEpoch);
-        }
+        var op = Submit(new ControlOp { Kind = ControlKind.ExportView, Name = name }, $"exporting snapshot '{name}'");
+        return (op.Export!, op.ExportEpoch);
     }
 
     /// <summary>check --repair: forgets dead extents no snapshot reads; returns the data clusters freed.</summary>
     internal long DropUnreadDeadExtents()
     {
-        lock (_controlLock)
-        {
-            var op = new ControlOp { Kind = ControlKind.DropUnreadDeadExtents, Name = "" };
-            _responder.Enqueue(op);
-            int result = _target.Control();
-            if (result != 0) throw new BlockDeviceException($"repair failed: {Native.Errno.Describe(-result)}", _responder.Fatal, -result);
-            return op.Result!.ExclusiveBytes / Geometry.ClusterSize;
-        }
+        var op = Submit(new ControlOp { Kind = ControlKind.DropUnreadDeadExtents, Name = "" }, "repair");
+        return op.Result!.ExclusiveBytes / Geometry.ClusterSize;
     }
 
     /// <summary>Records that an image is being made from a snapshot, so the snapshot is not deleted under it.</summary>
@@ -547,14 +536,7 @@ public sealed partial class CowImage : IBlockDevice
         if (offset < 0 || length < 0 || offset > Size - length) throw new ImageOpenException($"range {offset}+{length} is outside the disk");
         if (length == 0) return;
         long first = offset >> Geometry.ClusterShift, end = (offset + length + Geometry.ClusterSize - 1) >> Geometry.ClusterShift;
-        lock (_controlLock)
-        {
-            var op = new ControlOp { Kind = ControlKind.Preallocate, Name = "", FirstBlock = first, BlockCount = end - first };
-            _responder.Enqueue(op);
-            int result = _target.Control();
-            if (op.Refused is not null) throw new ImageOpenException(op.Refused);
-            if (result != 0) throw new BlockDeviceException($"preallocation failed: {Native.Errno.Describe(-result)}", _responder.Fatal, -result);
-        }
+        Submit(new ControlOp { Kind = ControlKind.Preallocate, Name = "", FirstBlock = first, BlockCount = end - first }, "preallocation");
     }
 
     /// <summary>Makes the disk read as the snapshot again; other snapshots stay.</summary>
@@ -564,38 +546,31 @@ public sealed partial class CowImage : IBlockDevice
     public IReadOnlyList<SnapshotInfo> ListSnapshots()
     {
         // A read-only responder never changes the history; a writer's is read on its own thread.
-        if (_viewedHistory is { } viewed)
-        {
-            var exclusive = viewed.ExclusiveClusters();
-            return viewed.Tree.Snapshots.OrderBy(s => s.Epoch)
-                .Select(s => s with { ExclusiveBytes = exclusive[s.Epoch] * Geometry.ClusterSize }).ToList();
-        }
+        if (_viewedHistory is { } viewed) return viewed.ListSnapshots(Geometry.ClusterSize);
         if (ReadOnly) return _responder.ListSnapshots();
-        lock (_controlLock)
-        {
-            var op = new ControlOp { Kind = ControlKind.ListSnapshots, Name = "" };
-            _responder.Enqueue(op);
-            int result = _target.Control();
-            if (result != 0) throw new BlockDeviceException($"listing snapshots failed: {Native.Errno.Describe(-result)}", null, -result);
-            return op.List!;
-        }
+        return Submit(new ControlOp { Kind = ControlKind.ListSnapshots, Name = "" }, "listing snapshots").List!;
     }
 
     private SnapshotInfo RunControl(ControlKind kind, string name, CloneRef? clone = null)
     {
         if (ReadOnly) throw new ImageOpenException(Snapshot is null ? $"image {Files.DataPath} is open read-only" : $"snapshot {Files.DataPath}@{Snapshot.Name} is read-only");
+        return Submit(new ControlOp { Kind = kind, Name = name, Clone = clone }, "snapshot change").Result!;
+    }
+
+    /// <summary>
+    /// Hands a control operation to the responder and waits until it is applied (and durable, for changes): a
+    /// refusal is one line; a failure names the responder's fatal cause when it has one.
+    /// </summary>
+    private ControlOp Submit(ControlOp op, string what)
+    {
         lock (_controlLock)
         {
-            var op = new ControlOp { Kind = kind, Name = name, Clone = clone };
             _responder.Enqueue(op);
             int result = _target.Control();
             if (op.Refused is not null) throw new ImageOpenException(op.Refused);
-            if (result != 0)
-            {
-                var cause = _responder.Fatal;
-                throw new BlockDeviceException($"snapshot change failed: {cause?.Message ?? Native.Errno.Describe(-result)}", cause, -result);
-            }
-            return op.Result!;
+            if (result == 0) return op;
+            var cause = _responder.Fatal;
+            throw new BlockDeviceException($"{what} failed: {cause?.Message ?? Native.Errno.Describe(-result)}", cause, -result);
         }
     }
 

@@ -428,9 +428,9 @@ internal sealed class MapResponder : IDisposable
             return;
         }
         var snap = _history.Tree.Find(op.Name);
-        if (op.Kind is ControlKind.CreateSnapshot or ControlKind.RevertSnapshot && _history.Tree.NextEpoch > MappingEntry.MaxEpoch)
+        if (op.Kind is ControlKind.CreateSnapshot or ControlKind.RevertSnapshot && _history.Tree.Exhausted)
         {
-            op.Refused = $"the image has used all {MappingEntry.MaxEpoch + 1} epochs; copy it (convert) to take more snapshots";
+            op.Refused = EpochTree.ExhaustedMessage;
             Respond(new RingEvent { Type = RingEventType.ControlRsp, Id = ev.Id, Result = -Native.Errno.EINVAL });
             return;
         }
@@ -491,12 +491,7 @@ internal sealed class MapResponder : IDisposable
     }
 
     /// <summary>The snapshots, oldest first, with the bytes each alone holds. Responder thread, or a stopped/read-only responder.</summary>
-    internal List<SnapshotInfo> ListSnapshots()
-    {
-        var exclusive = _history.ExclusiveClusters();
-        return _history.Tree.Snapshots.OrderBy(s => s.Epoch)
-            .Select(s => s with { ExclusiveBytes = exclusive[s.Epoch] * _geometry.ClusterSize }).ToList();
-    }
+    internal List<SnapshotInfo> ListSnapshots() => _history.ListSnapshots(_geometry.ClusterSize);
 
     /// <summary>
     /// Maps every unallocated block of the range to a new cluster that reads as zeros (qemu-img's

@@ -30,6 +30,10 @@ internal sealed class EpochTree
     private readonly List<CloneRef> _clonesRemoved = new();
 
     public uint Head { get; private set; }
+
+    /// <summary>Every epoch has been handed out: no snapshot or revert can take a new one.</summary>
+    public bool Exhausted => NextEpoch > MappingEntry.MaxEpoch;
+    public static string ExhaustedMessage => $"the image has used all {MappingEntry.MaxEpoch + 1} epochs; copy it (convert) to take more snapshots";
     public uint NextEpoch { get; private set; }
 
     /// <summary>
@@ -177,7 +181,7 @@ internal sealed class EpochTree
     /// <summary>Freezes the head as a snapshot; the head moves to a new epoch below it. O(1).</summary>
     public SnapshotInfo Create(string name, DateTime createdUtc)
     {
-        if (NextEpoch > MappingEntry.MaxEpoch) throw new InvalidOperationException("the image has used all its epochs");
+        if (Exhausted) throw new InvalidOperationException(ExhaustedMessage);
         int id = _snapshotAt.Count == 0 ? 1 : _snapshotAt.Values.Max(s => s.Id) + 1;
         // Milliseconds, as LiteDB keeps them: the same time whether read back or just made.
         var created = new DateTime(createdUtc.Ticks - createdUtc.Ticks % TimeSpan.TicksPerMillisecond, DateTimeKind.Utc);
@@ -206,7 +210,7 @@ internal sealed class EpochTree
     /// <summary>Moves the head to a new epoch under the snapshot; returns the old head and the epochs pruned.</summary>
     public (uint OldHead, List<uint> Pruned) Revert(SnapshotInfo snap)
     {
-        if (NextEpoch > MappingEntry.MaxEpoch) throw new InvalidOperationException("the image has used all its epochs");
+        if (Exhausted) throw new InvalidOperationException(ExhaustedMessage);
         uint old = Head;
         AddNode(NextEpoch++, snap.Epoch);
         Head = NextEpoch - 1;

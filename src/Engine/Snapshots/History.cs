@@ -473,6 +473,13 @@ internal sealed class History
         return n;
     }
 
+    /// <summary>The snapshots, oldest first, with the bytes each alone holds.</summary>
+    public List<SnapshotInfo> ListSnapshots(int clusterSize)
+    {
+        var exclusive = ExclusiveClusters();
+        return Tree.Snapshots.OrderBy(s => s.Epoch).Select(s => s with { ExclusiveBytes = exclusive[s.Epoch] * clusterSize }).ToList();
+    }
+
     /// <summary>
     /// For every snapshot, the data clusters only it reads (what deleting it would free): one pass over the dead
     /// extents, each walked down the stretch of history it lived in.
