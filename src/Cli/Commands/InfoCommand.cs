@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Text.Json;
-using System.Text.Json.Serialization;
 using CowDisk.Engine.Images;
 
 namespace CowDisk.Cli.Commands;
@@ -8,13 +7,7 @@ namespace CowDisk.Cli.Commands;
 /// <summary>cowdisk info IMAGE [--output human|json]: sizes, files and the whole backing chain.</summary>
 public static class InfoCommand
 {
-    private static readonly JsonSerializerOptions Json = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.KebabCaseLower,
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,   // names as typed, not \u escapes
-    };
+    private static readonly JsonSerializerOptions Json = CliJson.Options;
 
     public static Command Build()
     {

@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Text.Json;
-using System.Text.Json.Serialization;
 using CowDisk.Engine.Devices;
 using CowDisk.Engine.Images;
 
@@ -9,13 +8,7 @@ namespace CowDisk.Cli.Commands;
 /// <summary>check, map and diff: read-only looks at an image's mappings (check writes only with --repair).</summary>
 public static class InspectCommands
 {
-    private static readonly JsonSerializerOptions Json = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.KebabCaseLower,
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,   // names as typed, not \u escapes
-    };
+    private static readonly JsonSerializerOptions Json = CliJson.Options;
 
     private static Option<string> OutputOption()
     {

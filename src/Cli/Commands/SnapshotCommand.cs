@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
-using System.Text.Json.Serialization;
 using CowDisk.Engine.Frontends.Attach;
 using CowDisk.Engine.Images;
 using CowDisk.Engine.Snapshots;
@@ -11,13 +10,7 @@ namespace CowDisk.Cli.Commands;
 /// <summary>cowdisk snapshot create|list|delete|revert IMAGE [NAME]: internal snapshots, like qemu-img snapshot.</summary>
 public static class SnapshotCommand
 {
-    private static readonly JsonSerializerOptions Json = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.KebabCaseLower,
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,   // names as typed, not \u escapes
-    };
+    private static readonly JsonSerializerOptions Json = CliJson.Options;
 
     public static Command Build()
     {
@@ -43,12 +36,12 @@ public static class SnapshotCommand
             string snapshot = r.GetValue(name)!;
             if (verb == "create" && SnapshotInfo.Invalid(snapshot) is { } why) throw new CliException(why);
             var settings = GlobalOptions.Engine(r);
-            if (AttachedWriter(path) is { } attached)
+            if (AttachedDaemon.Writing(path) is { } attached)
             {
                 // The daemon holds the image: it takes the snapshot in order with the device's writes, without a pause.
                 if (verb == "revert")
                     throw new CliException($"{Path.GetFullPath(path)} is attached read-write as '{attached.Name}' (pid {attached.Pid}); detach it before reverting");
-                var reply = Ask(attached, new ControlRequest($"snapshot-{verb}", snapshot));
+                var reply = AttachedDaemon.Ask(attached, new ControlRequest($"snapshot-{verb}", snapshot));
                 Console.WriteLine($"{done} '{reply.Snapshot!.Name}' (id {reply.Snapshot.Id}) of {attached.Image} through attachment '{attached.Name}'");
                 return 0;
             }
@@ -82,9 +75,9 @@ public static class SnapshotCommand
             string path = RequireImage(r.GetValue(image)!);
             IReadOnlyList<SnapshotInfo> list;
             string shown;
-            if (AttachedWriter(path) is { } attached)
+            if (AttachedDaemon.Writing(path) is { } attached)
             {
-                list = Ask(attached, new ControlRequest("snapshot-list")).Snapshots ?? [];
+                list = AttachedDaemon.Ask(attached, new ControlRequest("snapshot-list")).Snapshots ?? [];
                 shown = attached.Image;
             }
             else
@@ -106,10 +99,6 @@ public static class SnapshotCommand
         }));
         return cmd;
     }
-
-    private static AttachRecord? AttachedWriter(string path) => AttachedDaemon.Writing(path);
-
-    private static ControlReply Ask(AttachRecord attached, ControlRequest request) => AttachedDaemon.Ask(attached, request);
 
     private static string RequireImage(string text)
     {
