@@ -23,10 +23,11 @@ public static class AttachCommands
         var overlay = new Option<bool>("--overlay") { Description = "Write to a new overlay beside the image; the image stays unchanged" };
         var readOnly = new Option<bool>("--read-only") { Description = "Serve the image read-only; the loop device is read-only" };
         var foreground = new Option<bool>("--foreground") { Description = "Stay in the foreground until SIGTERM/SIGINT (for systemd and debugging)" };
+        var nbd = new Option<string?>("--nbd") { Description = "Also serve the disk over NBD: 'unix' (/run/cowdisk/NAME.sock) or a loopback HOST:PORT" };
         var fuseThreads = new Option<int>("--fuse-threads") { Description = "FUSE worker threads", DefaultValueFactory = _ => 8 };
         var cmd = new Command("attach", "Attach an image as a block device (/dev/loopN and /dev/cowdisk/NAME)")
         {
-            image, name, overlay, readOnly, foreground, fuseThreads,
+            image, name, overlay, readOnly, foreground, fuseThreads, nbd,
         };
         cmd.SetAction(r => GlobalOptions.Run(() => Guarded(() =>
         {
@@ -37,7 +38,11 @@ public static class AttachCommands
             {
                 Image = Path.GetFullPath(named.Path), Snapshot = named.Snapshot, Name = r.GetValue(name)!, Overlay = r.GetValue(overlay),
                 ReadOnly = r.GetValue(readOnly) || (named.Snapshot is not null && !r.GetValue(overlay)), FuseThreads = threads, Engine = GlobalOptions.Engine(r),
+                NbdUnix = r.GetValue(nbd) == "unix",
+                NbdTcp = r.GetValue(nbd) is { } address and not "unix" ? Commands.ServeCommand.ParseListen(address) : null,
             };
+            if (request.NbdTcp is { } tcp && !System.Net.IPAddress.IsLoopback(tcp.Address))
+                throw new CliException($"attach --nbd listens on loopback or a Unix socket only, not {tcp} (serve a snapshot or a detached image with `cowdisk serve` for TLS)");
             if (r.GetValue(foreground)) return AttachDaemon.Run(request);
 
             // Fail fast here on what the daemon would refuse anyway; it re-checks everything itself.
@@ -60,6 +65,8 @@ public static class AttachCommands
         var arguments = new List<string> { "attach", image, "--name", request.Name, "--foreground",
             "--fuse-threads", request.FuseThreads.ToString() };
         if (request.Overlay) arguments.Add("--overlay");
+        if (request.NbdUnix) arguments.AddRange(["--nbd", "unix"]);
+        if (request.NbdTcp is { } tcp) arguments.AddRange(["--nbd", tcp.ToString()]);
         if (request.ReadOnly) arguments.Add("--read-only");
         if (r.GetValue(GlobalOptions.Config) is { } config) arguments.AddRange(["--config", Path.GetFullPath(config)]);
         foreach (string set in r.GetValue(GlobalOptions.Set) ?? []) arguments.AddRange(["--set", set]);
@@ -75,7 +82,7 @@ public static class AttachCommands
         {
             var statuses = new AttachRegistry(AttachPaths.FromEnvironment()).List();
             if (r.GetValue(output) == "json")
-                Console.WriteLine(JsonSerializer.Serialize(statuses, AttachJsonContext.Default.ListAttachmentStatus));
+                Console.WriteLine(JsonSerializer.Serialize(statuses, CliJson.Options));   // one JSON look for every command
             else WriteTable(statuses);
             return 0;
         })));
@@ -84,9 +91,10 @@ public static class AttachCommands
 
     private static void WriteTable(List<AttachmentStatus> statuses)
     {
-        var rows = new List<string[]> { new[] { "NAME", "IMAGE", "DEVICE", "PID", "RO", "STATE" } };
+        var rows = new List<string[]> { new[] { "NAME", "IMAGE", "DEVICE / NBD", "PID", "RO", "STATE" } };
         foreach (var s in statuses)
-            rows.Add([s.Name, (s.Overlay is null ? "" : $"{s.Overlay} (over ") + s.Image + (s.Snapshot is null ? "" : $"@{s.Snapshot}") + (s.Overlay is null ? "" : ")"), s.Device ?? "-",
+            rows.Add([s.Name, (s.Overlay is null ? "" : $"{s.Overlay} (over ") + s.Image + (s.Snapshot is null ? "" : $"@{s.Snapshot}") + (s.Overlay is null ? "" : ")"),
+                string.Join(" ", new[] { s.Device }.Concat(s.Nbd ?? []).OfType<string>().DefaultIfEmpty("-")),
                 s.Pid.ToString(), s.ReadOnly ? "yes" : "no", s.Error is null ? s.State : $"{s.State}: {s.Error}"]);
         int[] widths = Enumerable.Range(0, rows[0].Length).Select(c => rows.Max(row => row[c].Length)).ToArray();
         foreach (var row in rows)

@@ -27,7 +27,7 @@ internal static class AttachLauncher
         if (Path.GetFileNameWithoutExtension(start.FileName) == "dotnet")
             start.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
         foreach (string argument in daemonArguments) start.ArgumentList.Add(argument);
-        start.Environment[AttachDaemon.NotifyVariable] = "1";
+        start.Environment[DaemonHost.NotifyVariable] = "1";
 
         using var daemon = Process.Start(start) ?? throw new CliException("cannot start the attach daemon");
         daemon.StandardInput.Close();
@@ -46,7 +46,7 @@ internal static class AttachLauncher
             }
             string? line = next.Result;
             if (line is null) break;
-            if (line == AttachDaemon.ReadyLine) return 0;
+            if (line == DaemonHost.ReadyLine) return 0;
             Console.WriteLine(line);
         }
 

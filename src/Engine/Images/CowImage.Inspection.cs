@@ -72,10 +72,20 @@ public sealed partial class CowImage
         return runs;
     }
 
-    /// <summary>Runs a read of the mappings on the responder thread, between requests (after a flush for a consistent answer).</summary>
+    /// <summary>The runs of [start, end), as <see cref="Map()"/> gives them for the whole disk.</summary>
+    public List<MapRun> MapRange(long start, long end)
+    {
+        if (start < 0 || end > Size || start > end) throw new ArgumentOutOfRangeException(nameof(start), $"range {start}..{end} is outside the disk (size {Size})");
+        if (ReadOnly) return Map(start, end, 0);
+        List<MapRun> runs = [];
+        OnResponder(() => runs = Map(start, end, 0));
+        return runs;
+    }
+
+    /// <summary>Runs a read of the mappings on the responder thread, in ring order after every acknowledged write.</summary>
     private void OnResponder(Action body)
     {
-        Submit(new ControlOp { Kind = ControlKind.Invoke, Name = "", Body = body }, "reading the mappings");
+        Submit(new ControlOp { Kind = ControlKind.Invoke, Name = "", Body = body }, "reading the mappings", changesMappings: false);
     }
 
     internal List<MapRun> Map(long start, long end, int depth)

@@ -561,12 +561,13 @@ public sealed partial class CowImage : IBlockDevice
     /// Hands a control operation to the responder and waits until it is applied (and durable, for changes): a
     /// refusal is one line; a failure names the responder's fatal cause when it has one.
     /// </summary>
-    private ControlOp Submit(ControlOp op, string what)
+    private ControlOp Submit(ControlOp op, string what, bool changesMappings = true)
     {
         lock (_controlLock)
         {
             _responder.Enqueue(op);
-            int result = _target.Control();
+            int result = _target.Control(invalidateCache: changesMappings);
+            if (changesMappings) Interlocked.Increment(ref _generation);   // a snapshot op or revert changes what was changed since what
             if (op.Refused is not null) throw new ImageOpenException(op.Refused);
             if (result == 0) return op;
             var cause = _responder.Fatal;
@@ -576,7 +577,11 @@ public sealed partial class CowImage : IBlockDevice
 
     public void Read(long offset, Span<byte> buffer) => _target.Read(offset, buffer);
 
-    public void Write(long offset, ReadOnlySpan<byte> buffer, WriteFlags flags = WriteFlags.None) => _target.Write(offset, buffer, flags);
+    public void Write(long offset, ReadOnlySpan<byte> buffer, WriteFlags flags = WriteFlags.None)
+    {
+        try { _target.Write(offset, buffer, flags); }
+        finally { Interlocked.Increment(ref _generation); }   // after: an answer cached before this write lands is stale
+    }
 
     public void Flush()
     {
@@ -588,9 +593,18 @@ public sealed partial class CowImage : IBlockDevice
         }
     }
 
-    public void Discard(long offset, long length) => _target.Zero(offset, length);
+    public void Discard(long offset, long length)
+    {
+        try { _target.Zero(offset, length); }
+        finally { Interlocked.Increment(ref _generation); }
+    }
 
-    public void WriteZeroes(long offset, long length) => _target.Zero(offset, length);
+    public void WriteZeroes(long offset, long length) => Discard(offset, length);
+
+    private long _generation;
+
+    /// <summary>Moves on after every write, discard and snapshot operation: an answer about the mappings cached under one value is current while it stays.</summary>
+    public long ContentGeneration => Interlocked.Read(ref _generation);
 
     /// <summary>Bytes of virtual disk mapped to data extents in this layer. Exact once I/O is quiescent.</summary>
     public long AllocatedBytes() => _table.DataMappings().LongCount() * Geometry.ClusterSize;

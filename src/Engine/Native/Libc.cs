@@ -26,6 +26,27 @@ internal static partial class Libc
 
     private const int SEEK_DATA = 3, SEEK_HOLE = 4;
 
+    [LibraryImport("libc", EntryPoint = "umask")]
+    private static partial uint umask_(uint mask);
+
+    /// <summary>Sets the process's file-creation mask; returns the old one.</summary>
+    public static uint umask(uint mask) => umask_(mask);
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static unsafe partial int statx(int dirfd, string path, int flags, uint mask, byte* buffer);
+
+    private const int AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100;
+    private const uint STATX_TYPE = 1;
+    private const int StatxSize = 256, StatxModeOffset = 28;   // struct statx is the same on every architecture
+
+    /// <summary>The S_IFMT bits of path's mode (not following a final symlink); 0 if it cannot be read.</summary>
+    public static unsafe int FileType(string path)
+    {
+        byte* buffer = stackalloc byte[StatxSize];
+        if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_TYPE, buffer) != 0) return 0;
+        return *(ushort*)(buffer + StatxModeOffset) & 0xF000;
+    }
+
     /// <summary>The file's allocated byte ranges (SEEK_DATA / SEEK_HOLE); the whole file where the file system cannot tell.</summary>
     public static List<(long Offset, long Length)> DataRanges(SafeFileHandle handle, long length)
     {

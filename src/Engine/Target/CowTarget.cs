@@ -165,8 +165,9 @@ internal sealed class CowTarget
     /// <summary>
     /// Has the responder apply its queued control operation in ring order: after every write acknowledged so far,
     /// with no I/O in flight at that point (held only while the request enters the ring). Returns 0 or -errno.
+    /// An operation that only reads the mappings keeps the mapping cache (invalidateCache false).
     /// </summary>
-    public int Control()
+    public int Control(bool invalidateCache = true)
     {
         RingClient.PendingCall call;
         _drain.EnterWriteLock();
@@ -175,7 +176,7 @@ internal sealed class CowTarget
             // No I/O runs now, and any that starts after must ask the responder, which answers it after this
             // operation: a mapping cached before a snapshot (exclusive then, shared now) or a revert (freed now)
             // must not serve a write in between.
-            _cache?.Clear();
+            if (invalidateCache) _cache?.Clear();
             call = _ring.Begin(new RingEvent { Type = RingEventType.ControlReq });
         }
         finally { _drain.ExitWriteLock(); }

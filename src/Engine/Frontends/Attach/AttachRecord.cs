@@ -23,6 +23,8 @@ public sealed record AttachRecord
     /// <summary>The file the loop device is bound to (inside MountPoint).</summary>
     public string? BackingFile { get; init; }
     public bool? DirectIo { get; init; }
+    /// <summary>Where the image is served over NBD (serve, attach --nbd), as client URIs; null when it is not.</summary>
+    public string[]? Nbd { get; init; }
     public string? Error { get; init; }
 
     /// <summary>The image file this attachment writes, or null when it only reads.</summary>

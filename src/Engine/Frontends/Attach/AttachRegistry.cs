@@ -22,6 +22,36 @@ public sealed class AttachRegistry(AttachPaths paths)
         Directory.CreateDirectory(Paths.LinkDirectory);
     }
 
+    /// <summary>
+    /// Takes the name for a daemon starting up (attach or serve), after cleaning up whatever a dead daemon of
+    /// that name left; throws when a live daemon has it.
+    /// </summary>
+    internal LifetimeLock ClaimForDaemon(string name)
+    {
+        EnsureDirectories();
+        var claim = TryClaim(name);
+        // Held, but not by a running daemon of this name: a `list` or `attach` elsewhere is cleaning up after a dead
+        // one (it holds the lock for that moment). Wait for it rather than fail.
+        for (long until = Environment.TickCount64 + 10_000; claim is null && Environment.TickCount64 < until &&
+             !(Read(name) is { } rec && DaemonProcess.IsRunning(rec.Pid, name));)
+        {
+            Thread.Sleep(20);
+            claim = TryClaim(name);
+        }
+        if (claim is null)
+        {
+            var holder = Read(name);
+            throw new AttachException($"name '{name}' is already attached{(holder is null ? "" : $" to {holder.Image} (pid {holder.Pid})")}");
+        }
+        if (IsBeingDetached(name))
+        {
+            claim.Dispose();   // the detach still has to read the old daemon's outcome from the record
+            throw new AttachException($"name '{name}' is being detached; try again once the detach has finished");
+        }
+        CleanUpClaimed(name); // whatever a dead daemon of this name left behind
+        return claim;
+    }
+
     /// <summary>Takes the name for this process; null when a live daemon already has it.</summary>
     internal LifetimeLock? TryClaim(string name) => LifetimeLock.TryAcquire(Paths.LockPath(name));
 
@@ -140,6 +170,8 @@ public sealed class AttachRegistry(AttachPaths paths)
         RemoveLinkIfPointsTo(Paths.LinkPath(name), record?.Device);
         try { Directory.Delete(mountPoint); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         try { File.Delete(Paths.ControlSocket(name)); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        try { if (Native.Libc.FileType(Paths.NbdSocket(name)) == 0xC000) File.Delete(Paths.NbdSocket(name)); }   // only a socket: never a file a user put there
+        catch (IOException) { } catch (UnauthorizedAccessException) { }
         Remove(name);
     }
 

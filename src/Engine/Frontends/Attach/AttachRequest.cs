@@ -13,6 +13,9 @@ public sealed record AttachRequest
     /// <summary>FUSE worker threads serving the loop device's requests.</summary>
     public int FuseThreads { get; init; } = 8;
     public EngineSettings Engine { get; init; } = new();
+    /// <summary>Also serve the device over NBD: on this TCP address (loopback only), or on the Unix socket NAME.sock when <see cref="NbdUnix"/>.</summary>
+    public System.Net.IPEndPoint? NbdTcp { get; init; }
+    public bool NbdUnix { get; init; }
 
     /// <summary>Where --overlay puts the new image: beside the base, named after it and the attachment.</summary>
     public static string OverlayPathFor(string image, string name)

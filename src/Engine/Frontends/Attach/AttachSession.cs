@@ -19,6 +19,7 @@ public sealed class AttachSession : IDisposable
     private FuseServer? _fuse;
     private LoopDevice? _loop;
     private ControlServer? _control;
+    private Nbd.NbdServer? _nbd;
     private string? _link;
 
     public AttachRecord Record { get; private set; }
@@ -45,27 +46,7 @@ public sealed class AttachSession : IDisposable
         if (Directory.Exists(image)) throw new AttachException($"image {image} is a folder, not an image (name its data file)");
         if (!File.Exists(CanonicalPath.Of(image))) throw new AttachException($"image {image} does not exist");   // not a dangling link
 
-        registry.EnsureDirectories();
-        var claim = registry.TryClaim(request.Name);
-        // Held, but not by a running daemon of this name: a `list` or `attach` elsewhere is cleaning up after a dead
-        // one (it holds the lock for that moment). Wait for it rather than fail.
-        for (long until = Environment.TickCount64 + 10_000; claim is null && Environment.TickCount64 < until &&
-             !(registry.Read(request.Name) is { } rec && DaemonProcess.IsRunning(rec.Pid, request.Name));)
-        {
-            Thread.Sleep(20);
-            claim = registry.TryClaim(request.Name);
-        }
-        if (claim is null)
-        {
-            var holder = registry.Read(request.Name);
-            throw new AttachException($"name '{request.Name}' is already attached{(holder is null ? "" : $" to {holder.Image} (pid {holder.Pid})")}");
-        }
-        if (registry.IsBeingDetached(request.Name))
-        {
-            claim.Dispose();   // the detach still has to read the old daemon's outcome from the record
-            throw new AttachException($"name '{request.Name}' is being detached; try again once the detach has finished");
-        }
-        registry.CleanUpClaimed(request.Name); // whatever a dead daemon of this name left behind
+        var claim = registry.ClaimForDaemon(request.Name);
 
         string? overlay = request.Overlay ? AttachRequest.OverlayPathFor(image, request.Name) : null;
         var record = new AttachRecord
@@ -125,6 +106,21 @@ public sealed class AttachSession : IDisposable
         if (_device is Images.CowImage { ReadOnly: false } writable)
             _control = new ControlServer(_registry.Paths.ControlSocket(Record.Name), writable, _log);
 
+        if (request.NbdTcp is not null || request.NbdUnix)
+        {
+            if (request.NbdTcp is { } tcp && !System.Net.IPAddress.IsLoopback(tcp.Address))
+                throw new AttachException($"attach --nbd listens on loopback or a Unix socket only, not {tcp}");
+            _nbd = new Nbd.NbdServer(new Nbd.NbdServerOptions
+            {
+                Exports = [new Nbd.NbdExport { Name = Record.Name, Description = served, Device = _device, ReadOnly = request.ReadOnly }],
+                Tcp = request.NbdTcp, UnixSocket = request.NbdUnix ? _registry.Paths.NbdSocket(Record.Name) : null, Log = _log,
+            });
+            try { _nbd.Start(); }
+            catch (IOException e) { throw new AttachException(e.Message); }
+            Record = Record with { Nbd = [.. _nbd.Addresses] };
+            _log($"nbd: serving at {string.Join(" ", _nbd.Addresses)}");
+        }
+
         Record = Record with
         {
             State = AttachState.Running, Device = _loop.DevicePath, Link = _link, BackingFile = _fuse.FilePath, DirectIo = _loop.DirectIo,
@@ -163,6 +159,8 @@ public sealed class AttachSession : IDisposable
         var errors = new List<string>();
         if (_control is not null) Step(errors, "close control socket", _control.Dispose);
         _control = null;
+        if (_nbd is not null) Step(errors, "stop NBD server", _nbd.Stop);   // its requests answered before the device goes
+        _nbd = null;
         if (_link is not null) Step(errors, "remove link", () => AttachRegistry.RemoveLinkIfPointsTo(_link, _loop?.DevicePath));
         if (_loop is not null)
             Step(errors, "detach loop device", () =>

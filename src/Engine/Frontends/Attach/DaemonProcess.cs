@@ -26,7 +26,7 @@ public static class DaemonProcess
         try { arguments = File.ReadAllText($"/proc/{pid}/cmdline").Split('\0'); }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { return false; }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return ProcessControl.IsAlive(pid); }
-        if (!arguments.Contains("attach")) return false;
+        if (!arguments.Contains("attach") && !arguments.Contains("serve")) return false;
         for (int i = 0; i < arguments.Length; i++)
         {
             if (arguments[i] == "--name" && i + 1 < arguments.Length && arguments[i + 1] == name) return true;

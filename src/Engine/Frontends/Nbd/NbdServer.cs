@@ -1,0 +1,191 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
+using CowDisk.Format.Nbd;
+
+namespace CowDisk.Engine.Frontends.Nbd;
+
+/// <summary>
+/// An NBD server (fixed newstyle, structured replies, block status, STARTTLS) for one or more exports, on a
+/// Unix socket and/or a TCP address. Start, then Stop: in-flight requests are answered before connections close.
+/// The devices stay open; the caller flushes and closes them after Stop.
+/// </summary>
+public sealed class NbdServer : IDisposable
+{
+    private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(10);
+
+    private readonly NbdServerOptions _options;
+    private readonly List<Socket> _listeners = [];
+    private readonly List<Thread> _acceptors = [];
+    private readonly HashSet<NbdConnection> _connections = [];
+    private bool _stopping;
+
+    internal ArrayPool<byte> Buffers { get; } = ArrayPool<byte>.Create(NbdLimits.MaxPayload, 16);
+    internal NbdWorkers Workers { get; }
+
+    /// <summary>Where clients connect: nbd+unix:///NAME?socket=PATH and/or nbd://HOST:PORT/NAME.</summary>
+    public IReadOnlyList<string> Addresses => _addresses;
+    private readonly List<string> _addresses = [];
+    public IPEndPoint? TcpEndPoint { get; private set; }
+
+    public NbdServer(NbdServerOptions options)
+    {
+        if (options.Exports.Count == 0) throw new ArgumentException("an NBD server needs at least one export");
+        if (options.Exports.Select(e => e.Name).Distinct().Count() != options.Exports.Count) throw new ArgumentException("export names must differ");
+        if (options.UnixSocket is null && options.Tcp is null) throw new ArgumentException("give a Unix socket or a TCP address to listen on");
+        if (options.RequireTls && options.TlsCertificate is null) throw new ArgumentException("TLS is required but no certificate was given");
+        _options = options;
+        Workers = new NbdWorkers(options.Workers);
+    }
+
+    public void Start()
+    {
+        try
+        {
+            if (_options.UnixSocket is { } path) ListenUnix(path);
+            if (_options.Tcp is { } endPoint) ListenTcp(endPoint);
+        }
+        catch
+        {
+            Stop();
+            throw;
+        }
+    }
+
+    private void ListenUnix(string path)
+    {
+        // A socket left by a server that died is replaced; anything else at the path is not ours to delete.
+        if (File.Exists(path) || Directory.Exists(path))
+        {
+            if ((File.GetAttributes(path) & FileAttributes.Directory) != 0 || !IsSocket(path))
+                throw new IOException($"{path} exists and is not a socket");
+            if (IsListening(path)) throw new IOException($"{path} is in use by another server");
+            File.Delete(path);
+        }
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            // Created owner-only (umask 0177) before anyone can connect: the umask would otherwise decide who may.
+            var old = Native.Libc.umask(0x7F);
+            try { socket.Bind(new UnixDomainSocketEndPoint(path)); }
+            finally { Native.Libc.umask(old); }
+            socket.Listen(64);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+        AddListener(socket, $"unix:{path}");
+        _addresses.Add($"nbd+unix:///{_options.Exports[0].Name}?socket={path}");
+    }
+
+    private static bool IsSocket(string path) => (Native.Libc.FileType(path) & 0xF000) == 0xC000;
+
+    private static bool IsListening(string path)
+    {
+        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try { probe.Connect(new UnixDomainSocketEndPoint(path)); return true; }
+        catch (SocketException) { return false; }
+    }
+
+    private void ListenTcp(IPEndPoint endPoint)
+    {
+        var socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            socket.Bind(endPoint);
+            socket.Listen(64);
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new IOException($"cannot listen on {endPoint}: {e.Message}", e);
+        }
+        TcpEndPoint = (IPEndPoint)socket.LocalEndPoint!;
+        AddListener(socket, TcpEndPoint.ToString());
+        string host = TcpEndPoint.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{TcpEndPoint.Address}]" : TcpEndPoint.Address.ToString();
+        _addresses.Add($"{(_options.RequireTls ? "nbds" : "nbd")}://{host}:{TcpEndPoint.Port}/{_options.Exports[0].Name}");
+    }
+
+    private void AddListener(Socket socket, string where)
+    {
+        _listeners.Add(socket);
+        var thread = new Thread(() => Accept(socket, where)) { IsBackground = true, Name = $"nbd accept {where}" };
+        _acceptors.Add(thread);
+        thread.Start();
+    }
+
+    private void Accept(Socket listener, string where)
+    {
+        while (true)
+        {
+            Socket client;
+            try { client = listener.Accept(); }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException) { return; }   // closed by Stop
+            string peer = client.RemoteEndPoint is IPEndPoint ip ? ip.ToString() : where;
+            if (client.ProtocolType == ProtocolType.Tcp) client.NoDelay = true;   // replies are gathered into full sends already
+            var connection = new NbdConnection(this, client, _options, peer);
+            lock (_connections)
+            {
+                if (_stopping || _connections.Count >= _options.MaxConnections)
+                {
+                    _options.Log($"nbd: {peer}: refused ({(_stopping ? "shutting down" : $"{_options.MaxConnections} connections already")})");
+                    client.Dispose();
+                    continue;
+                }
+                _connections.Add(connection);
+            }
+            connection.Start();
+        }
+    }
+
+    internal void Forget(NbdConnection connection)
+    {
+        lock (_connections)
+        {
+            _connections.Remove(connection);
+            Monitor.PulseAll(_connections);
+        }
+    }
+
+    public int ConnectionCount
+    {
+        get { lock (_connections) return _connections.Count; }
+    }
+
+    /// <summary>
+    /// Stops accepting, lets every connection finish the requests it has in flight (new ones are not read), then
+    /// closes them; after a grace period stragglers (clients not reading their replies) are cut off.
+    /// </summary>
+    public void Stop()
+    {
+        List<NbdConnection> open;
+        lock (_connections)
+        {
+            if (_stopping && _connections.Count == 0 && _listeners.Count == 0) return;
+            _stopping = true;
+            open = [.. _connections];
+        }
+        foreach (var listener in _listeners) listener.Dispose();
+        foreach (var thread in _acceptors) thread.Join();
+        _listeners.Clear();
+        _acceptors.Clear();
+        if (_options.UnixSocket is { } path && IsSocket(path)) File.Delete(path);
+
+        foreach (var connection in open) connection.StopReading();
+        long deadline = Environment.TickCount64 + (long)StopGrace.TotalMilliseconds;
+        lock (_connections)
+        {
+            while (_connections.Count > 0 && Environment.TickCount64 < deadline)
+                Monitor.Wait(_connections, TimeSpan.FromMilliseconds(100));
+            open = [.. _connections];
+        }
+        foreach (var connection in open) connection.Abort();
+        foreach (var connection in open) connection.Reader.Join();
+        Workers.Dispose();   // whatever was queued has run: no request touches a device after this
+    }
+
+    public void Dispose() => Stop();
+}

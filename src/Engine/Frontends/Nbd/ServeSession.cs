@@ -1,0 +1,152 @@
+using CowDisk.Engine.Devices;
+using CowDisk.Engine.Frontends.Attach;
+using CowDisk.Engine.Native;
+
+namespace CowDisk.Engine.Frontends.Nbd;
+
+/// <summary>
+/// The life of one `cowdisk serve` inside its process: images opened, an NBD server on them, and a record in the
+/// attach registry so list and detach see it. Stop answers what is in flight, flushes and closes the images.
+/// </summary>
+public sealed class ServeSession : IDisposable
+{
+    private readonly AttachRegistry _registry;
+    private readonly Action<string> _log;
+    private readonly List<IBlockDevice> _devices = [];
+    private LifetimeLock? _claim;
+    private NbdServer? _server;
+    private ControlServer? _control;
+
+    public AttachRecord Record { get; private set; }
+    public IReadOnlyList<string> Addresses => _server?.Addresses ?? [];
+
+    private ServeSession(AttachRegistry registry, AttachRecord record, LifetimeLock claim, Action<string> log)
+    {
+        _registry = registry;
+        Record = record;
+        _claim = claim;
+        _log = log;
+    }
+
+    /// <summary>Opens the images and starts serving; on failure everything done so far is undone.</summary>
+    public static ServeSession Start(ServeRequest request, AttachRegistry registry, Action<string> log)
+    {
+        AttachName.Validate(request.Name);
+        if (request.Images.Count == 0) throw new AttachException("nothing to serve");
+        foreach (var duplicate in request.Images.GroupBy(i => i.ExportName).Where(g => g.Count() > 1))
+            throw new AttachException($"two images would be exported as '{duplicate.Key}'; name them apart (--name applies to one image)");
+        var images = request.Images.Select(i => i with { Image = Path.GetFullPath(i.Image) }).ToList();
+        foreach (var image in images)
+        {
+            if (Directory.Exists(image.Image)) throw new AttachException($"image {image.Image} is a folder, not an image (name its data file)");
+            if (!File.Exists(CanonicalPath.Of(image.Image))) throw new AttachException($"image {image.Image} does not exist");
+        }
+        var claim = registry.ClaimForDaemon(request.Name);
+        var record = new AttachRecord
+        {
+            Name = request.Name, Image = images[0].Image, Snapshot = images[0].Snapshot, Pid = Environment.ProcessId,
+            ReadOnly = request.ReadOnly || images[0].Snapshot is not null, Started = DateTimeOffset.Now, State = AttachState.Starting,
+        };
+        var session = new ServeSession(registry, record, claim, log);
+        try
+        {
+            session.Bringup(request, images);
+            return session;
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+    }
+
+    private void Bringup(ServeRequest request, List<ServedImage> images)
+    {
+        var exports = new List<NbdExport>();
+        foreach (var image in images)
+        {
+            bool readOnly = request.ReadOnly || image.Snapshot is not null;
+            if (image.Snapshot is null && _registry.FindConflict(image.Image, !readOnly, Record.Name) is { } holder)
+                throw new AttachException($"image {image.Image} is already {(holder.Nbd is not null && holder.Device is null ? "served" : "attached")}" +
+                                          $"{(holder.ReadOnly ? " read-only" : " read-write")} as '{holder.Name}' (pid {holder.Pid})");
+            IBlockDevice device;
+            try { device = AttachedImage.Open(image.Image, readOnly, request.Engine, image.Snapshot); }
+            catch (BlockDeviceException error) when (error is not CorruptImageException)
+            {
+                throw new AttachException(error.Message.Contains(image.Image, StringComparison.Ordinal) ? error.Message : $"cannot open {image.Image}: {error.Message}");
+            }
+            _devices.Add(device);
+            string what = image.Snapshot is null ? image.Image : $"{image.Image}@{image.Snapshot}";
+            exports.Add(new NbdExport { Name = image.ExportName, Description = what, Device = device, ReadOnly = readOnly });
+        }
+        _registry.Write(Record);
+        // The first image, served writable, takes snapshot commands like an attached one (found through the record).
+        if (_devices[0] is Images.CowImage { ReadOnly: false } writable)
+            _control = new ControlServer(_registry.Paths.ControlSocket(Record.Name), writable, _log);
+        _server = new NbdServer(new NbdServerOptions
+        {
+            Exports = exports, UnixSocket = request.UnixSocket, Tcp = request.Tcp, TlsCertificate = request.TlsCertificate,
+            RequireTls = request.RequireTls, Log = _log,
+        });
+        try { _server.Start(); }
+        catch (IOException e) { throw new AttachException(e.Message); }
+        Record = Record with { State = AttachState.Running, Nbd = [.. _server.Addresses] };
+        _registry.Write(Record);
+    }
+
+    /// <summary>Clean shutdown: answer in-flight requests, close connections, flush and close the images; the outcome goes into the record.</summary>
+    public void Stop()
+    {
+        if (_claim is null) return;
+        Record = Record with { State = AttachState.Stopping };
+        _registry.Write(Record);
+        var errors = Teardown();
+        Record = errors.Count == 0 ? Record with { State = AttachState.Detached } : Record with { State = AttachState.Failed, Error = string.Join("; ", errors) };
+        try { _registry.Write(Record); }
+        finally { Release(errors.Count == 0); }
+        if (Record.Error is { } error) throw new AttachException(error);
+    }
+
+    private List<string> Teardown()
+    {
+        var errors = new List<string>();
+        if (_control is not null) Step(errors, "close control socket", _control.Dispose);
+        _control = null;
+        if (_server is not null) Step(errors, "stop NBD server", _server.Stop);
+        _server = null;
+        foreach (var device in _devices)
+        {
+            // Flushed on its own first: a close that cannot flush must not pass as clean.
+            Step(errors, "flush image", device.Flush);
+            Step(errors, "close image", device.Dispose);
+        }
+        _devices.Clear();
+        return errors;
+    }
+
+    private void Step(List<string> errors, string what, Action action)
+    {
+        try { action(); }
+        catch (Exception error)
+        {
+            errors.Add($"{what}: {error.Message}");
+            _log($"shutdown: {what} failed: {error.Message}");
+        }
+    }
+
+    private void Release(bool clean)
+    {
+        if (clean) _claim?.ReleaseAndDelete();
+        else _claim?.Dispose();
+        _claim = null;
+    }
+
+    /// <summary>Undoes a start that failed.</summary>
+    public void Dispose()
+    {
+        if (_claim is null) return;
+        var errors = Teardown();
+        Step(errors, "remove record", () => _registry.Remove(Record.Name));
+        Release(errors.Count == 0);
+    }
+}
