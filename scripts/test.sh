@@ -4,7 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(qemu-utils libnbd-bin fuse3 fio qemu-system-common e2fsprogs util-linux kmod)
+packages=(qemu-utils libnbd-bin fuse3 fio qemu-system-common e2fsprogs util-linux kmod openssl)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

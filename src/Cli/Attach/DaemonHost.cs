@@ -36,14 +36,16 @@ internal static class DaemonHost
         using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var hangup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnSignal);
 
-        log.Write(starting);
+        // In the foreground a failed start is the one error line the command prints; the log file keeps both.
+        if (launched) log.Write(starting);
         DaemonSession session;
         try { session = start(log.Write); }
         catch (Exception error)
         {
-            log.Write($"start failed: {error.Message}");
+            if (launched) log.Write($"start failed: {error.Message}");
             throw;
         }
+        if (!launched) log.Write(starting);
         using (session.Session)
         {
             log.Write(session.ReadyLog);
