@@ -121,6 +121,10 @@ public sealed class NbdClientToolTests
         var dirty = lines.Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Where(f => f[2] == "1")
             .Select(f => (long.Parse(f[0]), long.Parse(f[1]))).ToList();
         Assert.Equal([(1L << 20, 64L << 10), (100L << 20, 128L << 10)], dirty);
+        // … and agrees with `cowdisk diff` (answered by the server, which holds the image).
+        var diff = JsonDocument.Parse(Cowdisk(run, "diff", $"{image}@before", image, "--output", "json")).RootElement.GetProperty("ranges")
+            .EnumerateArray().Select(r => (r.GetProperty("start").GetInt64(), r.GetProperty("length").GetInt64())).ToList();
+        Assert.Equal(diff, dirty);
         // The snapshot itself, served read-only beside the live disk, still reads as it was.
         using var old = ServeProcess.Start(run, $"{image}@before", "--name", "old");
         var info = Ok("nbdinfo", "--json", old.Uri).Output;
@@ -149,12 +153,13 @@ public sealed class NbdClientToolTests
     }
 
     [NbdToolFact]
-    public void Qemu_img_convert_out_of_the_export_is_identical()
+    public void Over_tcp_qemu_img_convert_out_of_the_export_is_identical()
     {
         using var dir = new TempDir();
         string image = NewImage(dir, "disk.img", "48M");
         Cowdisk(dir.File("run"), "io", image, "write", "-P", "0x3c", "7M", "3M");
-        using var serve = ServeProcess.Start(dir.File("run"), image, "--read-only");
+        using var serve = ServeProcess.Start(dir.File("run"), image, "--read-only", "--name", "disk", "--listen", "127.0.0.1:0");
+        Assert.Matches(@"^nbd://127\.0\.0\.1:\d+/disk$", serve.Uri);
         string qcow2 = dir.File("out.qcow2");
         Ok("qemu-img", "convert", "-f", "raw", "-O", "qcow2", serve.Uri, qcow2);
         Ok("qemu-img", "check", qcow2);
