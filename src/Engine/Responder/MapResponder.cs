@@ -180,8 +180,12 @@ internal sealed class MapResponder : IDisposable
                     break;
                 }
                 // The target drained its I/O before sending this: what was freed so far may be reused once durable.
-                _releasable.AddRange(_pendingFree);
-                _pendingFree.Clear();
+                // A FUA write's flush drained nothing: some I/O may still reach those extents, so they wait.
+                if (((FlushRequestFlags)ev.Flags & FlushRequestFlags.NoDrain) == 0)
+                {
+                    _releasable.AddRange(_pendingFree);
+                    _pendingFree.Clear();
+                }
                 _waitingFlushes.Add(ev.Id);
                 StartCommit();
                 break;

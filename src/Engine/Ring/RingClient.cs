@@ -118,11 +118,20 @@ internal sealed class RingClient : IDisposable
     /// <summary>Sends an event that has no response (MAP_BLOCK_DONE).</summary>
     public void Post(in RingEvent ev) => Produce(ev);
 
-    private void Produce(in RingEvent ev)
+    /// <summary>
+    /// Runs first(state), then sends ev, with no other event entering the ring in between: whatever another
+    /// thread does after seeing first's effect, any event it sends lands behind ev.
+    /// </summary>
+    public void Post<TState>(in RingEvent ev, TState state, Action<TState> first) => Produce(ev, state, first);
+
+    private void Produce(in RingEvent ev) => Produce(ev, 0, static _ => { });
+
+    private void Produce<TState>(in RingEvent ev, TState state, Action<TState> first)
     {
         ThrowIfUnusable();   // a DONE nobody will apply must fail its write, not vanish
         lock (_produceLock)
         {
+            first(state);
             while (!_requests.TryProduce(ev))
             {
                 ThrowIfUnusable();

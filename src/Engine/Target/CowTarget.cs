@@ -83,7 +83,18 @@ internal sealed class CowTarget
             }
         }
         finally { _drain.ExitReadLock(); }
-        if ((flags & WriteFlags.Fua) != 0) Flush();
+        if ((flags & WriteFlags.Fua) != 0) FlushCompleted();
+    }
+
+    /// <summary>
+    /// FUA: makes this thread's completed writes durable (data fdatasync, then their mappings' commit) without
+    /// draining other threads' I/O, which a full flush waits for. Its MAP_BLOCK_DONEs are ahead of it in the ring.
+    /// </summary>
+    private void FlushCompleted()
+    {
+        if (_readOnly) return;
+        var rsp = _ring.Call(new RingEvent { Type = RingEventType.FlushReq, Flags = (ushort)FlushRequestFlags.NoDrain });
+        if (rsp.Result != 0) throw new BlockDeviceException($"flush failed: {Native.Errno.Describe(-rsp.Result)}", null, -rsp.Result);
     }
 
     /// <summary>Makes a range read as zeros: partial blocks get zero bytes, whole blocks lose their extents.</summary>
@@ -298,12 +309,16 @@ internal sealed class CowTarget
             if ((run.Flags & MapResponseFlags.Sync) != 0)
             {
                 // Cache first, DONE second: a discard of these blocks waits in the responder until DONE, so its
-                // INVALIDATE always lands after this store and can never be undone by it.
-                if (written && _cache is not null)
-                    for (int i = 0; i < run.Count; i++)
-                        _cache.Store(block + i, MappingCache.Encode(MappingSource.Data, run.DeviceBlock + i));
+                // INVALIDATE always lands after this store and can never be undone by it. Both under the ring's
+                // producer lock: a FUA write that finds this mapping in the cache sends its flush behind this DONE.
                 // The data is written (not yet durable: a flush orders fdatasync before the commit).
-                _ring.Post(new RingEvent { Type = RingEventType.MapBlockDone, Id = run.Id, Block = block, Count = run.Count, Result = written ? 0 : -5 });
+                var done = new RingEvent { Type = RingEventType.MapBlockDone, Id = run.Id, Block = block, Count = run.Count, Result = written ? 0 : -5 };
+                if (written && _cache is not null)
+                    _ring.Post(done, (_cache, block, run.Count, run.DeviceBlock), static s =>
+                    {
+                        for (int i = 0; i < s.Count; i++) s._cache.Store(s.block + i, MappingCache.Encode(MappingSource.Data, s.DeviceBlock + i));
+                    });
+                else _ring.Post(done);
             }
         }
     }

@@ -22,6 +22,18 @@ public enum RingEventType : ushort
     ControlRsp = 8,
 }
 
+/// <summary>Flags of a FLUSH_REQ.</summary>
+[Flags]
+public enum FlushRequestFlags : ushort
+{
+    None = 0,
+    /// <summary>
+    /// For a FUA write: sent without draining other I/O, so it makes durable what completed before it (the FUA
+    /// write, its mapping) but cannot let extents freed earlier be reused.
+    /// </summary>
+    NoDrain = 1,
+}
+
 /// <summary>Flags of an INVALIDATE.</summary>
 [Flags]
 public enum InvalidateFlags : ushort

@@ -1,3 +1,4 @@
+using CowDisk.Engine.Devices;
 using CowDisk.Engine;
 using CowDisk.Engine.Images;
 using CowDisk.Tests.Engine;
@@ -68,6 +69,8 @@ public static class CrashRunner
         // (step, storage operations when it returned): a barrier covers every step before it once it has returned.
         var barriers = new List<(int Step, long Completed)> { (-1, 0) };
         var snapshots = new List<SnapshotLife>();
+        // FUA writes that returned: (step, storage operations when it returned); each is durable on its own.
+        var fuaWrites = new List<(int Step, long Completed)>();
         var image = CowImage.Create(path, new ImageCreateOptions { Size = s.VirtualSize, ClusterSize = s.ClusterSize }, settings, storage);
         long created = storage.Operations;
         try
@@ -85,12 +88,13 @@ public static class CrashRunner
                     long before = storage.Operations;
                     var flush = Task.Run(() => { current.Flush(); lock (barriers) barriers.Add((flushStep, storage.Operations)); });
                     versions.Add((byte[])model.Clone());
-                    if (step + 1 < s.Ops.Length && s.Ops[step + 1].Kind is OpKind.Write or OpKind.Discard or OpKind.Zero)
+                    if (step + 1 < s.Ops.Length && s.Ops[step + 1].Kind is OpKind.Write or OpKind.FuaWrite or OpKind.Discard or OpKind.Zero)
                     {
                         // Go once the flush's commit has begun (its first storage operation), inside the window.
                         SpinWait.SpinUntil(() => storage.Operations > before || flush.IsCompleted, 100);
                         storage.Step = ++step;
                         Apply(image, s.Ops[step], model);
+                        if (s.Ops[step].Kind == OpKind.FuaWrite) lock (fuaWrites) fuaWrites.Add((step, storage.Operations));
                         versions.Add((byte[])model.Clone());
                     }
                     flush.GetAwaiter().GetResult();
@@ -108,7 +112,11 @@ public static class CrashRunner
                     if (ApplySnapshotOp(image, op, step, model, snapshots, storage))
                         lock (barriers) barriers.Add((step, storage.Operations));
                 }
-                else Apply(image, op, model);
+                else
+                {
+                    Apply(image, op, model);
+                    if (op.Kind == OpKind.FuaWrite) lock (fuaWrites) fuaWrites.Add((step, storage.Operations));
+                }
                 versions.Add((byte[])model.Clone());
             }
             storage.Step = s.Ops.Length;
@@ -127,7 +135,7 @@ public static class CrashRunner
         foreach (var crash in crashes)
         {
             if (crash.Step < 0) continue;   // power cut while the image was being created: create never returned
-            Verify(s, path, crash, versions, barriers, settings, snapshots);
+            Verify(s, path, crash, versions, barriers, fuaWrites, settings, snapshots);
             checkedImages++;
         }
         return (created, storage.Operations, checkedImages);
@@ -164,8 +172,9 @@ public static class CrashRunner
         switch (op.Kind)
         {
             case OpKind.Write:
+            case OpKind.FuaWrite:
                 var data = ModelRunner.Pattern(op.Length, op.Seed);
-                image.Write(op.Offset, data);
+                image.Write(op.Offset, data, op.Kind == OpKind.FuaWrite ? WriteFlags.Fua : WriteFlags.None);
                 data.CopyTo(model, op.Offset);
                 break;
             case OpKind.Discard:
@@ -180,11 +189,20 @@ public static class CrashRunner
     }
 
     private static void Verify(CrashScenario s, string path, CrashImage crash, List<byte[]> versions, List<(int Step, long Completed)> barriers,
-        EngineSettings settings, List<SnapshotLife> snapshots)
+        List<(int Step, long Completed)> fuaWrites, EngineSettings settings, List<SnapshotLife> snapshots)
     {
         // The last barrier that returned before the cut bounds what must have survived.
         int lastBarrier = barriers.Where(b => b.Completed < crash.Operation).Max(b => b.Step);
-        Interlocked.Add(ref AcknowledgedWritesChecked, s.Ops.Take(lastBarrier + 1).Count(o => o.Kind == OpKind.Write));
+        Interlocked.Add(ref AcknowledgedWritesChecked, s.Ops.Take(lastBarrier + 1).Count(o => o.Kind is OpKind.Write or OpKind.FuaWrite));
+        // A FUA write that returned before the cut is a barrier for its own bytes: they read as it or as later steps.
+        var firstFor = new int[s.VirtualSize];
+        foreach (var (fuaStep, completed) in fuaWrites)
+        {
+            if (completed >= crash.Operation || fuaStep <= lastBarrier) continue;
+            Interlocked.Increment(ref AcknowledgedWritesChecked);
+            var fua = s.Ops[fuaStep];
+            for (long b = fua.Offset; b < fua.Offset + fua.Length; b++) firstFor[b] = Math.Max(firstFor[b], fuaStep + 1);
+        }
         int first = lastBarrier + 1, last = Math.Min(crash.Step, s.Ops.Length - 1) + 1;   // indexes into versions
         string where = $"power cut during step {crash.Step} (last completed barrier: step {lastBarrier}); scenario: {s}";
 
@@ -199,7 +217,7 @@ public static class CrashRunner
         for (int i = 0; i < recovered.Length; i++)
         {
             bool ok = false;
-            for (int v = first; v <= last && !ok; v++) ok = versions[v][i] == recovered[i];
+            for (int v = Math.Max(first, firstFor[i]); v <= last && !ok; v++) ok = versions[v][i] == recovered[i];
             if (!ok)
                 throw new Xunit.Sdk.XunitException(
                     $"byte {i} reads 0x{recovered[i]:x2}; it was 0x{versions[first][i]:x2} at the last barrier and never 0x{recovered[i]:x2} after; {where}");

@@ -30,7 +30,7 @@ public sealed record CrashScenario(int ClusterSize, long VirtualSize, Op[] Ops, 
 
     private static Gen<Op> OpGen(long size, int cs) =>
         from kind in Gen.Frequency(
-            (10, Gen.Constant(OpKind.Write)), (2, Gen.Constant(OpKind.Discard)),
+            (10, Gen.Constant(OpKind.Write)), (3, Gen.Constant(OpKind.FuaWrite)), (2, Gen.Constant(OpKind.Discard)),
             (2, Gen.Constant(OpKind.Zero)), (3, Gen.Constant(OpKind.Flush)), (1, Gen.Constant(OpKind.Reopen)),
             (2, Gen.Constant(OpKind.Snapshot)), (1, Gen.Constant(OpKind.DeleteSnapshot)), (1, Gen.Constant(OpKind.Revert)))
         from aligned in Gen.Elements(true, false)

@@ -37,10 +37,11 @@ public static class ModelRunner
                 switch (op.Kind)
                 {
                     case OpKind.Write:
+                    case OpKind.FuaWrite:
                         var data = Pattern(op.Length, op.Seed);
                         var padded = new byte[op.BufferOffset + op.Length];
                         data.CopyTo(padded, op.BufferOffset);
-                        image.Write(op.Offset, padded.AsSpan(op.BufferOffset, op.Length));
+                        image.Write(op.Offset, padded.AsSpan(op.BufferOffset, op.Length), op.Kind == OpKind.FuaWrite ? WriteFlags.Fua : WriteFlags.None);
                         data.CopyTo(model, op.Offset);
                         break;
                     case OpKind.Read:

@@ -3,7 +3,8 @@ using FsCheck.Fluent;
 
 namespace CowDisk.Tests.Engine;
 
-public enum OpKind { Write, Read, Discard, Zero, Flush, Reopen, Snapshot, DeleteSnapshot, Revert, Clone }
+/// <summary>FuaWrite: a write with WriteFlags.Fua, durable when it returns (without a flush of the rest).</summary>
+public enum OpKind { Write, Read, Discard, Zero, Flush, Reopen, Snapshot, DeleteSnapshot, Revert, Clone, FuaWrite }
 
 public sealed record Op(OpKind Kind, long Offset, int Length, byte Seed, int BufferOffset)
 {
@@ -11,7 +12,7 @@ public sealed record Op(OpKind Kind, long Offset, int Length, byte Seed, int Buf
     {
         OpKind.Flush or OpKind.Reopen or OpKind.Snapshot => Kind.ToString(),
         OpKind.DeleteSnapshot or OpKind.Revert or OpKind.Clone => $"{Kind}(#{Seed})",
-        _ => $"{Kind}({Offset},{Length}{(Kind == OpKind.Write ? $",seed {Seed}" : "")})",
+        _ => $"{Kind}({Offset},{Length}{(Kind is OpKind.Write or OpKind.FuaWrite ? $",seed {Seed}" : "")})",
     };
 }
 
