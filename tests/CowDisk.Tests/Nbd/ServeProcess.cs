@@ -71,6 +71,13 @@ public sealed class ServeProcess : IDisposable
         return _process.ExitCode;
     }
 
+    /// <summary>kill -9: no clean shutdown, as a crash.</summary>
+    public void Kill()
+    {
+        ProcessControl.SendSignal(_process.Id, ProcessControl.SIGKILL);
+        _process.WaitForExit(30_000);
+    }
+
     public string StandardError => _process.HasExited ? _errors.Result : "(still running)";
 
     public void Dispose()
