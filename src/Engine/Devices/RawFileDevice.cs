@@ -51,6 +51,10 @@ public sealed class RawFileDevice : IBlockDevice
 
     public void Flush() => _file.Flush();
 
+    /// <summary>The file's allocated byte ranges (SEEK_DATA); everything where the storage cannot tell.</summary>
+    public List<(long Offset, long Length)> DataRanges() =>
+        _file is Storage.HostStorageFile host ? host.DataRanges() : [(0, Size)];
+
     public void Discard(long offset, long length) => WriteZeroes(offset, length);
 
     public void WriteZeroes(long offset, long length)
