@@ -24,13 +24,20 @@ internal static class NbdCommands
         ulong size = (ulong)device.Size;
         bool inside = request.Offset <= size && request.Length <= size - request.Offset;
 
-        if ((request.Flags & ~NbdCommandFlags.Known) != 0) { work.Fail(NbdError.Invalid, $"unknown command flags 0x{(ushort)request.Flags:x}", structured); return; }
-        if (work.PayloadDropped) { work.Fail(NbdError.Overflow, $"a write of {request.Length} bytes is over the {NbdLimits.MaxPayload}-byte limit", structured); return; }
+        if ((request.Flags & ~AllowedFlags(request.Command, structured)) != 0)
+        {
+            work.Fail(NbdError.Invalid, $"command flags 0x{(ushort)request.Flags:x} are not valid for {request.Command}", structured);
+            return;
+        }
+        // EOVERFLOW is only for what the protocol reserves it for; an over-long payload is invalid.
+        if (work.PayloadDropped) { work.Fail(NbdError.Invalid, $"a write of {request.Length} bytes is over the {NbdLimits.MaxPayload}-byte limit", structured); return; }
         bool writes = request.Command is NbdCommand.Write or NbdCommand.Trim or NbdCommand.WriteZeroes;
         if (writes && export.IsReadOnly) { work.Fail(NbdError.NotPermitted, "the export is read-only", structured); return; }
         if (!inside && request.Command is not (NbdCommand.Flush or NbdCommand.Disconnect))
         {
-            work.Fail(writes ? NbdError.NoSpace : NbdError.Invalid, $"offset {request.Offset} + length {request.Length} is past the end of the export ({size} bytes)", structured);
+            // The protocol: ENOSPC for writes past the end, EINVAL for reads and trims (and anything else).
+            bool writesData = request.Command is NbdCommand.Write or NbdCommand.WriteZeroes;
+            work.Fail(writesData ? NbdError.NoSpace : NbdError.Invalid, $"offset {request.Offset} + length {request.Length} is past the end of the export ({size} bytes)", structured);
             return;
         }
         long offset = (long)request.Offset, length = request.Length;
@@ -40,7 +47,7 @@ internal static class NbdCommands
             switch (request.Command)
             {
                 case NbdCommand.Read:
-                    if (length > NbdLimits.MaxPayload) { work.Fail(NbdError.Overflow, $"a read of {length} bytes is over the {NbdLimits.MaxPayload}-byte limit", structured); return; }
+                    if (length > NbdLimits.MaxPayload) { work.Fail(NbdError.Invalid, $"a read of {length} bytes is over the {NbdLimits.MaxPayload}-byte limit", structured); return; }
                     device.Read(offset, work.Payload.AsSpan(0, (int)length));
                     if (structured && length == 0) work.DoneChunk();   // a data chunk carries at least one byte
                     else if (!structured) work.SimpleReadReply((int)length);
@@ -80,6 +87,15 @@ internal static class NbdCommands
             work.Fail(NbdError.Invalid, e.Message, structured);
         }
     }
+
+    /// <summary>The flags each command may carry (FUA on any; DF only on a structured READ).</summary>
+    private static NbdCommandFlags AllowedFlags(NbdCommand command, bool structured) => NbdCommandFlags.Fua | command switch
+    {
+        NbdCommand.Read when structured => NbdCommandFlags.DontFragment,
+        NbdCommand.WriteZeroes => NbdCommandFlags.NoHole | NbdCommandFlags.FastZero,
+        NbdCommand.BlockStatus => NbdCommandFlags.RequestOne,
+        _ => NbdCommandFlags.None,
+    };
 
     /// <summary>WRITE_ZEROES: metadata only, unless NO_HOLE asks for the space to be provisioned (then zeros are written).</summary>
     private static bool WriteZeroes(NbdWork work, IBlockDevice device, long offset, long length, bool structured)
@@ -145,8 +161,8 @@ internal static class NbdCommands
 
     private static void BlockStatus(NbdWork work, NbdAgreement agreement, long offset, long length)
     {
-        if (agreement.Contexts.Count == 0) { work.Fail(NbdError.Invalid, "no metadata context was selected (NBD_OPT_SET_META_CONTEXT)", true); return; }
-        if (length == 0) { work.Fail(NbdError.Invalid, "block status of 0 bytes", true); return; }
+        if (agreement.Contexts.Count == 0) { work.Fail(NbdError.Invalid, "no metadata context was selected (NBD_OPT_SET_META_CONTEXT)", agreement.Structured); return; }
+        if (length == 0) { work.Fail(NbdError.Invalid, "block status of 0 bytes", agreement.Structured); return; }
         var extents = t_extents ??= new List<(uint, uint)>(1024);
         bool one = (work.Request.Flags & NbdCommandFlags.RequestOne) != 0;
         // Every context's payload goes into one rented buffer, filled in turn.
