@@ -4,7 +4,7 @@ using CowDisk.Cli.Commands;
 
 // IMAGE@SNAPSHOT of an image a running attachment writes is read through that attachment.
 CowDisk.Engine.Frontends.Attach.HeldSnapshotViews.Install();
-var root = new RootCommand("cowdisk: copy-on-write virtual disks (create, io, info, snapshot, check, map, diff, serve, attach)");
+var root = new RootCommand("cowdisk: copy-on-write virtual disks (create, io, info, snapshot, check, map, diff, convert, serve, attach)");
 root.Options.Add(GlobalOptions.Config);
 root.Options.Add(GlobalOptions.Set);
 root.Subcommands.Add(CreateCommand.Build());
@@ -15,6 +15,7 @@ root.Subcommands.Add(InspectCommands.Check());
 root.Subcommands.Add(InspectCommands.Map());
 root.Subcommands.Add(InspectCommands.Diff());
 root.Subcommands.Add(ServeCommand.Build());
+root.Subcommands.Add(ConvertCommand.Build());
 AttachCommands.Register(root);
 // '@' starts snapshot names here, not response files; a mistyped command line is one line, not the help page.
 var parsed = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });

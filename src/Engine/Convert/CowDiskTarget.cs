@@ -1,0 +1,47 @@
+using CowDisk.Engine.Images;
+using CowDisk.Engine.Storage;
+
+namespace CowDisk.Engine.Convert;
+
+/// <summary>A new cowdisk image: data is written through the engine (unwritten clusters stay unallocated).</summary>
+internal sealed class CowDiskTarget : IConvertTarget
+{
+    private readonly string _destination;
+    private readonly ImageFiles _staging;
+    private CowImage? _image;
+    private bool _completed;
+
+    public CowImage Image => _image ?? throw new InvalidOperationException("the output image is closed");
+
+    public CowDiskTarget(string destination, long size, int? clusterSize, EngineSettings settings)
+    {
+        _destination = destination;
+        _staging = ImageFiles.For(Staging.PathFor(destination));
+        foreach (string stale in _staging.Existing()) File.Delete(stale);   // left by a conversion of ours that died
+        var options = new ImageCreateOptions { Size = size };
+        if (clusterSize is { } cs) options = options with { ClusterSize = cs };
+        _image = CowImage.Create(_staging.DataPath, options, settings);
+    }
+
+    public void Write(long offset, ReadOnlySpan<byte> data) => Image.Write(offset, data);
+
+    public void Complete()
+    {
+        Image.Flush();
+        _image!.Dispose();   // a clean close: metadata folded and durable
+        _image = null;
+        // The data file last: an image is there once its data file is, so the metadata must be first.
+        var final = ImageFiles.For(_destination);
+        foreach (string old in final.Existing().Skip(1)) File.Delete(old);
+        foreach (var (from, to) in new[] { (_staging.MetadataPath, final.MetadataPath), (_staging.MetadataLogPath, final.MetadataLogPath), (_staging.DataPath, final.DataPath) })
+            if (File.Exists(from)) File.Move(from, to, overwrite: true);
+        HostStorage.Instance.SyncFolder(final.Folder);
+        _completed = true;
+    }
+
+    public void Dispose()
+    {
+        _image?.Dispose();
+        if (!_completed) foreach (string file in _staging.Existing()) File.Delete(file);
+    }
+}

@@ -1,0 +1,14 @@
+namespace CowDisk.Engine.Convert;
+
+/// <summary>
+/// Where a conversion writes: a new file (or image) under a temporary name, renamed to the destination only
+/// once complete and durable. Everything not written reads as zeros.
+/// </summary>
+internal interface IConvertTarget : IDisposable
+{
+    /// <summary>Writes data at offset (cluster-aligned except at the end of the disk; the writer skips all-zero clusters).</summary>
+    void Write(long offset, ReadOnlySpan<byte> data);
+
+    /// <summary>Makes everything durable and moves it to the destination.</summary>
+    void Complete();
+}

@@ -1,0 +1,159 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using CowDisk.Engine.Devices;
+using CowDisk.Engine.Images;
+
+namespace CowDisk.Engine.Convert;
+
+/// <summary>
+/// `cowdisk convert`: copies what a source reads into a new image of another format. Only data is copied: the
+/// source's mapping says where it has any (holes and zero clusters are skipped without reading), and all-zero
+/// clusters found in the data are skipped too, so the output is as sparse as it can be. Reading (a thread of its
+/// own) overlaps writing, in runs of up to 4 MiB.
+/// </summary>
+public static class ImageConverter
+{
+    /// <summary>The largest read and write; big enough to stream, small enough that a few in flight cost little.</summary>
+    private const int ChunkBytes = 4 << 20;
+    private const int ChunksInFlight = 4;
+    /// <summary>Zero detection granule for a raw source or output (a cowdisk or qcow2 output uses its cluster size).</summary>
+    private const int ZeroGranule = 64 << 10;
+
+    public static ConvertResult Convert(ImageRef source, string destination, ConvertOptions options)
+    {
+        string full = Path.GetFullPath(destination);
+        if (Directory.Exists(full)) throw new ImageOpenException($"{full} is a folder; name the output file");
+        if (!Directory.Exists(Path.GetDirectoryName(full))) throw new ImageOpenException($"the folder of {full} does not exist");
+        if (File.Exists(ImageFiles.For(Path.GetFullPath(source.Path)).DataPath) && SameFile(source.Path, full))
+            throw new ImageOpenException("the output would replace the source; name another file");
+        if (File.Exists(full) && !options.Force) throw new ImageOpenException($"{full} already exists (use --force to replace it)");
+
+        using var device = OpenSource(source, options);
+        string sourceFormat = options.SourceIsRaw ? BaseImage.RawFormat : BaseImage.FormatName(device);
+        var runs = DataRuns(device);
+        long total = runs.Sum(r => r.Length);
+        int granule = options.ClusterSize ?? ZeroGranule;
+        using IConvertTarget target = options.Target switch
+        {
+            ConvertFormat.Raw => new RawTarget(full, device.Size),
+            ConvertFormat.CowDisk => new CowDiskTarget(full, device.Size, options.ClusterSize, options.Settings),
+            _ => throw new ImageOpenException($"converting to {options.Target} is not supported yet"),
+        };
+        if (options.Target == ConvertFormat.CowDisk) granule = ((CowDiskTarget)target).Image.Geometry.ClusterSize;
+        long written = Copy(device, runs, target, granule, total, options.Progress);
+        target.Complete();
+        return new ConvertResult(full, sourceFormat, device.Size, total, written, 0);
+    }
+
+    private static bool SameFile(string a, string b)
+    {
+        try { return Native.HostFile.Inode(a) is { } x && Native.HostFile.Inode(b) is { } y && x == y; }
+        catch (IOException) { return false; }
+    }
+
+    private static IBlockDevice OpenSource(ImageRef source, ConvertOptions options)
+    {
+        string path = Path.GetFullPath(source.Path);
+        if (options.SourceIsRaw)
+        {
+            if (source.Snapshot is not null) throw new ImageOpenException("a raw source has no snapshots");
+            if (!File.Exists(path)) throw new ImageOpenException($"image {path} does not exist");
+            return new RawFileDevice(path, readOnly: true);
+        }
+        // Any format, read-only: a cowdisk image or snapshot (through its writer if attached), qcow2, or raw.
+        return BaseImage.Open(source.Snapshot is null ? path : $"{path}@{source.Snapshot}", depth: 0);
+    }
+
+    /// <summary>The runs that hold data (in this image or a base below it), from the mapping; a raw file's allocated ranges.</summary>
+    internal static List<(long Offset, long Length)> DataRuns(IBlockDevice device)
+    {
+        if (device is RawFileDevice raw)
+            return raw.DataRanges().Select(r => (r.Offset, Math.Min(r.Length, device.Size - r.Offset))).Where(r => r.Item2 > 0).ToList();
+        var runs = new List<(long Offset, long Length)>();
+        foreach (var run in BaseImage.MapOf(device, 0, device.Size, 0))
+        {
+            if (run.Source is MapSource.Zero or MapSource.Unallocated) continue;
+            if (runs.Count > 0 && runs[^1].Offset + runs[^1].Length == run.Start) runs[^1] = (runs[^1].Offset, runs[^1].Length + run.Length);
+            else runs.Add((run.Start, run.Length));
+        }
+        return runs;
+    }
+
+    /// <summary>Reads the runs on a thread of its own while this one writes; returns the bytes written (zero clusters skipped).</summary>
+    private static long Copy(IBlockDevice device, List<(long Offset, long Length)> runs, IConvertTarget target, int granule, long total, Action<long, long>? progress)
+    {
+        var pool = ArrayPool<byte>.Shared;
+        using var chunks = new BlockingCollection<(long Offset, int Length, byte[] Buffer)>(ChunksInFlight);
+        using var stop = new CancellationTokenSource();
+        Exception? readError = null;
+        var reader = new Thread(() =>
+        {
+            try
+            {
+                foreach (var (offset, length) in runs)
+                    for (long at = offset; at < offset + length;)
+                    {
+                        // Chunks end on granule boundaries (so zero detection sees whole clusters), except at a run's end.
+                        long end = Math.Min(offset + length, (at + ChunkBytes) / granule * granule);
+                        if (end <= at) end = Math.Min(offset + length, at + ChunkBytes);
+                        int n = (int)(end - at);
+                        var buffer = pool.Rent(n);
+                        device.Read(at, buffer.AsSpan(0, n));
+                        chunks.Add((at, n, buffer), stop.Token);
+                        at = end;
+                    }
+            }
+            catch (OperationCanceledException) { }
+            catch (Exception e) { readError = e; }
+            finally { chunks.CompleteAdding(); }
+        }) { IsBackground = true, Name = "convert reader" };
+        reader.Start();
+
+        long done = 0, written = 0;
+        try
+        {
+            foreach (var (offset, length, buffer) in chunks.GetConsumingEnumerable())
+            {
+                try { written += WriteNonZero(target, offset, buffer.AsSpan(0, length), granule); }
+                finally { pool.Return(buffer); }
+                done += length;
+                progress?.Invoke(done, total);
+            }
+        }
+        catch
+        {
+            stop.Cancel();
+            foreach (var (_, _, buffer) in chunks.GetConsumingEnumerable()) pool.Return(buffer);
+            throw;
+        }
+        finally { reader.Join(); }
+        if (readError is not null) throw readError is BlockDeviceException or IOException ? readError : new IOException($"reading the source failed: {readError.Message}", readError);
+        return written;
+    }
+
+    /// <summary>Writes data at offset, leaving out granules (aligned to the disk) that are all zeros.</summary>
+    private static long WriteNonZero(IConvertTarget target, long offset, ReadOnlySpan<byte> data, int granule)
+    {
+        long written = 0;
+        int start = -1;
+        for (int at = 0; at < data.Length;)
+        {
+            int next = (int)Math.Min(data.Length, (offset + at) / granule * granule + granule - offset);
+            bool zero = data[at..next].IndexOfAnyExcept((byte)0) < 0;
+            if (!zero && start < 0) start = at;
+            if (zero && start >= 0)
+            {
+                target.Write(offset + start, data[start..at]);
+                written += at - start;
+                start = -1;
+            }
+            at = next;
+        }
+        if (start >= 0)
+        {
+            target.Write(offset + start, data[start..]);
+            written += data.Length - start;
+        }
+        return written;
+    }
+}

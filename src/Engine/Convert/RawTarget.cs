@@ -1,0 +1,38 @@
+using CowDisk.Engine.Storage;
+using Microsoft.Win32.SafeHandles;
+
+namespace CowDisk.Engine.Convert;
+
+/// <summary>A sparse raw file: only data is written; holes read as zeros.</summary>
+internal sealed class RawTarget : IConvertTarget
+{
+    private readonly string _destination;
+    private readonly string _temporary;
+    private readonly SafeFileHandle _file;
+    private bool _completed;
+
+    public RawTarget(string destination, long size)
+    {
+        _destination = destination;
+        _temporary = Staging.PathFor(destination);
+        _file = File.OpenHandle(_temporary, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None);
+        RandomAccess.SetLength(_file, size);
+    }
+
+    public void Write(long offset, ReadOnlySpan<byte> data) => RandomAccess.Write(_file, data, offset);
+
+    public void Complete()
+    {
+        Native.Libc.FDataSync(_file);   // the data durable before the name points at it
+        _file.Dispose();
+        File.Move(_temporary, _destination, overwrite: true);
+        HostStorage.Instance.SyncFolder(Path.GetDirectoryName(_destination)!);   // the rename durable
+        _completed = true;
+    }
+
+    public void Dispose()
+    {
+        _file.Dispose();
+        if (!_completed) File.Delete(_temporary);
+    }
+}
