@@ -34,6 +34,8 @@ public static class ServeCommand
         {
             try
             {
+                foreach (string text in r.GetValue(images)!)
+                    if (text.StartsWith('-') && !File.Exists(text)) throw new CliException($"unknown option {text} (try 'cowdisk serve --help')");
                 var refs = r.GetValue(images)!.Select(ImageRef.Parse).ToList();
                 string? given = r.GetValue(name);
                 if (given is not null && refs.Count > 1)
@@ -51,7 +53,7 @@ public static class ServeCommand
                 var certificate = LoadCertificate(r.GetValue(tlsCert), r.GetValue(tlsKey));
                 bool exposed = tcp is not null && !IPAddress.IsLoopback(tcp.Address);
                 if (exposed && certificate is null && !r.GetValue(insecure))
-                    throw new CliException($"listening on {tcp} lets anyone on the network read and write the disk: give --tls-cert and --tls-key, or --insecure");
+                    throw new CliException($"listening on {tcp} lets anyone on the network {(r.GetValue(readOnly) ? "read" : "read and write")} the disk: give --tls-cert and --tls-key, or --insecure");
                 var registry = new AttachRegistry(AttachPaths.FromEnvironment());
                 var request = new ServeRequest
                 {
@@ -127,6 +129,9 @@ public static class ServeCommand
     {
         if (certificate is null && key is null) return null;
         if (certificate is null || key is null) throw new CliException("TLS needs both --tls-cert and --tls-key");
+        foreach (string file in new[] { certificate, key })
+            if (Directory.Exists(file)) throw new CliException($"{file} is a folder; --tls-cert and --tls-key name PEM files");
+            else if (!File.Exists(file)) throw new CliException($"{file} does not exist");
         try
         {
             // Exported and re-imported: a certificate with an ephemeral key cannot serve TLS on every platform.

@@ -112,7 +112,7 @@ public sealed class AttachSession : IDisposable
                 throw new AttachException($"attach --nbd listens on loopback or a Unix socket only, not {tcp}");
             _nbd = new Nbd.NbdServer(new Nbd.NbdServerOptions
             {
-                Exports = [new Nbd.NbdExport { Name = Record.Name, Description = served, Device = _device, ReadOnly = request.ReadOnly }],
+                Exports = [new Nbd.NbdExport { Name = Record.Name, Description = Path.GetFileName(served), Device = _device, ReadOnly = request.ReadOnly }],
                 Tcp = request.NbdTcp, UnixSocket = request.NbdUnix ? _registry.Paths.NbdSocket(Record.Name) : null, Log = _log,
             });
             try { _nbd.Start(); }

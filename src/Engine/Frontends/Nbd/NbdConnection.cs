@@ -219,7 +219,7 @@ internal sealed class NbdConnection
                 }
                 catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
                 {
-                    _options.Log($"nbd: {Peer}: sending a reply failed ({e.Message}); dropping the connection");
+                    if (!_broken) _options.Log($"nbd: {Peer}: sending a reply failed ({e.Message}); dropping the connection");
                     Abort();
                 }
             }

@@ -13,17 +13,20 @@ namespace CowDisk.Engine.Frontends.Nbd;
 public sealed class NbdServer : IDisposable
 {
     private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(10);
+    private const int SolSocket = 1, SoReuseAddr = 2;   // Linux values
 
     private readonly NbdServerOptions _options;
     private readonly List<Socket> _listeners = [];
     private readonly List<Thread> _acceptors = [];
     private readonly HashSet<NbdConnection> _connections = [];
     private bool _stopping;
+    /// <summary>This server created the Unix socket (only then may Stop remove it).</summary>
+    private bool _boundUnix;
 
     internal ArrayPool<byte> Buffers { get; } = ArrayPool<byte>.Create(NbdLimits.MaxPayload, 16);
     internal NbdWorkers Workers { get; }
 
-    /// <summary>Where clients connect: nbd+unix:///NAME?socket=PATH and/or nbd://HOST:PORT/NAME.</summary>
+    /// <summary>Where clients connect, one URI per export: nbd+unix:///NAME?socket=PATH or nbd://HOST:PORT/NAME (nbds… with TLS).</summary>
     public IReadOnlyList<string> Addresses => _addresses;
     private readonly List<string> _addresses = [];
     public IPEndPoint? TcpEndPoint { get; private set; }
@@ -62,6 +65,10 @@ public sealed class NbdServer : IDisposable
             if (IsListening(path)) throw new IOException($"{path} is in use by another server");
             File.Delete(path);
         }
+        string? folder = Path.GetDirectoryName(path);
+        if (folder is null || !Directory.Exists(folder)) throw new IOException($"cannot create the socket {path}: its folder does not exist");
+        // The kernel's limit for a socket path (sun_path) is 108 bytes with the terminating zero.
+        if (System.Text.Encoding.UTF8.GetByteCount(path) > 107) throw new IOException($"the socket path {path} is too long (at most 107 bytes); choose a shorter --socket");
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
@@ -69,15 +76,17 @@ public sealed class NbdServer : IDisposable
             var old = Native.Libc.umask(0x7F);
             try { socket.Bind(new UnixDomainSocketEndPoint(path)); }
             finally { Native.Libc.umask(old); }
+            _boundUnix = true;
             socket.Listen(64);
         }
-        catch
+        catch (SocketException e)
         {
             socket.Dispose();
-            throw;
+            throw new IOException($"cannot listen on {path}: {e.Message}", e);
         }
         AddListener(socket, $"unix:{path}");
-        _addresses.Add($"nbd+unix:///{_options.Exports[0].Name}?socket={path}");
+        foreach (var export in _options.Exports)
+            _addresses.Add($"{(_options.RequireTls ? "nbds+unix" : "nbd+unix")}:///{export.Name}?socket={path}");
     }
 
     private static bool IsSocket(string path) => (Native.Libc.FileType(path) & 0xF000) == 0xC000;
@@ -94,7 +103,12 @@ public sealed class NbdServer : IDisposable
         var socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
-            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            // SO_REUSEADDR alone (a restart may bind while old connections linger in TIME_WAIT). Not .NET's
+            // ReuseAddress option: on Linux that sets SO_REUSEPORT too, which lets a second server share the port.
+            Span<byte> on = stackalloc byte[4];
+            int one = 1;
+            System.Runtime.InteropServices.MemoryMarshal.Write(on, in one);   // an int in host byte order, as setsockopt takes it
+            if (OperatingSystem.IsLinux()) socket.SetRawSocketOption(SolSocket, SoReuseAddr, on);
             socket.Bind(endPoint);
             socket.Listen(64);
         }
@@ -106,7 +120,8 @@ public sealed class NbdServer : IDisposable
         TcpEndPoint = (IPEndPoint)socket.LocalEndPoint!;
         AddListener(socket, TcpEndPoint.ToString());
         string host = TcpEndPoint.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{TcpEndPoint.Address}]" : TcpEndPoint.Address.ToString();
-        _addresses.Add($"{(_options.RequireTls ? "nbds" : "nbd")}://{host}:{TcpEndPoint.Port}/{_options.Exports[0].Name}");
+        foreach (var export in _options.Exports)
+            _addresses.Add($"{(_options.RequireTls ? "nbds" : "nbd")}://{host}:{TcpEndPoint.Port}/{export.Name}");
     }
 
     private void AddListener(Socket socket, string where)
@@ -172,7 +187,8 @@ public sealed class NbdServer : IDisposable
         foreach (var thread in _acceptors) thread.Join();
         _listeners.Clear();
         _acceptors.Clear();
-        if (_options.UnixSocket is { } path && IsSocket(path)) File.Delete(path);
+        if (_boundUnix && _options.UnixSocket is { } path && IsSocket(path)) File.Delete(path);   // never another server's socket
+        _boundUnix = false;
 
         foreach (var connection in open) connection.StopReading();
         long deadline = Environment.TickCount64 + (long)StopGrace.TotalMilliseconds;

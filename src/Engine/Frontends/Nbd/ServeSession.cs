@@ -79,7 +79,8 @@ public sealed class ServeSession : IDisposable
                 throw new AttachException(error.Message.Contains(image.Image, StringComparison.Ordinal) ? error.Message : $"cannot open {image.Image}: {error.Message}");
             }
             _devices.Add(device);
-            string what = image.Snapshot is null ? image.Image : $"{image.Image}@{image.Snapshot}";
+            // The file name only: a client need not learn the server's folders.
+            string what = Path.GetFileName(image.Image) + (image.Snapshot is null ? "" : $"@{image.Snapshot}");
             exports.Add(new NbdExport { Name = image.ExportName, Description = what, Device = device, ReadOnly = readOnly });
         }
         _registry.Write(Record);
