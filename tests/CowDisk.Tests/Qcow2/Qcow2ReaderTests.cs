@@ -294,6 +294,38 @@ public sealed class Qcow2ReaderTests
         Assert.Empty(errors);
     }
 
+    [Qcow2ToolTheory]
+    [InlineData("none")]
+    [InlineData("zstd")]
+    public void A_warm_read_allocates_nothing(string compression)
+    {
+        using var dir = new TempDir();
+        File.WriteAllBytes(dir.File("base.raw"), MixedContent(6 << 20, seed: 5));
+        string image = dir.File("warm.qcow2");
+        if (compression == "zstd")
+            Qemu.Img("convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096,compression_type=zstd", dir.File("base.raw"), image);
+        else
+        {
+            Qemu.Img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "-b", "base.raw", "-F", "raw", image, "8M");
+            Qemu.Io(image, "write -P 0x11 1M 1M", "write -z 3M 64k", "write -P 0x12 5000 3000");
+        }
+        // A cache of 8 tables for 4 KiB clusters: reading 8 MiB misses and reuses slots all the time.
+        using var qcow2 = Qcow2Image.Open(image, new Qcow2OpenOptions { L2CacheBytes = 8 * 4096 });
+        var buffer = new byte[(2 << 20) + 3];
+        void ReadAll()
+        {
+            for (long at = 0; at < qcow2.Size; at += buffer.Length)
+                qcow2.Read(at, buffer.AsSpan(0, (int)Math.Min(buffer.Length, qcow2.Size - at)));
+            for (long at = 100; at + 700 < qcow2.Size; at += 123_457) qcow2.Read(at, buffer.AsSpan(0, 700));
+        }
+        ReadAll();
+        ReadAll();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        ReadAll();
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(allocated == 0, $"{allocated} bytes allocated by warm reads");
+    }
+
     [Qcow2ToolFact]
     public void Is_read_only()
     {

@@ -263,19 +263,21 @@ public sealed class Qcow2Image : IBlockDevice
         ulong host = (ulong)run.Host;
         if (context.Cached(host, run.Sectors) is { } cached) return cached;
         var m = new Qcow2ClusterMapping(Qcow2ClusterKind.Compressed, host, run.Sectors);
-        string where = $"qcow2 image {Path}: the compressed cluster for guest offset 0x{run.ClusterStart:x} (at 0x{host:x}, {run.Sectors} sectors)";
         // The data may end inside its last sector, and that sector at the end of the file: the sector must start inside it.
         if (host >= (ulong)_fileLength || m.CompressedLastSectorStart >= (ulong)_fileLength)
-            throw new CorruptImageException($"{where} runs past the end of the file ({_fileLength} bytes)");
-        if (host < (ulong)ClusterSize) throw new CorruptImageException($"{where} overlaps the header cluster");
+            throw CorruptCompressed(run, $"runs past the end of the file ({_fileLength} bytes)");
+        if (host < (ulong)ClusterSize) throw CorruptCompressed(run, "overlaps the header cluster");
         int length = (int)Math.Min(m.CompressedLength, (ulong)_fileLength - host);   // at most 2 clusters (sector count has cluster_bits - 8 bits)
         var input = context.CompressedBuffer.AsSpan(0, length);
-        if (_file.Read(run.Host, input) != length) throw new CorruptImageException($"{where} is cut off by the end of the file");
+        if (_file.Read(run.Host, input) != length) throw CorruptCompressed(run, "is cut off by the end of the file");
         int produced = context.Inflate(CompressionType, length, host, run.Sectors);
-        if (produced < 0) throw new CorruptImageException($"{where} is not valid {CompressionType} data");
-        if (produced != ClusterSize) throw new CorruptImageException($"{where} inflates to {produced} bytes, not one cluster ({ClusterSize})");
+        if (produced < 0) throw CorruptCompressed(run, $"is not valid {CompressionType} data");
+        if (produced != ClusterSize) throw CorruptCompressed(run, $"inflates to {produced} bytes, not one cluster ({ClusterSize})");
         return context.Cluster;
     }
+
+    private CorruptImageException CorruptCompressed(in Segment run, string what) =>
+        new($"qcow2 image {Path}: the compressed cluster for guest offset 0x{run.ClusterStart:x} (at 0x{run.Host:x}, {run.Sectors} sectors) {what}");
 
     private Qcow2ReadContext RentContext()
     {
@@ -427,7 +429,8 @@ public sealed class Qcow2Image : IBlockDevice
 
     /// <summary>
     /// The L1 entries that map the disk (entries past them, such as a snapshot's VM state, are never read), as
-    /// L2 table offsets, each checked: cluster aligned and a whole table inside the file.
+    /// L2 table offsets, each checked: cluster aligned (so never the header cluster: 0 is "unallocated") and a
+    /// whole table inside the file.
     /// </summary>
     private static long[] LoadL1(IStorageFile file, long fileLength, string path, ulong offset, long entries, int clusterSize, string? snapshot)
     {
@@ -444,8 +447,6 @@ public sealed class Qcow2Image : IBlockDevice
                 throw new CorruptImageException($"qcow2 image {path}: {table} entry {i} points at an L2 table at misaligned offset 0x{l2:x}");
             if (l2 != 0 && (l2 > (ulong)fileLength || (ulong)clusterSize > (ulong)fileLength - l2))
                 throw new CorruptImageException($"qcow2 image {path}: {table} entry {i} points at an L2 table at 0x{l2:x}, past the end of the file ({fileLength} bytes)");
-            if (l2 != 0 && l2 < (ulong)clusterSize)
-                throw new CorruptImageException($"qcow2 image {path}: {table} entry {i} points at the header cluster");
             l1[i] = (long)l2;
         }
         return l1;
