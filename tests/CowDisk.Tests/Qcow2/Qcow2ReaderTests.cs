@@ -320,10 +320,16 @@ public sealed class Qcow2ReaderTests
         }
         ReadAll();
         ReadAll();
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        ReadAll();
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.True(allocated == 0, $"{allocated} bytes allocated by warm reads");
+        // The runtime may allocate on this thread now and then while it tiers code up (more so when other tests
+        // load the machine); a read that allocated would allocate in every pass, so the quietest pass must be 0.
+        var passes = new List<long>();
+        for (int pass = 0; pass < 4; pass++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            ReadAll();
+            passes.Add(GC.GetAllocatedBytesForCurrentThread() - before);
+        }
+        Assert.True(passes.Min() == 0, $"bytes allocated by warm passes of reads: {string.Join(", ", passes)}");
     }
 
     [Qcow2ToolFact]

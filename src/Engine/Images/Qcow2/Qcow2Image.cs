@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using CowDisk.Engine.Devices;
 using CowDisk.Engine.Native;
@@ -441,7 +440,7 @@ public sealed class Qcow2Image : IBlockDevice
             throw new CorruptImageException($"qcow2 image {path}: the {table} at 0x{offset:x} is cut off by the end of the file");
         for (long i = 0; i < l1.Length; i++)
         {
-            var entry = new Qcow2L1Entry(BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness((ulong)l1[i]) : (ulong)l1[i]);
+            var entry = Qcow2L1Entry.Read(bytes.Slice((int)(i * Qcow2L1Entry.EncodedSize), Qcow2L1Entry.EncodedSize));
             ulong l2 = entry.L2TableOffset;
             if (l2 != 0 && l2 % (ulong)clusterSize != 0)
                 throw new CorruptImageException($"qcow2 image {path}: {table} entry {i} points at an L2 table at misaligned offset 0x{l2:x}");

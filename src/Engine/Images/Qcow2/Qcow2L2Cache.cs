@@ -76,7 +76,8 @@ internal sealed class Qcow2L2Cache
             ReturnFree(slot);
             throw new CorruptImageException($"qcow2 image {_imagePath}: the L2 table at 0x{tableOffset:x} is cut off by the end of the file");
         }
-        if (BitConverter.IsLittleEndian) BinaryPrimitives.ReverseEndianness(table, table);
+        for (int i = 0; i < table.Length; i++)   // big-endian on disk, native in the cache
+            table[i] = BinaryPrimitives.ReadUInt64BigEndian(MemoryMarshal.AsBytes(table.AsSpan(i, 1)));
         Loads++;
         _keys[slot] = tableOffset;
         _index[tableOffset] = slot;
