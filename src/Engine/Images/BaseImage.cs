@@ -1,11 +1,12 @@
 using System.Buffers.Binary;
 using CowDisk.Engine.Devices;
+using CowDisk.Engine.Images.Qcow2;
 using CowDisk.Engine.Native;
 using CowDisk.Format.Image;
 
 namespace CowDisk.Engine.Images;
 
-/// <summary>Opens a read-only base image by probing its first bytes: cowdisk, or raw.</summary>
+/// <summary>Opens a read-only base image by probing its first bytes: cowdisk, qcow2, or raw.</summary>
 public static class BaseImage
 {
     public const string CowDiskFormat = "cowdisk";
@@ -38,7 +39,10 @@ public static class BaseImage
         // IMAGE@SNAPSHOT: the snapshot's read-only view (a clone's base).
         if (ImageRef.Parse(path) is { Snapshot: { } snapshot } named)
         {
-            if (BaseImage.Probe(named.Path) != CowDiskFormat) throw new ImageOpenException($"{named.Path} is not a cowdisk image, so it has no snapshot '{snapshot}'");
+            string format = BaseImage.Probe(named.Path);
+            if (format == Qcow2Format)   // a qcow2 internal snapshot, by name or id
+                return Qcow2Image.Open(named.Path, new Qcow2OpenOptions { Snapshot = snapshot, Depth = depth, Chain = chain });
+            if (format != CowDiskFormat) throw new ImageOpenException($"{named.Path} is not a cowdisk or qcow2 image, so it has no snapshot '{snapshot}'");
             try { return CowImage.Open(named.Path, new ImageOpenOptions { ReadOnly = true, Snapshot = snapshot }, depth, chain); }
             catch (ImageLockedException) when (HeldSnapshotOpener is { } viaWriter)
             {
@@ -47,6 +51,24 @@ public static class BaseImage
                 return view;
             }
         }
+        CheckOpenable(path, depth);
+        return Probe(path) switch
+        {
+            CowDiskFormat => CowImage.Open(path, new ImageOpenOptions { ReadOnly = true }, depth, chain),
+            Qcow2Format => Qcow2Image.Open(path, new Qcow2OpenOptions { Depth = depth, Chain = chain }),
+            _ => new RawFileDevice(path, readOnly: true),
+        };
+    }
+
+    /// <summary>A base read as raw whatever its first bytes say (a qcow2 image whose backing format is "raw").</summary>
+    internal static IBlockDevice OpenRaw(string path, int depth)
+    {
+        CheckOpenable(path, depth);
+        return new RawFileDevice(path, readOnly: true);
+    }
+
+    private static void CheckOpenable(string path, int depth)
+    {
         string what = depth == 0 ? "image" : "backing file";
         if (depth > MaxChainDepth) throw new ImageOpenException($"backing chain is deeper than {MaxChainDepth} (a loop?) at {path}");
         if (Directory.Exists(path)) throw new ImageOpenException($"{what} {path} is a folder, not an image");
@@ -55,12 +77,6 @@ public static class BaseImage
         if (!HostFile.IsRegularFile(path)) throw new ImageOpenException($"{what} {path} is not a regular file, so not a usable image");
         // An empty base has nothing to read through to (and no size to give an overlay).
         if (depth > 0 && new FileInfo(path).Length == 0) throw new ImageOpenException($"{what} {path} is empty (0 bytes), so not a usable image");
-        return Probe(path) switch
-        {
-            CowDiskFormat => CowImage.Open(path, new ImageOpenOptions { ReadOnly = true }, depth, chain),
-            Qcow2Format => throw new ImageOpenException($"{path} is a qcow2 image; qcow2 backing files are not supported yet"),
-            _ => new RawFileDevice(path, readOnly: true),
-        };
     }
 
     /// <summary>
@@ -72,6 +88,8 @@ public static class BaseImage
     /// <summary>IMAGE@SNAPSHOT (or an image) for reading: through its writer when another process holds it.</summary>
     public static IBlockDevice OpenForReading(ImageRef named, EngineSettings settings)
     {
+        if (File.Exists(named.Path) && Probe(named.Path) == Qcow2Format)   // read-only anyway: no writer to go through
+            return Qcow2Image.Open(named.Path, new Qcow2OpenOptions { Snapshot = named.Snapshot });
         if (named.Snapshot is null) return CowImage.Open(named.Path, new ImageOpenOptions { ReadOnly = true, Settings = settings });
         try { return CowImage.Open(named.Path, new ImageOpenOptions { ReadOnly = true, Snapshot = named.Snapshot, Settings = settings }); }
         catch (ImageLockedException) when (HeldSnapshotOpener is { } viaWriter)
@@ -90,11 +108,12 @@ public static class BaseImage
         _ => (null, null),
     };
 
-    /// <summary>What a base layer maps in [start, end): a cowdisk image or snapshot view by its mappings, a raw file as data.</summary>
+    /// <summary>What a base layer maps in [start, end): a cowdisk or qcow2 image or snapshot view by its mappings, a raw file as data.</summary>
     internal static List<MapRun> MapOf(IBlockDevice device, long start, long end, int depth) => device switch
     {
         CowImage cow => cow.Map(start, end, depth),
         SnapshotView view => view.Map(start, end, depth),
+        Qcow2Image qcow2 => qcow2.Map(start, end, depth),
         _ => [new MapRun(start, end - start, MapSource.Base, depth, start, PathOf(device))],
     };
 
@@ -104,18 +123,21 @@ public static class BaseImage
         CowImage cow => cow.Files.DataPath,
         RawFileDevice raw => raw.Path,
         SnapshotView view => view.ImagePath,
+        Qcow2Image qcow2 => qcow2.Path,
         _ => null,
     };
 
     public static string FormatName(IBlockDevice device) => device switch
     {
         CowImage or SnapshotView => CowDiskFormat,
+        Qcow2Image => Qcow2Format,
         _ => RawFormat,
     };
 
     public static ImageInfo Info(IBlockDevice device) => device switch
     {
         CowImage cow => cow.GetInfo(),
+        Qcow2Image qcow2 => qcow2.GetInfo(),
         RawFileDevice raw => new ImageInfo
         {
             Path = raw.Path, Format = RawFormat, VirtualSize = raw.Size,

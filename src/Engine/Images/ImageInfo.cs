@@ -5,6 +5,8 @@ public sealed record ImageInfo
 {
     public required string Path { get; init; }
     public required string Format { get; init; }
+    /// <summary>The on-disk format's version where it has one that matters (qcow2: 2 or 3).</summary>
+    public int? FormatVersion { get; init; }
     public required long VirtualSize { get; init; }
     public int? ClusterSize { get; init; }
     /// <summary>Bytes of the virtual disk this layer maps (data extents).</summary>

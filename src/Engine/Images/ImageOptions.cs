@@ -7,7 +7,7 @@ public sealed record ImageCreateOptions
     /// <summary>Virtual size in bytes; 0 takes the backing image's size.</summary>
     public long Size { get; init; }
     public int ClusterSize { get; init; } = ClusterGeometry.DefaultClusterSize;
-    /// <summary>A read-only base: raw or cowdisk. Relative paths are relative to the new image's folder.</summary>
+    /// <summary>A read-only base: raw, qcow2 or cowdisk. Relative paths are relative to the new image's folder.</summary>
     public string? BackingPath { get; init; }
     /// <summary>Replace an existing image at the path (and reuse a data device that holds another image's extents).</summary>
     public bool Force { get; init; }

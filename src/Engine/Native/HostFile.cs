@@ -29,6 +29,21 @@ public static partial class HostFile
     /// <summary>A regular file (following symlinks): its length is its content, unlike a pipe's or a device's.</summary>
     public static bool IsRegularFile(string path) => stat(path, out var s) == 0 && (s.st_mode & S_IFMT) == S_IFREG;
 
+    [LibraryImport("libc", EntryPoint = "realpath", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial nint realpath(string path, nint resolved);
+
+    [LibraryImport("libc", EntryPoint = "free")]
+    private static partial void free(nint pointer);
+
+    /// <summary>The canonical absolute path (every symlink and '..' resolved, in folders too), or null if it does not exist.</summary>
+    public static string? RealPath(string path)
+    {
+        nint resolved = realpath(path, 0);
+        if (resolved == 0) return null;
+        try { return Marshal.PtrToStringUTF8(resolved); }
+        finally { free(resolved); }
+    }
+
     /// <summary>Bytes the file occupies on disk (st_blocks × 512; x86-64 stat layout), holes excluded.</summary>
     public static long AllocatedBytes(string path) =>
         stat(path, out var s) == 0 ? s.st_blocks * 512 : new FileInfo(path).Length;

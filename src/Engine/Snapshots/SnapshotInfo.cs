@@ -7,6 +7,12 @@ public sealed record SnapshotInfo(int Id, string Name, [property: System.Text.Js
     /// <summary>Bytes of data clusters that only this snapshot still reads (freed if it is deleted); -1 when not computed.</summary>
     public long ExclusiveBytes { get; init; } = -1;
 
+    /// <summary>The disk size when the snapshot was taken, where the format records it per snapshot (qcow2); else null.</summary>
+    public long? VirtualSize { get; init; }
+
+    /// <summary>Bytes of saved VM state (qcow2 snapshots taken by a running VM); null where the format has none.</summary>
+    public long? VmStateSize { get; init; }
+
     /// <summary>What any build ever accepted, for loading: a stored name is kept even if today's rules are stricter.</summary>
     public static string? InvalidStored(string name)
     {
