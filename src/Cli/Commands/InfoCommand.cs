@@ -35,6 +35,7 @@ public static class InfoCommand
             if (layer != info) Console.WriteLine();
             Console.WriteLine($"image: {layer.Path}");
             Console.WriteLine($"file format: {layer.Format}");
+            if (layer.FormatVersion is { } version && layer.Format == BaseImage.Qcow2Format) Console.WriteLine($"compat: {(version >= 3 ? "1.1" : "0.10")} (version {version})");
             Console.WriteLine($"virtual size: {ByteSize.Format(layer.VirtualSize)} ({layer.VirtualSize} bytes)");
             Console.WriteLine($"disk size: {ByteSize.Format(layer.DiskBytes)}");
             if (layer.ClusterSize is { } cs) Console.WriteLine($"cluster_size: {cs}");
@@ -56,7 +57,7 @@ public static class InfoCommand
                 Console.WriteLine("Snapshot list:");
                 Console.WriteLine($"{"ID",-4} {"NAME",-24} {"CREATED (UTC)",-19} {"EXCLUSIVE",10}");
                 foreach (var s in snaps)
-                    Console.WriteLine($"{s.Id,-4} {DisplayWidth.PadRight(s.Name, 24)} {s.CreatedUtc:yyyy-MM-dd HH:mm:ss} {ByteSize.Format(s.ExclusiveBytes),10}");
+                    Console.WriteLine($"{s.Id,-4} {DisplayWidth.PadRight(s.Name, 24)} {s.CreatedUtc:yyyy-MM-dd HH:mm:ss} {(s.ExclusiveBytes < 0 ? "-" : ByteSize.Format(s.ExclusiveBytes)),10}");
             }
         }
     }

@@ -94,7 +94,7 @@ public static class SnapshotCommand
             if (list.Count == 0) { Console.WriteLine($"{shown} has no snapshots"); return 0; }
             Console.WriteLine($"{"ID",-4} {"NAME",-24} {"CREATED (UTC)",-19} {"EXCLUSIVE",10}");
             foreach (var s in list)
-                Console.WriteLine($"{s.Id,-4} {DisplayWidth.PadRight(s.Name, 24)} {s.CreatedUtc:yyyy-MM-dd HH:mm:ss} {ByteSize.Format(s.ExclusiveBytes),10}");
+                Console.WriteLine($"{s.Id,-4} {DisplayWidth.PadRight(s.Name, 24)} {s.CreatedUtc:yyyy-MM-dd HH:mm:ss} {(s.ExclusiveBytes < 0 ? "-" : ByteSize.Format(s.ExclusiveBytes)),10}");
             return 0;
         }));
         return cmd;

@@ -16,8 +16,8 @@ public static class ImageConverter
     /// <summary>The largest read and write; big enough to stream, small enough that a few in flight cost little.</summary>
     private const int ChunkBytes = 4 << 20;
     private const int ChunksInFlight = 4;
-    /// <summary>Zero detection granule for a raw source or output (a cowdisk or qcow2 output uses its cluster size).</summary>
-    private const int ZeroGranule = 64 << 10;
+    /// <summary>A raw output's zero-detection granule: a file system block (a cowdisk or qcow2 output uses its cluster size).</summary>
+    private const int ZeroGranule = 4096;
 
     public static ConvertResult Convert(ImageRef source, string destination, ConvertOptions options)
     {
@@ -30,16 +30,22 @@ public static class ImageConverter
 
         using var device = OpenSource(source, options);
         string sourceFormat = options.SourceIsRaw ? BaseImage.RawFormat : BaseImage.FormatName(device);
-        var runs = DataRuns(device);
-        long total = runs.Sum(r => r.Length);
-        int granule = options.ClusterSize ?? ZeroGranule;
         using IConvertTarget target = options.Target switch
         {
             ConvertFormat.Raw => new RawTarget(full, device.Size),
             ConvertFormat.CowDisk => new CowDiskTarget(full, device.Size, options.ClusterSize, options.Settings),
-            _ => throw new ImageOpenException($"converting to {options.Target} is not supported yet"),
+            _ => new Qcow2Target(full, device.Size, options.ClusterSize, options.Compress),
         };
-        if (options.Target == ConvertFormat.CowDisk) granule = ((CowDiskTarget)target).Image.Geometry.ClusterSize;
+        // Work in the output's clusters: a cluster with any data is read and written whole (zeros around it
+        // included), once, and all-zero ones are skipped.
+        int granule = target switch
+        {
+            CowDiskTarget cow => cow.Image.Geometry.ClusterSize,
+            Qcow2Target qcow2 => qcow2.ClusterSize,
+            _ => ZeroGranule,
+        };
+        var runs = Align(DataRuns(device), granule, device.Size);
+        long total = runs.Sum(r => r.Length);
         long written = Copy(device, runs, target, granule, total, options.Progress);
         target.Complete();
         return new ConvertResult(full, sourceFormat, device.Size, total, written, 0);
@@ -77,6 +83,20 @@ public static class ImageConverter
             else runs.Add((run.Start, run.Length));
         }
         return runs;
+    }
+
+    /// <summary>The runs widened to whole granules (clipped to the disk) and merged where they meet or overlap.</summary>
+    internal static List<(long Offset, long Length)> Align(List<(long Offset, long Length)> runs, int granule, long size)
+    {
+        var aligned = new List<(long Offset, long Length)>(runs.Count);
+        foreach (var (offset, length) in runs)
+        {
+            long start = offset / granule * granule, end = Math.Min(size, (offset + length + granule - 1) / granule * granule);
+            if (aligned.Count > 0 && aligned[^1].Offset + aligned[^1].Length >= start)
+                aligned[^1] = (aligned[^1].Offset, Math.Max(aligned[^1].Offset + aligned[^1].Length, end) - aligned[^1].Offset);
+            else aligned.Add((start, end - start));
+        }
+        return aligned;
     }
 
     /// <summary>Reads the runs on a thread of its own while this one writes; returns the bytes written (zero clusters skipped).</summary>

@@ -5,7 +5,16 @@ public sealed record SnapshotInfo(int Id, string Name, [property: System.Text.Js
     [property: System.Text.Json.Serialization.JsonPropertyName("created")] DateTime CreatedUtc)
 {
     /// <summary>Bytes of data clusters that only this snapshot still reads (freed if it is deleted); -1 when not computed.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public long ExclusiveBytes { get; init; } = -1;
+
+    /// <summary><see cref="ExclusiveBytes"/> as shown: absent where unknown (a qcow2 snapshot).</summary>
+    [System.Text.Json.Serialization.JsonPropertyName("exclusive-bytes")]
+    public long? ExclusiveBytesIfKnown
+    {
+        get => ExclusiveBytes >= 0 ? ExclusiveBytes : null;
+        init => ExclusiveBytes = value ?? -1;   // read back from a daemon's answer
+    }
 
     /// <summary>The disk size when the snapshot was taken, where the format records it per snapshot (qcow2); else null.</summary>
     public long? VirtualSize { get; init; }
