@@ -25,6 +25,8 @@ internal sealed class CowDiskTarget : IConvertTarget
 
     public void Write(long offset, ReadOnlySpan<byte> data) => Image.Write(offset, data);
 
+    public void Zero(long offset, long length) => Image.Discard(offset, length);
+
     public void Complete()
     {
         Image.Flush();

@@ -44,6 +44,14 @@ public static class ImageConverter
             Qcow2Target qcow2 => qcow2.ClusterSize,
             _ => ZeroGranule,
         };
+        if (options.WithSnapshots)
+        {
+            if (device is not Images.Qcow2.Qcow2Image qcow2 || source.Snapshot is not null)
+                throw new ImageOpenException("--with-snapshots needs a qcow2 image (not one of its snapshots) as the source");
+            var imported = SnapshotImport.Run(qcow2, (CowDiskTarget)target, granule, options.Progress);
+            target.Complete();
+            return new ConvertResult(full, sourceFormat, device.Size, imported.DataBytes, imported.WrittenBytes, imported.Snapshots);
+        }
         var runs = Align(DataRuns(device), granule, device.Size);
         long total = runs.Sum(r => r.Length);
         long written = Copy(device, runs, target, granule, total, options.Progress);
@@ -99,8 +107,12 @@ public static class ImageConverter
         return aligned;
     }
 
-    /// <summary>Reads the runs on a thread of its own while this one writes; returns the bytes written (zero clusters skipped).</summary>
-    private static long Copy(IBlockDevice device, List<(long Offset, long Length)> runs, IConvertTarget target, int granule, long total, Action<long, long>? progress)
+    /// <summary>
+    /// Reads the runs on a thread of its own while this one writes; returns the bytes written. All-zero granules
+    /// are skipped, or, over an output that already holds data (zeroSkipped), made to read as zeros.
+    /// </summary>
+    internal static long Copy(IBlockDevice device, List<(long Offset, long Length)> runs, IConvertTarget target, int granule, long total,
+        Action<long, long>? progress, bool zeroSkipped = false, long doneBefore = 0)
     {
         var pool = ArrayPool<byte>.Shared;
         using var chunks = new BlockingCollection<(long Offset, int Length, byte[] Buffer)>(ChunksInFlight);
@@ -129,12 +141,12 @@ public static class ImageConverter
         }) { IsBackground = true, Name = "convert reader" };
         reader.Start();
 
-        long done = 0, written = 0;
+        long done = doneBefore, written = 0;
         try
         {
             foreach (var (offset, length, buffer) in chunks.GetConsumingEnumerable())
             {
-                try { written += WriteNonZero(target, offset, buffer.AsSpan(0, length), granule); }
+                try { written += WriteNonZero(target, offset, buffer.AsSpan(0, length), granule, zeroSkipped); }
                 finally { pool.Return(buffer); }
                 done += length;
                 progress?.Invoke(done, total);
@@ -152,7 +164,7 @@ public static class ImageConverter
     }
 
     /// <summary>Writes data at offset, leaving out granules (aligned to the disk) that are all zeros.</summary>
-    private static long WriteNonZero(IConvertTarget target, long offset, ReadOnlySpan<byte> data, int granule)
+    private static long WriteNonZero(IConvertTarget target, long offset, ReadOnlySpan<byte> data, int granule, bool zeroSkipped)
     {
         long written = 0;
         int start = -1;
@@ -160,6 +172,7 @@ public static class ImageConverter
         {
             int next = (int)Math.Min(data.Length, (offset + at) / granule * granule + granule - offset);
             bool zero = data[at..next].IndexOfAnyExcept((byte)0) < 0;
+            if (zero && zeroSkipped) target.Zero(offset + at, next - at);
             if (!zero && start < 0) start = at;
             if (zero && start >= 0)
             {
