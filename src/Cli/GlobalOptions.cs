@@ -18,8 +18,12 @@ public static class GlobalOptions
         Arity = ArgumentArity.ZeroOrMore,
     };
 
-    public static EngineSettings Engine(ParseResult result) =>
-        CliSettings.Engine(CliSettings.Build(result.GetValue(Config), result.GetValue(Set) ?? Array.Empty<string>()));
+    public static EngineSettings Engine(ParseResult result)
+    {
+        var settings = CliSettings.Engine(CliSettings.Build(result.GetValue(Config), result.GetValue(Set) ?? Array.Empty<string>()));
+        CowDisk.Engine.Images.BaseImage.AllowAnyBackingPath = settings.AllowAnyBackingPath;   // a process-wide policy for qcow2 bases
+        return settings;
+    }
 
     /// <summary>Set to 1 to let unexpected exceptions through with their stack trace.</summary>
     public const string DebugVariable = "COWDISK_DEBUG";

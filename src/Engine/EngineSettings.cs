@@ -15,6 +15,8 @@ public sealed record EngineSettings
     public int CommitMaxDirtyChunks { get; init; } = 256;
     /// <summary>Journal entries (commits) after which the next commit rewrites the changed map chunks whole and empties the journal.</summary>
     public int JournalFoldEntries { get; init; } = 4096;
+    /// <summary>Follow a qcow2 base's backing file wherever its name points (absolute, or outside its folder); off by default.</summary>
+    public bool AllowAnyBackingPath { get; init; }
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad value; called before an image is touched.</summary>
     public void Validate()

@@ -12,11 +12,13 @@ public static class CreateCommand
         var image = new Argument<string>("image") { Description = "Path of the new image (its data file)" };
         var size = new Option<string?>("--size", "-s") { Description = "Virtual size: bytes or 512M, 10G, 1T (default: the backing image's size)" };
         var cluster = new Option<string?>("--cluster-size") { Description = "Cluster size, a power of two from 4K to 2M (default 64K)" };
-        var backing = new Option<string?>("--backing", "-b") { Description = "Read-only base image (raw or cowdisk); relative to the new image's folder" };
+        var backing = new Option<string?>("--backing", "-b") { Description = "Read-only base image (raw, cowdisk or qcow2); relative to the new image's folder" };
+        var backingFormat = new Option<string?>("--backing-format", "-F") { Description = "The base's format: raw reads it raw whatever it looks like (default: probed, raw only if nothing else matches)" };
+        backingFormat.AcceptOnlyFromAmong("raw", "cowdisk", "qcow2");
         var force = new Option<bool>("--force") { Description = "Replace an existing image (or reuse a data device that holds another image's extents)" };
         var device = new Option<string?>("--data-device") { Description = "Block device to hold the extents (held exclusively while open); the image file keeps only the header" };
         var from = new Option<string?>("--from") { Description = "Make a writable clone of a snapshot (IMAGE@SNAPSHOT), sharing its extents" };
-        var cmd = new Command("create", "Create an image, optionally as an overlay on a base or a clone of a snapshot") { image, size, cluster, backing, from, force, device };
+        var cmd = new Command("create", "Create an image, optionally as an overlay on a base or a clone of a snapshot") { image, size, cluster, backing, backingFormat, from, force, device };
         cmd.SetAction(r => GlobalOptions.Run(() =>
         {
             var settings = GlobalOptions.Engine(r);
@@ -40,8 +42,9 @@ public static class CreateCommand
             var options = new ImageCreateOptions
             {
                 Size = bytes, ClusterSize = clusterSize, BackingPath = clone is null ? r.GetValue(backing) : null, Force = r.GetValue(force),
-                DataDevice = r.GetValue(device),
+                DataDevice = r.GetValue(device), BackingFormat = r.GetValue(backingFormat),
             };
+            if (options.BackingFormat is not null && options.BackingPath is null) throw new CliException("--backing-format needs --backing");
             CowImage img;
             if (clone is not null)
             {
@@ -53,7 +56,7 @@ public static class CreateCommand
             else img = CowImage.Create(path, options, settings);
             using var _ = img;
             Console.WriteLine($"Formatting '{path}', fmt=cowdisk size={img.Size} cluster_size={img.Geometry.ClusterSize}" +
-                              (img.BackingFile is null ? "" : $" backing_file={img.BackingFile}") +
+                              (img.BackingFile is null ? "" : $" backing_file={img.BackingFile} backing_fmt={img.GetInfo().BackingFormat}") +
                               (img.DataDevice is null ? "" : $" data_device={img.DataDevice}"));
             return 0;
         }));

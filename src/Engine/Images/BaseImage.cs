@@ -41,7 +41,7 @@ public static class BaseImage
         {
             string format = BaseImage.Probe(named.Path);
             if (format == Qcow2Format)   // a qcow2 internal snapshot, by name or id
-                return Qcow2Image.Open(named.Path, new Qcow2OpenOptions { Snapshot = snapshot, Depth = depth, Chain = chain });
+                return Qcow2Image.Open(named.Path, new Qcow2OpenOptions { Snapshot = snapshot, Depth = depth, Chain = chain, AllowAnyBackingPath = AllowAnyBackingPath });
             if (format != CowDiskFormat) throw new ImageOpenException($"{named.Path} is not a cowdisk or qcow2 image, so it has no snapshot '{snapshot}'");
             try { return CowImage.Open(named.Path, new ImageOpenOptions { ReadOnly = true, Snapshot = snapshot }, depth, chain); }
             catch (ImageLockedException) when (HeldSnapshotOpener is { } viaWriter)
@@ -55,9 +55,34 @@ public static class BaseImage
         return Probe(path) switch
         {
             CowDiskFormat => CowImage.Open(path, new ImageOpenOptions { ReadOnly = true }, depth, chain),
-            Qcow2Format => Qcow2Image.Open(path, new Qcow2OpenOptions { Depth = depth, Chain = chain }),
+            Qcow2Format => Qcow2Image.Open(path, new Qcow2OpenOptions { Depth = depth, Chain = chain, AllowAnyBackingPath = AllowAnyBackingPath }),
             _ => new RawFileDevice(path, readOnly: true),
         };
+    }
+
+    /// <summary>
+    /// Whether a qcow2's backing file may be any path (absolute, or outside the image's folder); by default only
+    /// names relative to its folder are followed. Process-wide, set from the Engine:AllowAnyBackingPath setting.
+    /// </summary>
+    public static bool AllowAnyBackingPath { get; set; }
+
+    /// <summary>
+    /// A base opened as the format recorded (or named) for it: "raw" whatever its first bytes say; another format
+    /// must be what the probe finds. Null (images made before formats were recorded): probed.
+    /// </summary>
+    /// <param name="above">The image whose base this is, for the message.</param>
+    internal static IBlockDevice OpenAs(string path, string? format, int depth, IReadOnlyList<string> chain, string? above = null)
+    {
+        if (format is null || ImageRef.Parse(path).Snapshot is not null) return Open(path, depth, chain);
+        if (format == RawFormat) return OpenRaw(path, depth);
+        if (format is not (CowDiskFormat or Qcow2Format)) throw new ImageOpenException($"backing format '{format}' is not one cowdisk reads (raw, cowdisk, qcow2)");
+        CheckOpenable(path, depth);
+        string found = Probe(path);
+        if (found != format)
+            throw new CorruptImageException(above is null
+                ? $"{path} is a {found} image, not {format}"
+                : $"backing file {path} of {above} was a {format} image and now reads as {found}: refusing to guess");
+        return Open(path, depth, chain);
     }
 
     /// <summary>A base read as raw whatever its first bytes say (a qcow2 image whose backing format is "raw").</summary>

@@ -134,8 +134,8 @@ public sealed partial class CowImage : IBlockDevice
         {
             string backingFull = files.ResolveBacking(options.BackingPath);
             if (ImageRef.Parse(backingFull).Path == files.DataPath) throw new ImageOpenException("an image cannot be its own backing file");
-            using var backing = BaseImage.Open(backingFull, depth: 1, new[] { files.DataPath });
-            backingFormat = BaseImage.FormatName(backing);
+            using var backing = BaseImage.OpenAs(backingFull, options.BackingFormat, depth: 1, new[] { files.DataPath });
+            backingFormat = options.BackingFormat == BaseImage.RawFormat ? BaseImage.RawFormat : BaseImage.FormatName(backing);
             backingIdentity = BaseImage.IdentityOf(backing);
             if (size == 0) size = backing.Size;
         }
@@ -329,7 +329,9 @@ public sealed partial class CowImage : IBlockDevice
                 if (below.Contains(backingRef.Path))
                     throw new ImageOpenException($"backing chain loops: {string.Join(" -> ", below.Append(backingRef.Path))}");
                 if (!File.Exists(backingRef.Path)) throw new ImageOpenException($"backing file {backingRef.Path} of {files.DataPath} does not exist");
-                baseDevice = BaseImage.Open(backing, depth + 1, below);
+                // Opened as the format recorded when this image was made, never re-guessed: a raw base whose
+                // guest wrote a qcow2 or cowdisk header must not turn into that format (and follow its backing).
+                baseDevice = BaseImage.OpenAs(backing, rec.BackingFormat, depth + 1, below, files.DataPath);
                 // The base must still be the image (and snapshot) this one was made from, not another under its name.
                 if (rec.BackingImageId is { } expectedId && BaseImage.IdentityOf(baseDevice) is var (id, epoch) &&
                     (id != expectedId || epoch != rec.BackingEpoch))

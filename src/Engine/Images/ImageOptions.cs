@@ -9,6 +9,11 @@ public sealed record ImageCreateOptions
     public int ClusterSize { get; init; } = ClusterGeometry.DefaultClusterSize;
     /// <summary>A read-only base: raw, qcow2 or cowdisk. Relative paths are relative to the new image's folder.</summary>
     public string? BackingPath { get; init; }
+    /// <summary>
+    /// The base's format as the user named it: "raw" reads it raw whatever its first bytes say; another must match
+    /// the probe. Null: probed (raw only when nothing else matches). Recorded either way and used at every open.
+    /// </summary>
+    public string? BackingFormat { get; init; }
     /// <summary>Replace an existing image at the path (and reuse a data device that holds another image's extents).</summary>
     public bool Force { get; init; }
     /// <summary>A block device to hold the extents; the data file then holds only the header.</summary>
