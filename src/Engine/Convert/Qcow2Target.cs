@@ -50,7 +50,9 @@ internal sealed class Qcow2Target : IConvertTarget
             throw new Images.ImageOpenException($"a qcow2 cluster size must be a power of two from 512 to 2M, not {_clusterSize}");
         _clusterBits = System.Numerics.BitOperations.Log2((uint)_clusterSize);
         _destination = destination;
-        _size = size;
+        // qemu works in 512-byte sectors and would drop a partial last one: the disk grows to a whole sector
+        // (its tail reads as zeros), as qemu-img convert does.
+        _size = (size + SectorSize - 1) / SectorSize * SectorSize;
         _compress = compress;
         _l2Entries = _clusterSize / Qcow2L2Entry.EncodedSize;
         long clusters = (size + _clusterSize - 1) >> _clusterBits;

@@ -14,6 +14,8 @@ internal static class AttachedImage
             return snapshot is not null
                 ? BaseImage.OpenForReading(new ImageRef(path, snapshot), settings)   // through a running writer if it is held
                 : CowImage.Open(path, new ImageOpenOptions { ReadOnly = readOnly, Settings = settings });
+        if (format == BaseImage.Qcow2Format && (readOnly || snapshot is not null))
+            return BaseImage.Open(snapshot is null ? path : $"{path}@{snapshot}", depth: 0);   // qcow2 is read, never written
         if (snapshot is not null) throw new AttachException($"{path} is a {format} image, which has no snapshots");
         if (format == BaseImage.RawFormat && readOnly) return new RawFileDevice(path, readOnly: true);
         throw new AttachException(

@@ -17,9 +17,8 @@ internal static class NbdExtents
         List<MapRun> runs = device switch
         {
             CowImage image => image.MapRange(start, end),
-            SnapshotView view => view.Map(start, end, 0),
             RawFileDevice raw => RawRuns(raw, start, end),
-            _ => [new MapRun(start, end - start, MapSource.Base, 0, start, null)],   // cannot tell: all data
+            _ => BaseImage.MapOf(device, start, end, 0),   // a snapshot view, a qcow2; all data where a device cannot tell
         };
         foreach (var run in runs)
         {

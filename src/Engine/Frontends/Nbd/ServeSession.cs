@@ -69,7 +69,7 @@ public sealed class ServeSession : IDisposable
             if (image.Snapshot is null && _registry.FindConflict(image.Image, !readOnly, Record.Name) is { } holder)
                 throw new AttachException($"image {image.Image} is already {(holder.Nbd is not null && holder.Device is null ? "served" : "attached")}" +
                                           $"{(holder.ReadOnly ? " read-only" : " read-write")} as '{holder.Name}' (pid {holder.Pid})");
-            if (!readOnly && Images.BaseImage.Probe(image.Image) is var format && format != Images.BaseImage.CowDiskFormat)
+            if (!readOnly && image.Snapshot is null && Images.BaseImage.Probe(image.Image) is var format && format != Images.BaseImage.CowDiskFormat)
                 throw new AttachException($"{image.Image} is a {format} image, which cowdisk serves only with --read-only " +
                                           $"(to take writes, serve an overlay: cowdisk create top.img --backing {Path.GetFileName(image.Image)})");
             IBlockDevice device;
