@@ -6,6 +6,9 @@ namespace CowDisk.Engine.Convert;
 /// </summary>
 internal interface IConvertTarget : IDisposable
 {
+    /// <summary>Writes must come in ascending offset order (a file laid out as it is written); else any order, from any thread.</summary>
+    bool OrderedWrites => false;
+
     /// <summary>Writes data at offset (cluster-aligned except at the end of the disk; the writer skips all-zero clusters).</summary>
     void Write(long offset, ReadOnlySpan<byte> data);
 

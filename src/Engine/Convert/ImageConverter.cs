@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Collections.Concurrent;
 using CowDisk.Engine.Devices;
 using CowDisk.Engine.Images;
 
@@ -15,7 +14,8 @@ public static class ImageConverter
 {
     /// <summary>The largest read and write; big enough to stream, small enough that a few in flight cost little.</summary>
     private const int ChunkBytes = 4 << 20;
-    private const int ChunksInFlight = 4;
+    /// <summary>Chunks read and written at once (qemu-img convert keeps 8 requests in flight by default).</summary>
+    private const int Workers = 8;
     /// <summary>A raw output's zero-detection granule: a file system block (a cowdisk or qcow2 output uses its cluster size).</summary>
     private const int ZeroGranule = 4096;
 
@@ -108,58 +108,77 @@ public static class ImageConverter
     }
 
     /// <summary>
-    /// Reads the runs on a thread of its own while this one writes; returns the bytes written. All-zero granules
-    /// are skipped, or, over an output that already holds data (zeroSkipped), made to read as zeros.
+    /// Copies the runs in chunks of up to 4 MiB with several workers at once, each reading a chunk and writing it
+    /// (reads overlap each other and the writes). A target that needs ascending writes (qcow2) gets them in order:
+    /// a worker waits for the chunks before its own to be written. Returns the bytes written. All-zero granules are
+    /// skipped, or, over an output that already holds data (zeroSkipped), made to read as zeros.
     /// </summary>
     internal static long Copy(IBlockDevice device, List<(long Offset, long Length)> runs, IConvertTarget target, int granule, long total,
         Action<long, long>? progress, bool zeroSkipped = false, long doneBefore = 0)
     {
-        var pool = ArrayPool<byte>.Shared;
-        using var chunks = new BlockingCollection<(long Offset, int Length, byte[] Buffer)>(ChunksInFlight);
-        using var stop = new CancellationTokenSource();
-        Exception? readError = null;
-        var reader = new Thread(() =>
+        var chunks = new List<(long Offset, int Length)>();
+        foreach (var (offset, length) in runs)
+            for (long at = offset; at < offset + length;)
+            {
+                // Chunks end on granule boundaries (so zero detection sees whole clusters), except at a run's end.
+                long end = Math.Min(offset + length, (at + ChunkBytes) / granule * granule);
+                if (end <= at) end = Math.Min(offset + length, at + ChunkBytes);
+                chunks.Add((at, (int)(end - at)));
+                at = end;
+            }
+        var gate = new object();
+        int next = 0, nextToWrite = 0;
+        long done = doneBefore, written = 0;
+        Exception? failure = null;
+        void Work()
         {
+            var buffer = ArrayPool<byte>.Shared.Rent(ChunkBytes);
             try
             {
-                foreach (var (offset, length) in runs)
-                    for (long at = offset; at < offset + length;)
+                while (true)
+                {
+                    int index;
+                    lock (gate)
                     {
-                        // Chunks end on granule boundaries (so zero detection sees whole clusters), except at a run's end.
-                        long end = Math.Min(offset + length, (at + ChunkBytes) / granule * granule);
-                        if (end <= at) end = Math.Min(offset + length, at + ChunkBytes);
-                        int n = (int)(end - at);
-                        var buffer = pool.Rent(n);
-                        device.Read(at, buffer.AsSpan(0, n));
-                        chunks.Add((at, n, buffer), stop.Token);
-                        at = end;
+                        if (failure is not null || next >= chunks.Count) return;
+                        index = next++;
                     }
+                    var (offset, length) = chunks[index];
+                    var data = buffer.AsSpan(0, length);
+                    device.Read(offset, data);
+                    if (target.OrderedWrites)
+                        lock (gate)
+                        {
+                            while (nextToWrite != index && failure is null) Monitor.Wait(gate);
+                            if (failure is not null) return;
+                        }
+                    long n = WriteNonZero(target, offset, data, granule, zeroSkipped);
+                    lock (gate)
+                    {
+                        written += n;
+                        done += length;
+                        if (target.OrderedWrites) nextToWrite++;
+                        progress?.Invoke(done, total);
+                        Monitor.PulseAll(gate);
+                    }
+                }
             }
-            catch (OperationCanceledException) { }
-            catch (Exception e) { readError = e; }
-            finally { chunks.CompleteAdding(); }
-        }) { IsBackground = true, Name = "convert reader" };
-        reader.Start();
-
-        long done = doneBefore, written = 0;
-        try
-        {
-            foreach (var (offset, length, buffer) in chunks.GetConsumingEnumerable())
+            catch (Exception e)
             {
-                try { written += WriteNonZero(target, offset, buffer.AsSpan(0, length), granule, zeroSkipped); }
-                finally { pool.Return(buffer); }
-                done += length;
-                progress?.Invoke(done, total);
+                lock (gate)
+                {
+                    failure ??= e;
+                    Monitor.PulseAll(gate);
+                }
             }
+            finally { ArrayPool<byte>.Shared.Return(buffer); }
         }
-        catch
-        {
-            stop.Cancel();
-            foreach (var (_, _, buffer) in chunks.GetConsumingEnumerable()) pool.Return(buffer);
-            throw;
-        }
-        finally { reader.Join(); }
-        if (readError is not null) throw readError is BlockDeviceException or IOException ? readError : new IOException($"reading the source failed: {readError.Message}", readError);
+        var workers = Enumerable.Range(0, Math.Min(Workers, Math.Max(1, chunks.Count)))
+            .Select(i => new Thread(Work) { IsBackground = true, Name = $"convert {i}" }).ToList();
+        foreach (var worker in workers) worker.Start();
+        foreach (var worker in workers) worker.Join();
+        if (failure is not null)
+            throw failure is BlockDeviceException or IOException or ImageOpenException ? failure : new IOException($"converting failed: {failure.Message}", failure);
         return written;
     }
 

@@ -26,6 +26,7 @@ internal sealed class Qcow2Target : IConvertTarget
     private readonly long _size;
     private readonly int _clusterSize;
     public int ClusterSize => _clusterSize;
+    public bool OrderedWrites => true;
     private readonly int _clusterBits;
     private readonly bool _compress;
     private readonly long _l2Entries;

@@ -19,6 +19,9 @@ internal sealed class RawTarget : IConvertTarget
         RandomAccess.SetLength(_file, size);
     }
 
+    /// <summary>In order: the file system lays the file out as it is written (out-of-order writes fragment it).</summary>
+    public bool OrderedWrites => true;
+
     public void Write(long offset, ReadOnlySpan<byte> data) => RandomAccess.Write(_file, data, offset);
 
     public void Complete()
