@@ -15,7 +15,7 @@ public static class ConvertCommand
         var to = new Option<string>("--to", "-O") { Description = "Output format: cowdisk, qcow2 or raw", Required = true };
         to.AcceptOnlyFromAmong("cowdisk", "qcow2", "raw");
         var progress = new Option<bool>("--progress", "-p") { Description = "Show progress (bytes, rate, time left) on a terminal" };
-        var quiet = new Option<bool>("--quiet", "-q") { Description = "Print nothing on success" };
+        var quiet = new Option<bool>("--quiet", "-q") { Description = "Print nothing on success (piped output is quiet anyway)" };
         var compress = new Option<bool>("--compress", "-c") { Description = "qcow2 output: compress clusters (deflate)" };
         var withSnapshots = new Option<bool>("--with-snapshots") { Description = "qcow2 to cowdisk: internal snapshots become cowdisk snapshots" };
         var clusterSize = new Option<string?>("--cluster-size") { Description = "Output cluster size (cowdisk 4K..2M, qcow2 512..2M)" };
@@ -49,7 +49,8 @@ public static class ConvertCommand
                 Force = r.GetValue(force), SourceIsRaw = declared == "raw", Settings = GlobalOptions.Engine(r), Progress = bar is null ? null : bar.Report,
             });
             bar?.Finish();
-            if (!quietRun)
+            // Like qemu-img convert, silent in scripts: the summary is for a person at a terminal.
+            if (!quietRun && !Console.IsOutputRedirected)
                 Console.WriteLine($"converted {named} ({result.SourceFormat}, {ByteSize.Format(result.VirtualSize)}) to {result.Destination} ({r.GetValue(to)}): " +
                                   $"{ByteSize.Format(result.DataBytes)} of data read, {ByteSize.Format(result.WrittenBytes)} written" +
                                   (result.Snapshots > 0 ? $", {result.Snapshots} snapshots" : ""));
