@@ -20,7 +20,9 @@ internal sealed class CowDiskTarget : IConvertTarget
         foreach (string stale in _staging.Existing()) File.Delete(stale);   // left by a conversion of ours that died
         var options = new ImageCreateOptions { Size = size };
         if (clusterSize is { } cs) options = options with { ClusterSize = cs };
-        _image = CowImage.Create(_staging.DataPath, options, settings);
+        // One commit at the end: the image is not the destination until renamed, so commits on the way would only
+        // force the data out early (each commit fdatasyncs the data file first).
+        _image = CowImage.Create(_staging.DataPath, options, settings with { CommitIntervalMs = int.MaxValue, CommitMaxDirtyChunks = int.MaxValue });
     }
 
     public void Write(long offset, ReadOnlySpan<byte> data) => Image.Write(offset, data);
