@@ -24,7 +24,7 @@ public static class AttachCommands
         var readOnly = new Option<bool>("--read-only") { Description = "Serve the image read-only; the loop device is read-only" };
         var foreground = new Option<bool>("--foreground") { Description = "Stay in the foreground until SIGTERM/SIGINT (for systemd and debugging)" };
         var nbd = new Option<string?>("--nbd") { Description = "Also serve the disk over NBD: 'unix' (/run/cowdisk/NAME.sock) or a loopback HOST:PORT" };
-        var fuseThreads = new Option<int>("--fuse-threads") { Description = "FUSE worker threads", DefaultValueFactory = _ => 8 };
+        var fuseThreads = new Option<int>("--fuse-threads") { Description = "FUSE worker threads (each on its own clone of /dev/fuse)", DefaultValueFactory = _ => 8 };
         var cmd = new Command("attach", "Attach an image as a block device (/dev/loopN and /dev/cowdisk/NAME)")
         {
             image, name, overlay, readOnly, foreground, fuseThreads, nbd,

@@ -29,6 +29,7 @@ public sealed class FuseServer : IDisposable
     private readonly List<(Thread Thread, FuseWorker Worker)> _workers = [];
     private readonly ManualResetEventSlim _initDone = new();
     private int _fd = -1;
+    private readonly List<int> _clones = [];
     private bool _mounted;
     private string? _connectionId;
 
@@ -83,7 +84,16 @@ public sealed class FuseServer : IDisposable
 
         for (int i = 0; i < _options.WorkerThreads; i++)
         {
-            var worker = new FuseWorker(this, _fd, _options.MaxWrite);
+            // Each worker its own clone of the session's descriptor (one processing queue each, no contention on
+            // one); the session's own goes to the first. A kernel that cannot clone shares the one.
+            int fd = i == 0 ? _fd : FuseDevice.Clone(_fd);
+            if (fd < 0)
+            {
+                if (i == 1) Log($"fuse: cannot clone {FuseDevicePath} ({Errno.Describe(-fd)}); workers share one descriptor");
+                fd = _fd;
+            }
+            else if (fd != _fd) _clones.Add(fd);
+            var worker = new FuseWorker(this, fd, _options.MaxWrite);
             var thread = new Thread(worker.Run) { IsBackground = true, Name = $"fuse-worker-{i}" };
             _workers.Add((thread, worker));
             thread.Start();
@@ -132,6 +142,8 @@ public sealed class FuseServer : IDisposable
         _workers.Clear();
         if (allStopped && _fd >= 0)
         {
+            foreach (int clone in _clones) PosixFile.Close(clone);
+            _clones.Clear();
             PosixFile.Close(_fd);
             _fd = -1;
         }
