@@ -37,6 +37,11 @@ public static class CliSettings
     public static EngineSettings Engine(IConfiguration config)
     {
         var section = config.GetSection("Engine");
+        string[] known = ["MappingCache", "RingSlots", "MaxInFlightMaps", "CommitIntervalMs", "CommitMaxDirtyChunks", "JournalFoldEntries", "DirectIo", "AllowAnyBackingPath"];
+        // A mistyped key would otherwise be ignored in silence.
+        foreach (var child in section.GetChildren())
+            if (!known.Contains(child.Key, StringComparer.OrdinalIgnoreCase))
+                throw new CliException($"unknown setting Engine:{child.Key} (known: {string.Join(", ", known)})");
         try
         {
             var defaults = new EngineSettings();
@@ -47,6 +52,9 @@ public static class CliSettings
                 MaxInFlightMaps = section.GetValue("MaxInFlightMaps", defaults.MaxInFlightMaps),
                 CommitIntervalMs = section.GetValue("CommitIntervalMs", defaults.CommitIntervalMs),
                 CommitMaxDirtyChunks = section.GetValue("CommitMaxDirtyChunks", defaults.CommitMaxDirtyChunks),
+                JournalFoldEntries = section.GetValue("JournalFoldEntries", defaults.JournalFoldEntries),
+                DirectIo = section.GetValue("DirectIo", defaults.DirectIo),
+                AllowAnyBackingPath = section.GetValue("AllowAnyBackingPath", defaults.AllowAnyBackingPath),
             };
         }
         catch (InvalidOperationException e) { throw new CliException($"bad setting in section Engine: {e.InnerException?.Message ?? e.Message}"); }

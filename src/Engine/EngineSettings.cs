@@ -15,6 +15,11 @@ public sealed record EngineSettings
     public int CommitMaxDirtyChunks { get; init; } = 256;
     /// <summary>Journal entries (commits) after which the next commit rewrites the changed map chunks whole and empties the journal.</summary>
     public int JournalFoldEntries { get; init; } = 4096;
+    /// <summary>
+    /// Open the data file with O_DIRECT: data bypasses the host page cache (no double caching under a guest or a
+    /// file system that caches itself). Unaligned I/O goes through an aligned bounce buffer.
+    /// </summary>
+    public bool DirectIo { get; init; }
     /// <summary>Follow a qcow2 base's backing file wherever its name points (absolute, or outside its folder); off by default.</summary>
     public bool AllowAnyBackingPath { get; init; }
 

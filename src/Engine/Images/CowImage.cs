@@ -305,6 +305,16 @@ public sealed partial class CowImage : IBlockDevice
             try { data = storage.Open(files.DataPath, options.ReadOnly ? StorageAccess.Read : StorageAccess.ReadWrite); }
             catch (StorageException e) { throw new ImageOpenException(e.Message); }
         }
+        // Engine:DirectIo: the data file bypasses the host page cache (the image's own reads and writes only).
+        if (options.Settings.DirectIo && data is HostStorageFile host)
+        {
+            try { host.EnableDirectIo(); }
+            catch (StorageException e)
+            {
+                data.Dispose();
+                throw new ImageOpenException(e.Message);
+            }
+        }
         MetadataStore? store = null;
         IBlockDevice? baseDevice = null;
         IStorageFile? device = null;

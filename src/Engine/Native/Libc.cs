@@ -39,6 +39,35 @@ internal static partial class Libc
     private const uint STATX_TYPE = 1;
     private const int StatxSize = 256, StatxModeOffset = 28;   // struct statx is the same on every architecture
 
+    private const uint STATX_DIOALIGN = 0x2000;
+    private const int StatxDioMemAlignOffset = 0x98, StatxDioOffsetAlignOffset = 0x9C;
+
+    /// <summary>
+    /// What O_DIRECT on path needs: the alignment of buffer addresses and of file offsets and lengths (statx
+    /// STATX_DIOALIGN); (0, 0) when the file system does not support direct I/O on it.
+    /// </summary>
+    public static unsafe (int Memory, int Offset) DirectIoAlignment(string path)
+    {
+        byte* buffer = stackalloc byte[StatxSize];
+        if (statx(AT_FDCWD, path, 0, STATX_DIOALIGN, buffer) != 0) return (0, 0);
+        if ((*(uint*)buffer & STATX_DIOALIGN) == 0) return (0, 0);
+        return ((int)*(uint*)(buffer + StatxDioMemAlignOffset), (int)*(uint*)(buffer + StatxDioOffsetAlignOffset));
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fcntl(int fd, int cmd, int arg);
+
+    private const int F_GETFL = 3, F_SETFL = 4;
+
+    /// <summary>Turns O_DIRECT on for an open file (Linux allows it through F_SETFL).</summary>
+    public static void SetDirect(SafeFileHandle handle)
+    {
+        int fd = (int)handle.DangerousGetHandle();
+        int flags = fcntl(fd, F_GETFL, 0);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags | PosixFile.O_DIRECT) < 0)
+            throw new IOException($"cannot turn on O_DIRECT: {Errno.Describe(Marshal.GetLastPInvokeError())}");
+    }
+
     /// <summary>The S_IFMT bits of path's mode (not following a final symlink); 0 if it cannot be read.</summary>
     public static unsafe int FileType(string path)
     {

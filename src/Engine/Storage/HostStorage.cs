@@ -74,8 +74,37 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
 
     public long Length => RandomAccess.GetLength(Handle);
 
+    /// <summary>O_DIRECT is on: I/O that is not aligned goes through an aligned bounce buffer.</summary>
+    private int _directAlignment;
+    /// <summary>Read-modify-write of partial sectors, one at a time (only I/O below the sector size needs it).</summary>
+    private readonly object _partialSectorLock = new();
+    [ThreadStatic] private static BounceBuffer? t_bounce;
+
+    /// <summary>
+    /// Turns O_DIRECT on (the host page cache is bypassed). Aligned I/O (buffer, offset and length on the file
+    /// system's direct-I/O alignment) goes straight through; other I/O through a per-thread aligned bounce
+    /// buffer, whole sectors at a time.
+    /// </summary>
+    public void EnableDirectIo()
+    {
+        var (memory, offset) = Libc.DirectIoAlignment(Path);
+        if (memory == 0 || offset == 0) throw new StorageException($"the file system of {Path} does not support direct I/O (O_DIRECT)", Native.Errno.EINVAL);
+        try { Libc.SetDirect(Handle); }
+        catch (IOException e) { throw StorageException.From($"cannot open {Path} for direct I/O", e); }
+        _directAlignment = Math.Max(Math.Max(memory, offset), 512);
+    }
+
+    public bool DirectIo => _directAlignment != 0;
+
+    private unsafe bool IsAligned(long offset, ReadOnlySpan<byte> buffer)
+    {
+        int a = _directAlignment;
+        fixed (byte* p = buffer) return ((nint)p & (a - 1)) == 0 && (offset & (a - 1)) == 0 && (buffer.Length & (a - 1)) == 0;
+    }
+
     public int Read(long offset, Span<byte> buffer)
     {
+        if (_directAlignment != 0 && !IsAligned(offset, buffer)) return ReadThroughBounce(offset, buffer);
         int total = 0;
         try
         {
@@ -94,8 +123,90 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
     public void Write(long offset, ReadOnlySpan<byte> data)
     {
         if (ReadOnly) throw new StorageException($"{Path} is open read-only", Native.Errno.EROFS);
+        if (_directAlignment != 0 && !IsAligned(offset, data))
+        {
+            WriteThroughBounce(offset, data);
+            return;
+        }
         try { RandomAccess.Write(Handle, data, offset); }
         catch (IOException e) { throw StorageException.From($"write to {Path} failed", e); }
+    }
+
+    /// <summary>Reads the whole sectors around [offset, offset + length) into the bounce buffer, piece by piece.</summary>
+    private int ReadThroughBounce(long offset, Span<byte> buffer)
+    {
+        int a = _directAlignment, total = 0;
+        var bounce = t_bounce ??= new BounceBuffer();
+        while (!buffer.IsEmpty)
+        {
+            long start = offset & ~(long)(a - 1);
+            int skip = (int)(offset - start);
+            int span = (int)Math.Min(BounceBuffer.Capacity, (skip + buffer.Length + a - 1) & ~(a - 1));
+            int got = ReadAligned(start, bounce.Span(span, a));
+            int useful = Math.Min(Math.Max(0, got - skip), Math.Min(buffer.Length, span - skip));
+            bounce.Span(span, a).Slice(skip, useful).CopyTo(buffer);
+            total += useful;
+            if (useful < Math.Min(buffer.Length, span - skip)) break;   // end of file
+            buffer = buffer[useful..];
+            offset += useful;
+        }
+        return total;
+    }
+
+    private int ReadAligned(long offset, Span<byte> buffer)
+    {
+        int total = 0;
+        try
+        {
+            while (!buffer.IsEmpty)
+            {
+                int n = RandomAccess.Read(Handle, buffer, offset);
+                if (n == 0) break;
+                total += n; offset += n;
+                buffer = buffer[n..];
+            }
+        }
+        catch (IOException e) { throw StorageException.From($"read of {Path} failed", e); }
+        return total;
+    }
+
+    /// <summary>
+    /// Writes whole sectors from the bounce buffer: the partial first and last ones are read first (and the read
+    /// and the write of a partial sector happen under one lock, so two writes into one sector do not undo each
+    /// other); sectors the write covers whole need no reading.
+    /// </summary>
+    private void WriteThroughBounce(long offset, ReadOnlySpan<byte> data)
+    {
+        int a = _directAlignment;
+        var bounce = t_bounce ??= new BounceBuffer();
+        while (!data.IsEmpty)
+        {
+            long start = offset & ~(long)(a - 1);
+            int skip = (int)(offset - start);
+            int span = (int)Math.Min(BounceBuffer.Capacity, (skip + data.Length + a - 1) & ~(a - 1));
+            int take = Math.Min(data.Length, span - skip);
+            var sectors = bounce.Span(span, a);
+            bool partial = skip != 0 || ((skip + take) & (a - 1)) != 0;
+            if (partial) Monitor.Enter(_partialSectorLock);
+            try
+            {
+                if (skip != 0) ReadSector(start, sectors[..a]);
+                if (((skip + take) & (a - 1)) != 0 && (span > a || skip == 0)) ReadSector(start + span - a, sectors[(span - a)..]);
+                data[..take].CopyTo(sectors[skip..]);
+                try { RandomAccess.Write(Handle, sectors, start); }
+                catch (IOException e) { throw StorageException.From($"write to {Path} failed", e); }
+            }
+            finally { if (partial) Monitor.Exit(_partialSectorLock); }
+            data = data[take..];
+            offset += take;
+        }
+    }
+
+    /// <summary>One sector as it is now; past the end of the file it reads as zeros.</summary>
+    private void ReadSector(long offset, Span<byte> sector)
+    {
+        int got = ReadAligned(offset, sector);
+        sector[got..].Clear();
     }
 
     public void Flush()
@@ -122,4 +233,20 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
     public bool TryLock(bool exclusive) => FileLock.TryLock(Handle, exclusive, patient: true);
 
     public void Dispose() => Handle.Dispose();
+}
+
+/// <summary>A per-thread buffer on the direct-I/O alignment, allocated once (native memory: it never moves).</summary>
+internal sealed unsafe class BounceBuffer
+{
+    public const int Capacity = 1 << 20;
+    private const int MaxAlignment = 64 << 10;
+    private readonly byte* _memory = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(Capacity, MaxAlignment);
+
+    public Span<byte> Span(int length, int alignment)
+    {
+        if (alignment > MaxAlignment || length > Capacity) throw new ArgumentOutOfRangeException(nameof(alignment), $"direct-I/O alignment {alignment} or length {length} too large");
+        return new Span<byte>(_memory, length);
+    }
+
+    ~BounceBuffer() => System.Runtime.InteropServices.NativeMemory.AlignedFree(_memory);
 }

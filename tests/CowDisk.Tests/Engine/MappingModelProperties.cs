@@ -20,6 +20,10 @@ public class MappingModelProperties
         Check.One(Config.QuickThrowOnFailure.WithMaxTest(Cases(40)), Prop.ForAll(ModelScenario.Generator(mappingCache: false).ToArbitrary(), s => ModelRunner.Run(s)));
 
     [Fact]
+    public void With_the_data_file_in_direct_io_random_sequences_match_the_model() =>
+        Check.One(Config.QuickThrowOnFailure.WithMaxTest(Cases(30)), Prop.ForAll(ModelScenario.Generator(mappingCache: true).ToArbitrary(), s => ModelRunner.Run(s, directIo: true)));
+
+    [Fact]
     public void Operations_at_and_across_map_chunk_edges_match_the_model() =>
         Check.One(Config.QuickThrowOnFailure.WithMaxTest(Cases(25)), Prop.ForAll(ModelScenario.ChunkEdgeGenerator().ToArbitrary(), s => ModelRunner.Run(s)));
 

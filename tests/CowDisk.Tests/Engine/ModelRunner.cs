@@ -13,7 +13,10 @@ namespace CowDisk.Tests.Engine;
 /// </summary>
 public static class ModelRunner
 {
-    public static void Run(ModelScenario s)
+    public static void Run(ModelScenario s) => Run(s, directIo: false);
+
+    /// <param name="directIo">The data file with O_DIRECT (Engine:DirectIo): unaligned I/O through the bounce buffer.</param>
+    public static void Run(ModelScenario s, bool directIo)
     {
         using var dir = new TempDir();
         string imagePath = dir.File("disk.img");
@@ -21,7 +24,7 @@ public static class ModelRunner
         string? basePath = CreateBase(s, dir, model);
         byte[]? baseHash = basePath is null ? null : HashFiles(basePath);
         // Folds of the mapping journal every few commits, so replaying a journal and folding it are both exercised.
-        var settings = new EngineSettings { MappingCache = s.MappingCache, CommitIntervalMs = 50, CommitMaxDirtyChunks = 2, JournalFoldEntries = 3 };
+        var settings = new EngineSettings { MappingCache = s.MappingCache, CommitIntervalMs = 50, CommitMaxDirtyChunks = 2, JournalFoldEntries = 3, DirectIo = directIo };
 
         var snapshots = new List<(string Name, byte[] Frozen)>();
         var clones = new List<(string Snapshot, string Path, byte[] Expected)>();
