@@ -43,11 +43,28 @@ public static class ConvertCommand
             }
             bool quietRun = r.GetValue(quiet);
             using var bar = r.GetValue(progress) && !quietRun && !Console.IsErrorRedirected ? new ProgressBar() : null;
-            var result = ImageConverter.Convert(named, r.GetValue(output)!, new ConvertOptions
+            // Ctrl+C, SIGTERM or SIGHUP stop the copy; the staging files go and the destination stays as it was.
+            using var interrupted = new CancellationTokenSource();
+            void Stop(System.Runtime.InteropServices.PosixSignalContext context) { context.Cancel = true; interrupted.Cancel(); }
+            using var sigint = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, Stop);
+            using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, Stop);
+            using var sighup = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGHUP, Stop);
+            ConvertResult result;
+            try
             {
-                Target = format, ClusterSize = cluster, Compress = r.GetValue(compress), WithSnapshots = r.GetValue(withSnapshots),
-                Force = r.GetValue(force), SourceIsRaw = declared == "raw", Settings = GlobalOptions.Engine(r), Progress = bar is null ? null : bar.Report,
-            });
+                result = ImageConverter.Convert(named, r.GetValue(output)!, new ConvertOptions
+                {
+                    Target = format, ClusterSize = cluster, Compress = r.GetValue(compress), WithSnapshots = r.GetValue(withSnapshots),
+                    Force = r.GetValue(force), SourceIsRaw = declared == "raw", Settings = GlobalOptions.Engine(r),
+                    Progress = bar is null ? null : bar.Report, Cancel = interrupted.Token,
+                });
+            }
+            catch (OperationCanceledException)
+            {
+                bar?.Finish();
+                Console.Error.WriteLine($"cowdisk: interrupted; {r.GetValue(output)} was not written (nothing left behind)");
+                return 130;
+            }
             bar?.Finish();
             // Like qemu-img convert, silent in scripts: the summary is for a person at a terminal.
             if (!quietRun && !Console.IsOutputRedirected)

@@ -7,6 +7,8 @@ namespace CowDisk.Cli.Commands;
 /// <summary>cowdisk create IMAGE --size N [--cluster-size N] [--backing BASE | --from IMAGE@SNAPSHOT] [--force]</summary>
 public static class CreateCommand
 {
+    private static bool IsCowDisk(string path) => !File.Exists(path) || BaseImage.Probe(path) == BaseImage.CowDiskFormat;
+
     public static Command Build()
     {
         var image = new Argument<string>("image") { Description = "Path of the new image (its data file)" };
@@ -35,13 +37,21 @@ public static class CreateCommand
             string? clone = r.GetValue(from);
             if (clone is not null && r.GetValue(backing) is not null) throw new CliException("--from and --backing exclude each other (a clone's backing is its snapshot)");
             // --backing IMAGE@SNAPSHOT is a clone too: it must be registered so the snapshot stays while it exists.
-            if (clone is null && r.GetValue(backing) is { } b && ImageRef.Parse(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(r.GetValue(image)!))!, b)).Snapshot is not null)
-                clone = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(r.GetValue(image)!))!, b);
-            if (bytes == 0 && r.GetValue(backing) is null && clone is null) throw new CliException("--size is required when there is no --backing image");
+            string folder = Path.GetDirectoryName(Path.GetFullPath(r.GetValue(image)!))!;
+            if (clone is null && r.GetValue(backing) is { } b && ImageRef.Parse(Path.Combine(folder, b)) is { Snapshot: not null } named0 && IsCowDisk(named0.Path))
+                clone = Path.Combine(folder, b);
+            // A qcow2 snapshot is read like any base (cowdisk cannot register a clone inside a qcow2): a plain overlay.
+            string? plainBacking = r.GetValue(backing);
+            if (clone is not null && ImageRef.Parse(clone) is { Snapshot: { } qsnap } q && !IsCowDisk(q.Path) && File.Exists(q.Path))
+            {
+                plainBacking = Path.GetRelativePath(folder, Path.GetFullPath(q.Path)) + "@" + qsnap;
+                clone = null;
+            }
+            if (bytes == 0 && plainBacking is null && clone is null) throw new CliException("--size is required when there is no --backing image");
             string path = ImagePath.RequireNotFolder(r.GetValue(image)!);
             var options = new ImageCreateOptions
             {
-                Size = bytes, ClusterSize = clusterSize, BackingPath = clone is null ? r.GetValue(backing) : null, Force = r.GetValue(force),
+                Size = bytes, ClusterSize = clusterSize, BackingPath = clone is null ? plainBacking : null, Force = r.GetValue(force),
                 DataDevice = r.GetValue(device), BackingFormat = r.GetValue(backingFormat),
             };
             if (options.BackingFormat is not null && options.BackingPath is null) throw new CliException("--backing-format needs --backing");

@@ -17,6 +17,7 @@ public static class InfoCommand
         var cmd = new Command("info", "Show an image's sizes, files and backing chain") { image, output };
         cmd.SetAction(r => GlobalOptions.Run(() =>
         {
+            GlobalOptions.Engine(r);   // settings checked, and the base-path policy (Engine:AllowAnyBackingPath) applied
             var info = ImageInspector.Inspect(r.GetValue(image)!);
             // Held by a running attachment: its daemon knows the snapshots.
             if (info.InUse && AttachedDaemon.Writing(info.Path) is { } attached)

@@ -94,12 +94,7 @@ public static class InspectCommands
             else
             {
                 using var device = BaseImage.OpenForReading(named with { Path = ImagePath.RequireNotFolder(named.Path) }, GlobalOptions.Engine(r));
-                runs = device switch
-                {
-                    CowImage img => img.Map(),
-                    SnapshotView view => view.Map(),   // a snapshot of a running disk, served by its daemon
-                    _ => throw new CliException($"{named} is not a cowdisk image"),
-                };
+                runs = device is CowImage img ? img.Map() : BaseImage.Map(device);   // a snapshot view, qcow2 or raw too
             }
             if (r.GetValue(output) == "json")
             {

@@ -52,8 +52,11 @@ public static class IoCommand
                 throw new CliException($"{named} is a snapshot, which is read-only ({what} needs a writable image)");
             ImagePath.RequireNotFolder(named.Path);
             // A snapshot of an image a running attachment writes is read through that attachment.
-            using IBlockDevice img = named.Snapshot is not null ? BaseImage.OpenForReading(named, settings)
-                : CowImage.Open(named.Path, new ImageOpenOptions { ReadOnly = readOnly, Settings = settings });
+            if (!readOnly && File.Exists(named.Path) && BaseImage.Probe(named.Path) is var format && format != BaseImage.CowDiskFormat)
+                throw new CliException($"{named.Path} is a {format} image, which cowdisk only reads ({what} needs a cowdisk image: make an overlay with `cowdisk create top.img --backing {Path.GetFileName(named.Path)}`)");
+            // Reads open any format; a snapshot of an image a running attachment writes is read through that attachment.
+            using IBlockDevice img = readOnly ? BaseImage.OpenForReading(named, settings)
+                : CowImage.Open(named.Path, new ImageOpenOptions { ReadOnly = false, Settings = settings });
             if (off > img.Size || len > img.Size - off)
                 throw new CliException($"range {off}+{len} is outside the image ({img.Size} bytes)");
             var a = new OpArgs(img, off, len, p, source);

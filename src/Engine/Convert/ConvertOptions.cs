@@ -17,6 +17,8 @@ public sealed record ConvertOptions
     /// <summary>Read the source as raw whatever its first bytes say.</summary>
     public bool SourceIsRaw { get; init; }
     public EngineSettings Settings { get; init; } = new();
+    /// <summary>Stops the conversion (Ctrl+C): nothing is left behind, the destination is untouched.</summary>
+    public CancellationToken Cancel { get; init; }
     /// <summary>Bytes of data copied so far, of the total to copy.</summary>
     public Action<long, long>? Progress { get; init; }
 }

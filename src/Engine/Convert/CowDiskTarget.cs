@@ -7,15 +7,17 @@ namespace CowDisk.Engine.Convert;
 internal sealed class CowDiskTarget : IConvertTarget
 {
     private readonly string _destination;
+    private readonly bool _replace;
     private readonly ImageFiles _staging;
     private CowImage? _image;
     private bool _completed;
 
     public CowImage Image => _image ?? throw new InvalidOperationException("the output image is closed");
 
-    public CowDiskTarget(string destination, long size, int? clusterSize, EngineSettings settings)
+    public CowDiskTarget(string destination, long size, int? clusterSize, EngineSettings settings, bool replace)
     {
         _destination = destination;
+        _replace = replace;
         _staging = ImageFiles.For(Staging.PathFor(destination));
         foreach (string stale in _staging.Existing()) File.Delete(stale);   // left by a conversion of ours that died
         var options = new ImageCreateOptions { Size = size };
@@ -36,9 +38,12 @@ internal sealed class CowDiskTarget : IConvertTarget
         _image = null;
         // The data file last: an image is there once its data file is, so the metadata must be first.
         var final = ImageFiles.For(_destination);
+        if (!_replace && File.Exists(final.DataPath))
+            throw new ImageOpenException($"{final.DataPath} appeared while converting; it was left alone (use --force to replace it)");
         foreach (string old in final.Existing().Skip(1)) File.Delete(old);
-        foreach (var (from, to) in new[] { (_staging.MetadataPath, final.MetadataPath), (_staging.MetadataLogPath, final.MetadataLogPath), (_staging.DataPath, final.DataPath) })
+        foreach (var (from, to) in new[] { (_staging.MetadataPath, final.MetadataPath), (_staging.MetadataLogPath, final.MetadataLogPath) })
             if (File.Exists(from)) File.Move(from, to, overwrite: true);
+        Staging.Commit(_staging.DataPath, final.DataPath, _replace);
         HostStorage.Instance.SyncFolder(final.Folder);
         _completed = true;
     }

@@ -21,20 +21,25 @@ public static class ImageConverter
 
     public static ConvertResult Convert(ImageRef source, string destination, ConvertOptions options)
     {
-        string full = Path.GetFullPath(destination);
+        if (source.Path.Length == 0) throw new ImageOpenException("name the source image before '@'");
+        string full = Destination(destination);
         if (Directory.Exists(full)) throw new ImageOpenException($"{full} is a folder; name the output file");
         if (!Directory.Exists(Path.GetDirectoryName(full))) throw new ImageOpenException($"the folder of {full} does not exist");
-        if (File.Exists(ImageFiles.For(Path.GetFullPath(source.Path)).DataPath) && SameFile(source.Path, full))
-            throw new ImageOpenException("the output would replace the source; name another file");
+        if (File.Exists(full) && !Native.HostFile.IsRegularFile(full))
+            throw new ImageOpenException($"{full} is not a regular file (a device?); convert writes image files, never into devices");
         if (File.Exists(full) && !options.Force) throw new ImageOpenException($"{full} already exists (use --force to replace it)");
+        Staging.RemoveAbandoned(full);
 
         using var device = OpenSource(source, options);
+        // Never over a file the source reads (the image itself or anything in its backing chain).
+        foreach (string read in BaseImage.ChainFiles(device))
+            if (SameFile(read, full)) throw new ImageOpenException($"the output would replace {read}, which the source reads; name another file");
         string sourceFormat = options.SourceIsRaw ? BaseImage.RawFormat : BaseImage.FormatName(device);
         using IConvertTarget target = options.Target switch
         {
-            ConvertFormat.Raw => new RawTarget(full, device.Size),
-            ConvertFormat.CowDisk => new CowDiskTarget(full, device.Size, options.ClusterSize, options.Settings),
-            _ => new Qcow2Target(full, device.Size, options.ClusterSize, options.Compress),
+            ConvertFormat.Raw => new RawTarget(full, device.Size, options.Force),
+            ConvertFormat.CowDisk => new CowDiskTarget(full, device.Size, options.ClusterSize, options.Settings, options.Force),
+            _ => new Qcow2Target(full, device.Size, options.ClusterSize, options.Compress, options.Force),
         };
         // Work in the output's clusters: a cluster with any data is read and written whole (zeros around it
         // included), once, and all-zero ones are skipped.
@@ -48,15 +53,23 @@ public static class ImageConverter
         {
             if (device is not Images.Qcow2.Qcow2Image qcow2 || source.Snapshot is not null)
                 throw new ImageOpenException("--with-snapshots needs a qcow2 image (not one of its snapshots) as the source");
-            var imported = SnapshotImport.Run(qcow2, (CowDiskTarget)target, granule, options.Progress);
+            var imported = SnapshotImport.Run(qcow2, (CowDiskTarget)target, granule, options.Progress, options.Cancel);
             target.Complete();
             return new ConvertResult(full, sourceFormat, device.Size, imported.DataBytes, imported.WrittenBytes, imported.Snapshots);
         }
         var runs = Align(DataRuns(device), granule, device.Size);
         long total = runs.Sum(r => r.Length);
-        long written = Copy(device, runs, target, granule, total, options.Progress);
+        long written = Copy(device, runs, target, granule, total, options.Progress, cancel: options.Cancel);
         target.Complete();
         return new ConvertResult(full, sourceFormat, device.Size, total, written, 0);
+    }
+
+    /// <summary>The destination with symlinks followed: the file they name is the one replaced, not the link.</summary>
+    private static string Destination(string destination)
+    {
+        string full = Path.GetFullPath(destination);
+        try { return new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full; }
+        catch (IOException) { return full; }
     }
 
     private static bool SameFile(string a, string b)
@@ -114,7 +127,7 @@ public static class ImageConverter
     /// skipped, or, over an output that already holds data (zeroSkipped), made to read as zeros.
     /// </summary>
     internal static long Copy(IBlockDevice device, List<(long Offset, long Length)> runs, IConvertTarget target, int granule, long total,
-        Action<long, long>? progress, bool zeroSkipped = false, long doneBefore = 0)
+        Action<long, long>? progress, bool zeroSkipped = false, long doneBefore = 0, CancellationToken cancel = default)
     {
         var chunks = new List<(long Offset, int Length)>();
         foreach (var (offset, length) in runs)
@@ -141,6 +154,7 @@ public static class ImageConverter
                     lock (gate)
                     {
                         if (failure is not null || next >= chunks.Count) return;
+                        if (cancel.IsCancellationRequested) { failure = new OperationCanceledException(cancel); Monitor.PulseAll(gate); return; }
                         index = next++;
                     }
                     var (offset, length) = chunks[index];
@@ -178,7 +192,7 @@ public static class ImageConverter
         foreach (var worker in workers) worker.Start();
         foreach (var worker in workers) worker.Join();
         if (failure is not null)
-            throw failure is BlockDeviceException or IOException or ImageOpenException ? failure : new IOException($"converting failed: {failure.Message}", failure);
+            throw failure is BlockDeviceException or IOException or ImageOpenException or OperationCanceledException ? failure : new IOException($"converting failed: {failure.Message}", failure);
         return written;
     }
 

@@ -21,6 +21,7 @@ internal sealed class Qcow2Target : IConvertTarget
     private const int HeaderLength = Qcow2Header.CompressionTypeMinSize;
 
     private readonly string _destination;
+    private readonly bool _replace;
     private readonly string _temporary;
     private readonly SafeFileHandle _file;
     private readonly long _size;
@@ -44,8 +45,12 @@ internal sealed class Qcow2Target : IConvertTarget
     private long _lastOffset = -1;
     private bool _completed;
 
-    public Qcow2Target(string destination, long size, int? clusterSize, bool compress)
+    /// <summary>qemu's limit on the active L1 table (32 MiB of entries): a bigger one no qemu opens.</summary>
+    private const long MaxL1Entries = 4 << 20;
+
+    public Qcow2Target(string destination, long size, int? clusterSize, bool compress, bool replace)
     {
+        _replace = replace;
         _clusterSize = clusterSize ?? DefaultClusterSize;
         if (_clusterSize is < 512 or > 2 << 20 || (_clusterSize & (_clusterSize - 1)) != 0)
             throw new Images.ImageOpenException($"a qcow2 cluster size must be a power of two from 512 to 2M, not {_clusterSize}");
@@ -57,7 +62,10 @@ internal sealed class Qcow2Target : IConvertTarget
         _compress = compress;
         _l2Entries = _clusterSize / Qcow2L2Entry.EncodedSize;
         long clusters = (size + _clusterSize - 1) >> _clusterBits;
-        _l1 = new ulong[Math.Max(1, (clusters + _l2Entries - 1) / _l2Entries)];
+        long l1Entries = Math.Max(1, (clusters + _l2Entries - 1) / _l2Entries);
+        if (l1Entries > MaxL1Entries)
+            throw new Images.ImageOpenException($"a {size}-byte disk in {_clusterSize}-byte clusters needs an L1 table of {l1Entries} entries, more than qemu opens ({MaxL1Entries}); use a larger --cluster-size");
+        _l1 = new ulong[l1Entries];
         _l1Clusters = ((long)_l1.Length * Qcow2L1Entry.EncodedSize + _clusterSize - 1) >> _clusterBits;
         _l2 = new byte[_clusterSize];
         _end = (1 + _l1Clusters) << _clusterBits;
@@ -134,12 +142,15 @@ internal sealed class Qcow2Target : IConvertTarget
             RandomAccess.Write(_file, outputs[i].AsSpan(0, length), at);
             uint sectors = (uint)((at + length - 1) / SectorSize - at / SectorSize + 1);
             SetL2(cluster, Qcow2L2Entry.Compressed((ulong)at, sectors, _clusterBits));
-            long next = (at + length + SectorSize - 1) / SectorSize * SectorSize;   // extents start on sector boundaries
+            long next = at + length;   // packed byte by byte, as qemu packs them
             _compressedCursor = next >= _end ? 0 : next;
         }
     }
 
-    /// <summary>Each compressed extent adds one to the refcount of every cluster it touches (as qemu-img check counts).</summary>
+    /// <summary>
+    /// Each compressed extent adds one to the refcount of every cluster its sectors touch (as qemu-img check counts:
+    /// from the sector holding its first byte through the one holding its last).
+    /// </summary>
     private void CountCompressed(long hostCluster)
     {
         if (_compressedClusters.Add(hostCluster)) return;   // the first extent in it: the default refcount of one
@@ -216,7 +227,7 @@ internal sealed class Qcow2Target : IConvertTarget
         RandomAccess.Write(_file, header, 0);
         Native.Libc.FDataSync(_file);
         _file.Dispose();
-        File.Move(_temporary, _destination, overwrite: true);
+        Staging.Commit(_temporary, _destination, _replace);
         HostStorage.Instance.SyncFolder(Path.GetDirectoryName(Path.GetFullPath(_destination))!);
         _completed = true;
     }

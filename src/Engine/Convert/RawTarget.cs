@@ -7,13 +7,15 @@ namespace CowDisk.Engine.Convert;
 internal sealed class RawTarget : IConvertTarget
 {
     private readonly string _destination;
+    private readonly bool _replace;
     private readonly string _temporary;
     private readonly SafeFileHandle _file;
     private bool _completed;
 
-    public RawTarget(string destination, long size)
+    public RawTarget(string destination, long size, bool replace)
     {
         _destination = destination;
+        _replace = replace;
         _temporary = Staging.PathFor(destination);
         _file = File.OpenHandle(_temporary, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None);
         RandomAccess.SetLength(_file, size);
@@ -28,7 +30,7 @@ internal sealed class RawTarget : IConvertTarget
     {
         Native.Libc.FDataSync(_file);   // the data durable before the name points at it
         _file.Dispose();
-        File.Move(_temporary, _destination, overwrite: true);
+        Staging.Commit(_temporary, _destination, _replace);
         HostStorage.Instance.SyncFolder(Path.GetDirectoryName(_destination)!);   // the rename durable
         _completed = true;
     }

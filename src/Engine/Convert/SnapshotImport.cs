@@ -14,7 +14,7 @@ internal static class SnapshotImport
 {
     public sealed record Result(long DataBytes, long WrittenBytes, int Snapshots);
 
-    public static Result Run(Qcow2Image head, CowDiskTarget target, int granule, Action<long, long>? progress)
+    public static Result Run(Qcow2Image head, CowDiskTarget target, int granule, Action<long, long>? progress, CancellationToken cancel)
     {
         foreach (var snapshot in head.Snapshots)
         {
@@ -45,7 +45,7 @@ internal static class SnapshotImport
             foreach (var (device, name, data, zeros) in passes)
             {
                 foreach (var (offset, length) in zeros) target.Zero(offset, length);
-                written += ImageConverter.Copy(device, data, target, granule, total, progress, zeroSkipped: true, doneBefore: done);
+                written += ImageConverter.Copy(device, data, target, granule, total, progress, zeroSkipped: true, doneBefore: done, cancel: cancel);
                 done += data.Sum(r => r.Item2);
                 if (name is not null) target.Image.CreateSnapshot(name);
             }

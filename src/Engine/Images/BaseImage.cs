@@ -113,8 +113,13 @@ public static class BaseImage
     /// <summary>IMAGE@SNAPSHOT (or an image) for reading: through its writer when another process holds it.</summary>
     public static IBlockDevice OpenForReading(ImageRef named, EngineSettings settings)
     {
-        if (File.Exists(named.Path) && Probe(named.Path) == Qcow2Format)   // read-only anyway: no writer to go through
-            return Qcow2Image.Open(named.Path, new Qcow2OpenOptions { Snapshot = named.Snapshot });
+        // stat follows symlinks: a dangling one is left to the open below, which names what is missing.
+        string? format = HostFile.Inode(named.Path) is not null && HostFile.IsRegularFile(named.Path) ? Probe(named.Path) : null;
+        if (format == Qcow2Format)   // read-only anyway: no writer to go through
+            return Qcow2Image.Open(named.Path, new Qcow2OpenOptions { Snapshot = named.Snapshot, AllowAnyBackingPath = AllowAnyBackingPath });
+        // Raw only when nothing else matched, and only read: a read-only open is the one place it may be guessed.
+        if (format == RawFormat && named.Snapshot is null) return new RawFileDevice(named.Path, readOnly: true);
+        if (format == RawFormat) throw new ImageOpenException($"{named.Path} is a raw image, so it has no snapshot '{named.Snapshot}'");
         if (named.Snapshot is null) return CowImage.Open(named.Path, new ImageOpenOptions { ReadOnly = true, Settings = settings });
         try { return CowImage.Open(named.Path, new ImageOpenOptions { ReadOnly = true, Snapshot = named.Snapshot, Settings = settings }); }
         catch (ImageLockedException) when (HeldSnapshotOpener is { } viaWriter)
@@ -139,8 +144,47 @@ public static class BaseImage
         CowImage cow => cow.Map(start, end, depth),
         SnapshotView view => view.Map(start, end, depth),
         Qcow2Image qcow2 => qcow2.Map(start, end, depth),
+        RawFileDevice raw => RawMap(raw, start, end, depth),
         _ => [new MapRun(start, end - start, MapSource.Base, depth, start, PathOf(device))],
     };
+
+    /// <summary>A raw file's data (SEEK_DATA) as base data; its holes read as zeros, so they are unallocated.</summary>
+    private static List<MapRun> RawMap(RawFileDevice raw, long start, long end, int depth)
+    {
+        var runs = new List<MapRun>();
+        long at = start;
+        foreach (var (offset, length) in raw.DataRanges())
+        {
+            long dataStart = Math.Max(offset, at), dataEnd = Math.Min(offset + length, end);
+            if (dataEnd <= dataStart) continue;
+            if (dataStart > at) runs.Add(new MapRun(at, dataStart - at, MapSource.Unallocated, depth, null, null));
+            runs.Add(new MapRun(dataStart, dataEnd - dataStart, MapSource.Base, depth, dataStart, raw.Path));
+            at = dataEnd;
+        }
+        if (at < end) runs.Add(new MapRun(at, end - at, MapSource.Unallocated, depth, null, null));
+        return runs;
+    }
+
+    /// <summary>What the whole device reads from, run by run (any format: cowdisk, a snapshot view, qcow2, raw).</summary>
+    public static List<MapRun> Map(IBlockDevice device) => MapOf(device, 0, device.Size, 0);
+
+    /// <summary>Every file a device reads: the image's own files, then each base's, down the chain.</summary>
+    public static List<string> ChainFiles(IBlockDevice device)
+    {
+        var files = new List<string>();
+        for (IBlockDevice? layer = device; layer is not null;)
+        {
+            switch (layer)
+            {
+                case CowImage cow: files.AddRange(cow.Files.Existing()); layer = cow.Base; break;
+                case Qcow2Image q: files.Add(q.Path); layer = q.Backing; break;
+                case SnapshotView view: files.Add(view.ImagePath); layer = null; break;
+                case RawFileDevice raw: files.Add(raw.Path); layer = null; break;
+                default: layer = null; break;
+            }
+        }
+        return files;
+    }
 
     /// <summary>The file a base device reads.</summary>
     public static string? PathOf(IBlockDevice device) => device switch

@@ -105,6 +105,60 @@ public sealed class ConvertTests
     }
 
     [Fact]
+    public void A_cancelled_conversion_leaves_no_output_and_no_staging_files()
+    {
+        using var dir = new TempDir();
+        string image = MakeImage(dir, "disk.img", 4 << 20, 65536, out _);
+        File.WriteAllText(dir.File("out.raw"), "keep me");
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        foreach (var format in new[] { ConvertFormat.Raw, ConvertFormat.CowDisk, ConvertFormat.Qcow2 })
+            Assert.ThrowsAny<OperationCanceledException>(() => ImageConverter.Convert(new ImageRef(image, null), dir.File("out.raw"),
+                new ConvertOptions { Target = format, Force = true, Cancel = cancelled.Token }));
+        Assert.Equal("keep me", File.ReadAllText(dir.File("out.raw")));
+        Assert.Empty(Directory.GetFiles(dir.Path, ".*convert-*"));
+    }
+
+    [Fact]
+    public void Staging_files_of_a_killed_conversion_are_removed_by_the_next_one()
+    {
+        using var dir = new TempDir();
+        string image = MakeImage(dir, "disk.img", 1 << 20, 65536, out _);
+        // A pid that cannot be running (above pid_max), as a conversion killed with -9 leaves it.
+        string abandoned = dir.File(".out.raw.convert-99999999");
+        File.WriteAllText(abandoned, "partial");
+        ImageConverter.Convert(new ImageRef(image, null), dir.File("out.raw"), new ConvertOptions { Target = ConvertFormat.Raw });
+        Assert.False(File.Exists(abandoned));
+    }
+
+    [Fact]
+    public void The_output_is_never_a_device_or_a_file_the_source_reads()
+    {
+        using var dir = new TempDir();
+        string baseRaw = dir.File("base.raw");
+        File.WriteAllBytes(baseRaw, new byte[1 << 20]);
+        using (CowImage.Create(dir.File("top.img"), new ImageCreateOptions { BackingPath = "base.raw" })) { }
+        var refused = Assert.Throws<ImageOpenException>(() => ImageConverter.Convert(new ImageRef(dir.File("top.img"), null), baseRaw,
+            new ConvertOptions { Target = ConvertFormat.Raw, Force = true }));
+        Assert.Contains("which the source reads", refused.Message);
+        Assert.Throws<ImageOpenException>(() => ImageConverter.Convert(new ImageRef(dir.File("top.img"), null), "/dev/null",
+            new ConvertOptions { Target = ConvertFormat.Raw, Force = true }));
+        Assert.True(File.Exists("/dev/null") && !CowDisk.Engine.Native.HostFile.IsRegularFile("/dev/null"));
+    }
+
+    [Fact]
+    public void A_qcow2_qemu_could_not_open_is_refused_before_anything_is_written()
+    {
+        using var dir = new TempDir();
+        using (CowImage.Create(dir.File("huge.img"), new ImageCreateOptions { Size = 300L << 30 })) { }
+        var refused = Assert.Throws<ImageOpenException>(() => ImageConverter.Convert(new ImageRef(dir.File("huge.img"), null), dir.File("h.qcow2"),
+            new ConvertOptions { Target = ConvertFormat.Qcow2, ClusterSize = 512 }));
+        Assert.Contains("larger --cluster-size", refused.Message);
+        Assert.False(File.Exists(dir.File("h.qcow2")));
+        Assert.Empty(Directory.GetFiles(dir.Path, ".*convert-*"));
+    }
+
+    [Fact]
     public void The_cli_converts_with_one_line_errors()
     {
         using var dir = new TempDir();

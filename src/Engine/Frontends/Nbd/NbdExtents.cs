@@ -17,31 +17,13 @@ internal static class NbdExtents
         List<MapRun> runs = device switch
         {
             CowImage image => image.MapRange(start, end),
-            RawFileDevice raw => RawRuns(raw, start, end),
-            _ => BaseImage.MapOf(device, start, end, 0),   // a snapshot view, a qcow2; all data where a device cannot tell
+            _ => BaseImage.MapOf(device, start, end, 0),   // a snapshot view, a qcow2, a raw file; all data where a device cannot tell
         };
         foreach (var run in runs)
         {
             uint flags = run.Source is MapSource.Zero or MapSource.Unallocated ? (uint)(NbdAllocationState.Hole | NbdAllocationState.Zero) : 0;
             Add(into, run.Length, flags);
         }
-    }
-
-    /// <summary>A raw file's holes (SEEK_HOLE) read as zeros; the rest is data.</summary>
-    private static List<MapRun> RawRuns(RawFileDevice raw, long start, long end)
-    {
-        var runs = new List<MapRun>();
-        long at = start;
-        foreach (var (offset, length) in raw.DataRanges())
-        {
-            long dataStart = Math.Max(offset, at), dataEnd = Math.Min(offset + length, end);
-            if (dataEnd <= dataStart) continue;
-            if (dataStart > at) runs.Add(new MapRun(at, dataStart - at, MapSource.Unallocated, 0, null, null));
-            runs.Add(new MapRun(dataStart, dataEnd - dataStart, MapSource.Base, 0, dataStart, raw.Path));
-            at = dataEnd;
-        }
-        if (at < end) runs.Add(new MapRun(at, end - at, MapSource.Unallocated, 0, null, null));
-        return runs;
     }
 
     /// <summary>Descriptors for [start, end) from sorted, disjoint changed ranges: dirty (1) inside them, clean (0) outside.</summary>
