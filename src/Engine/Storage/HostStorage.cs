@@ -230,7 +230,8 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
 
     public bool Reserve(long length) => ReadOnly || Libc.Reserve(Handle, length);
 
-    public bool TryLock(bool exclusive) => FileLock.TryLock(Handle, exclusive, patient: true);
+    /// <summary>flock for cowdisk's own openers, and qemu's lock bytes so qemu sees (and is seen by) this use.</summary>
+    public bool TryLock(bool exclusive) => FileLock.TryLock(Handle, exclusive, patient: true) && QemuImageLock.TryTake(Handle, write: exclusive);
 
     public void Dispose() => Handle.Dispose();
 }

@@ -146,3 +146,31 @@ public sealed class Qcow2ConvertTests
         Assert.Equal("qcow2", JsonDocument.Parse(info.Output).RootElement.GetProperty("format").GetString());
     }
 }
+
+/// <summary>qemu's image locks: qemu and cowdisk each see the other's use of a qcow2 or raw file.</summary>
+public sealed class QemuLockTests
+{
+    [Qcow2ToolFact]
+    public void Qemu_cannot_write_a_base_cowdisk_reads_and_cowdisk_cannot_read_what_qemu_writes()
+    {
+        using var dir = new TempDir();
+        string qcow2 = dir.File("base.qcow2");
+        Qemu.Img("create", "-f", "qcow2", qcow2, "16M");
+        using (var top = CowImage.Create(dir.File("top.img"), new ImageCreateOptions { BackingPath = "base.qcow2" }))
+        {
+            var write = CommandRunner.Run("qemu-io", ["-c", "write -P 0x13 0 64k", qcow2]);
+            Assert.True(write.ExitCode != 0, $"qemu-io wrote a base cowdisk has open: {write}");
+            Assert.Contains("lock", write.Output + write.Error);
+        }
+        using var holder = CommandRunner.Start("qemu-io", ["-c", "sleep 20000", qcow2]);
+        try
+        {
+            // qemu takes its locks as it opens: wait until they are there.
+            for (int i = 0; i < 200 && !File.ReadAllText("/proc/locks").Contains("OFDLCK"); i++) Thread.Sleep(25);
+            var refused = Assert.ThrowsAny<CowDisk.Engine.Devices.BlockDeviceException>(() =>
+                ImageConverter.Convert(new ImageRef(qcow2, null), dir.File("out.raw"), new ConvertOptions { Target = ConvertFormat.Raw }));
+            Assert.Contains("qemu", refused.Message);
+        }
+        finally { holder.Kill(); holder.WaitForExit(); }
+    }
+}
