@@ -11,8 +11,9 @@ internal static partial class FileLock
 
     private const int LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4;
 
+    /// <summary>struct flock, for fcntl byte-range locks (also qemu's, <see cref="QemuImageLock"/>).</summary>
     [StructLayout(LayoutKind.Sequential)]
-    private struct Flock
+    internal struct Flock
     {
         public short Type, Whence;
         public long Start, Length;
@@ -21,10 +22,10 @@ internal static partial class FileLock
     }
 
     [LibraryImport("libc", SetLastError = true)]
-    private static partial int fcntl(int fd, int cmd, ref Flock lk);
+    internal static partial int fcntl(int fd, int cmd, ref Flock lk);
 
-    private const int F_OFD_SETLK = 37;
-    private const short F_RDLCK = 0, F_WRLCK = 1, F_UNLCK = 2;
+    internal const int F_OFD_GETLK = 36, F_OFD_SETLK = 37;
+    internal const short F_RDLCK = 0, F_WRLCK = 1, F_UNLCK = 2;
 
     /// <summary>
     /// An open-file-description byte-range lock on one byte (independent of flock on Linux): readers of snapshot

@@ -9,25 +9,10 @@ namespace CowDisk.Engine.Native;
 /// others have (n: 0 consistent read, 1 write, 2 write unchanged, 3 resize). An opener first takes its own bytes,
 /// then looks for conflicting holders; of two racing openers at least one sees the other.
 /// </summary>
-internal static partial class QemuImageLock
+internal static class QemuImageLock
 {
     private const long PermissionBase = 100, UnsharedBase = 200;
     private const int ConsistentRead = 0, Write = 1, Resize = 3;
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct Flock
-    {
-        public short Type, Whence;
-        public long Start, Length;
-        public int Pid;
-        private int _pad;
-    }
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int fcntl(int fd, int cmd, ref Flock lk);
-
-    private const int F_OFD_GETLK = 36, F_OFD_SETLK = 37;
-    private const short F_RDLCK = 0, F_WRLCK = 1, F_UNLCK = 2;
 
     /// <summary>
     /// A reader (a base, a convert source) holds consistent read and lets nobody write or resize; a writer holds
@@ -42,8 +27,8 @@ internal static partial class QemuImageLock
             : new[] { PermissionBase + ConsistentRead, UnsharedBase + Write, UnsharedBase + Resize };
         foreach (long b in own)
         {
-            var lk = new Flock { Type = F_RDLCK, Start = b, Length = 1 };
-            if (fcntl(fd, F_OFD_SETLK, ref lk) != 0)
+            var lk = new FileLock.Flock { Type = FileLock.F_RDLCK, Start = b, Length = 1 };
+            if (FileLock.fcntl(fd, FileLock.F_OFD_SETLK, ref lk) != 0)
             {
                 int errno = Marshal.GetLastPInvokeError();
                 if (errno is 11 or 13) return false;   // a conflicting exclusive lock
@@ -62,7 +47,7 @@ internal static partial class QemuImageLock
     private static bool HeldByAnother(int fd, long offset)
     {
         // A write-lock probe conflicts with any lock another open file holds there (never with our own).
-        var lk = new Flock { Type = F_WRLCK, Start = offset, Length = 1 };
-        return fcntl(fd, F_OFD_GETLK, ref lk) == 0 && lk.Type != F_UNLCK;
+        var lk = new FileLock.Flock { Type = FileLock.F_WRLCK, Start = offset, Length = 1 };
+        return FileLock.fcntl(fd, FileLock.F_OFD_GETLK, ref lk) == 0 && lk.Type != FileLock.F_UNLCK;
     }
 }

@@ -105,19 +105,7 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
     public int Read(long offset, Span<byte> buffer)
     {
         if (_directAlignment != 0 && !IsAligned(offset, buffer)) return ReadThroughBounce(offset, buffer);
-        int total = 0;
-        try
-        {
-            while (!buffer.IsEmpty)
-            {
-                int n = RandomAccess.Read(Handle, buffer, offset);
-                if (n == 0) break;
-                total += n; offset += n;
-                buffer = buffer[n..];
-            }
-        }
-        catch (IOException e) { throw StorageException.From($"read of {Path} failed", e); }
-        return total;
+        return ReadAligned(offset, buffer);
     }
 
     public void Write(long offset, ReadOnlySpan<byte> data)
@@ -153,6 +141,7 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
         return total;
     }
 
+    /// <summary>Reads until the buffer is full or the file ends (aligned, when O_DIRECT is on).</summary>
     private int ReadAligned(long offset, Span<byte> buffer)
     {
         int total = 0;

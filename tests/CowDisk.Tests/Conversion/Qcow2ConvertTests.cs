@@ -166,7 +166,8 @@ public sealed class QemuLockTests
         try
         {
             // qemu takes its locks as it opens: wait until they are there.
-            for (int i = 0; i < 200 && !File.ReadAllText("/proc/locks").Contains("OFDLCK"); i++) Thread.Sleep(25);
+            string inode = $":{CowDisk.Engine.Native.HostFile.Inode(qcow2)} ";
+            for (int i = 0; i < 400 && !File.ReadLines("/proc/locks").Any(l => l.Contains("OFDLCK") && l.Contains(inode)); i++) Thread.Sleep(25);
             var refused = Assert.ThrowsAny<CowDisk.Engine.Devices.BlockDeviceException>(() =>
                 ImageConverter.Convert(new ImageRef(qcow2, null), dir.File("out.raw"), new ConvertOptions { Target = ConvertFormat.Raw }));
             Assert.Contains("qemu", refused.Message);

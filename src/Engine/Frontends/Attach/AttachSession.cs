@@ -8,13 +8,10 @@ namespace CowDisk.Engine.Frontends.Attach;
 /// The life of one attachment inside its daemon: image → FUSE file → loop device → /dev/cowdisk/NAME, and the
 /// record that tells list and detach about it. Stop undoes it in reverse: link, loop device, mount, image.
 /// </summary>
-public sealed class AttachSession : IDisposable
+public sealed class AttachSession : RegisteredSession
 {
     private static readonly TimeSpan LoopReleaseTimeout = TimeSpan.FromSeconds(10);
 
-    private readonly AttachRegistry _registry;
-    private readonly Action<string> _log;
-    private LifetimeLock? _claim;
     private IBlockDevice? _device;
     private FuseServer? _fuse;
     private LoopDevice? _loop;
@@ -22,15 +19,8 @@ public sealed class AttachSession : IDisposable
     private Nbd.NbdServer? _nbd;
     private string? _link;
 
-    public AttachRecord Record { get; private set; }
-
     private AttachSession(AttachRegistry registry, AttachRecord record, LifetimeLock claim, Action<string> log)
-    {
-        _registry = registry;
-        Record = record;
-        _claim = claim;
-        _log = log;
-    }
+        : base(registry, record, claim, log) { }
 
     /// <summary>Brings the attachment up; on failure everything done so far is undone before the exception.</summary>
     public static AttachSession Start(AttachRequest request, AttachRegistry registry, Action<string> log)
@@ -76,7 +66,7 @@ public sealed class AttachSession : IDisposable
             if (File.Exists(overlay)) throw new AttachException($"overlay {overlay} already exists; attach it directly or remove it");
             AttachedImage.CreateOverlay(overlay, image, request.Engine, request.Snapshot);
         }
-        _registry.Write(Record);
+        Registry.Write(Record);
 
         string served = overlay ?? image;
         try { _device = AttachedImage.Open(served, request.ReadOnly, request.Engine, overlay is null ? request.Snapshot : null); }
@@ -87,24 +77,24 @@ public sealed class AttachSession : IDisposable
             throw new AttachException(error.Message.Contains(served, StringComparison.Ordinal) ? error.Message : $"cannot open {served}: {error.Message}");
         }
 
-        string mountPoint = _registry.Paths.MountPoint(Record.Name);
+        string mountPoint = Registry.Paths.MountPoint(Record.Name);
         _fuse = new FuseServer(_device, new FuseServerOptions
         {
-            MountPoint = mountPoint, SourceName = $"cowdisk:{Record.Name}", WorkerThreads = request.FuseThreads, Log = _log,
+            MountPoint = mountPoint, SourceName = $"cowdisk:{Record.Name}", WorkerThreads = request.FuseThreads, Log = Log,
         });
         Record = Record with { MountPoint = mountPoint };
         _fuse.Start();
-        _log($"fuse: mounted {mountPoint}, kernel protocol {_fuse.KernelProtocol}, max write {_fuse.Negotiated?.MaxWrite}, {request.FuseThreads} workers");
+        Log($"fuse: mounted {mountPoint}, kernel protocol {_fuse.KernelProtocol}, max write {_fuse.Negotiated?.MaxWrite}, {request.FuseThreads} workers");
 
         _loop = LoopDevice.Bind(_fuse.FilePath, request.ReadOnly, directIo: true);
-        _log($"loop: {_loop.DevicePath} bound with {_loop.BindMethod}, direct I/O {(_loop.DirectIo ? "on" : "off")}");
+        Log($"loop: {_loop.DevicePath} bound with {_loop.BindMethod}, direct I/O {(_loop.DirectIo ? "on" : "off")}");
 
-        _link = _registry.Paths.LinkPath(Record.Name);
+        _link = Registry.Paths.LinkPath(Record.Name);
         if (File.Exists(_link) || new FileInfo(_link).LinkTarget is not null) File.Delete(_link);
         File.CreateSymbolicLink(_link, _loop.DevicePath);
 
         if (_device is Images.CowImage { ReadOnly: false } writable)
-            _control = new ControlServer(_registry.Paths.ControlSocket(Record.Name), writable, _log);
+            _control = new ControlServer(Registry.Paths.ControlSocket(Record.Name), writable, Log);
 
         if (request.NbdTcp is not null || request.NbdUnix)
         {
@@ -113,48 +103,29 @@ public sealed class AttachSession : IDisposable
             _nbd = new Nbd.NbdServer(new Nbd.NbdServerOptions
             {
                 Exports = [new Nbd.NbdExport { Name = Record.Name, Description = Path.GetFileName(served), Device = _device, ReadOnly = request.ReadOnly }],
-                Tcp = request.NbdTcp, UnixSocket = request.NbdUnix ? _registry.Paths.NbdSocket(Record.Name) : null, Log = _log,
+                Tcp = request.NbdTcp, UnixSocket = request.NbdUnix ? Registry.Paths.NbdSocket(Record.Name) : null, Log = Log,
             });
             try { _nbd.Start(); }
             catch (IOException e) { throw new AttachException(e.Message); }
             Record = Record with { Nbd = [.. _nbd.Addresses] };
-            _log($"nbd: serving at {string.Join(" ", _nbd.Addresses)}");
+            Log($"nbd: serving at {string.Join(" ", _nbd.Addresses)}");
         }
 
         Record = Record with
         {
             State = AttachState.Running, Device = _loop.DevicePath, Link = _link, BackingFile = _fuse.FilePath, DirectIo = _loop.DirectIo,
         };
-        _registry.Write(Record);
+        Registry.Write(Record);
     }
 
     private void CheckConflicts(string image, bool wantsWrite)
     {
-        if (_registry.FindConflict(image, wantsWrite, Record.Name) is { } holder)
+        if (Registry.FindConflict(image, wantsWrite, Record.Name) is { } holder)
             throw new AttachException(
                 $"image {image} is already attached{(holder.ReadOnly ? " read-only" : " read-write")} as '{holder.Name}' (pid {holder.Pid})");
     }
 
-    /// <summary>
-    /// Clean shutdown: unlink, unbind the loop device, unmount, then flush, commit and close the image. The outcome
-    /// goes into the record (detached, or failed with the reasons) before the name is let go, so a detach waiting
-    /// for the name reads how the image was closed. Throws when it was not closed cleanly.
-    /// </summary>
-    public void Stop()
-    {
-        if (_claim is null) return;
-        Record = Record with { State = AttachState.Stopping };
-        _registry.Write(Record);
-        var errors = Teardown();
-        Record = errors.Count == 0
-            ? Record with { State = AttachState.Detached }
-            : Record with { State = AttachState.Failed, Error = string.Join("; ", errors) };
-        try { _registry.Write(Record); }
-        finally { Release(clean: errors.Count == 0); }
-        if (Record.Error is { } error) throw new AttachException(error);
-    }
-
-    private List<string> Teardown()
+    protected override List<string> Teardown()
     {
         var errors = new List<string>();
         if (_control is not null) Step(errors, "close control socket", _control.Dispose);
@@ -166,7 +137,7 @@ public sealed class AttachSession : IDisposable
             Step(errors, "detach loop device", () =>
             {
                 if (!_loop.Detach(LoopReleaseTimeout))
-                    _log($"loop: {_loop.DevicePath} is still open elsewhere; the kernel frees it when it is closed");
+                    Log($"loop: {_loop.DevicePath} is still open elsewhere; the kernel frees it when it is closed");
             });
         bool frontendStopped = _fuse is null;   // if Stop throws, a worker may still be running
         if (_fuse is not null) Step(errors, "unmount", () => frontendStopped = _fuse.Stop());
@@ -194,32 +165,5 @@ public sealed class AttachSession : IDisposable
         if (!frontendStopped)
             throw new AttachException("a FUSE worker did not stop, so the image was left open (not flushed, not marked clean) until the daemon exits");
         device.Dispose();
-    }
-
-    private void Step(List<string> errors, string what, Action action)
-    {
-        try { action(); }
-        catch (Exception error)
-        {
-            errors.Add($"{what}: {error.Message}");
-            _log($"shutdown: {what} failed: {error.Message}");
-        }
-    }
-
-    /// <summary>Lets go of the name; the lock file goes too unless something failed (then cleanup finds it).</summary>
-    private void Release(bool clean)
-    {
-        if (clean) _claim?.ReleaseAndDelete();
-        else _claim?.Dispose();
-        _claim = null;
-    }
-
-    /// <summary>Undoes a start that failed: nobody waits for an outcome, so the record goes.</summary>
-    public void Dispose()
-    {
-        if (_claim is null) return;
-        var errors = Teardown();
-        Step(errors, "remove record", () => _registry.Remove(Record.Name));
-        Release(clean: errors.Count == 0);
     }
 }

@@ -8,25 +8,16 @@ namespace CowDisk.Engine.Frontends.Nbd;
 /// The life of one `cowdisk serve` inside its process: images opened, an NBD server on them, and a record in the
 /// attach registry so list and detach see it. Stop answers what is in flight, flushes and closes the images.
 /// </summary>
-public sealed class ServeSession : IDisposable
+public sealed class ServeSession : RegisteredSession
 {
-    private readonly AttachRegistry _registry;
-    private readonly Action<string> _log;
     private readonly List<IBlockDevice> _devices = [];
-    private LifetimeLock? _claim;
     private NbdServer? _server;
     private ControlServer? _control;
 
-    public AttachRecord Record { get; private set; }
     public IReadOnlyList<string> Addresses => _server?.Addresses ?? [];
 
     private ServeSession(AttachRegistry registry, AttachRecord record, LifetimeLock claim, Action<string> log)
-    {
-        _registry = registry;
-        Record = record;
-        _claim = claim;
-        _log = log;
-    }
+        : base(registry, record, claim, log) { }
 
     /// <summary>Opens the images and starts serving; on failure everything done so far is undone.</summary>
     public static ServeSession Start(ServeRequest request, AttachRegistry registry, Action<string> log)
@@ -66,7 +57,7 @@ public sealed class ServeSession : IDisposable
         foreach (var image in images)
         {
             bool readOnly = request.ReadOnly || image.Snapshot is not null;
-            if (image.Snapshot is null && _registry.FindConflict(image.Image, !readOnly, Record.Name) is { } holder)
+            if (image.Snapshot is null && Registry.FindConflict(image.Image, !readOnly, Record.Name) is { } holder)
                 throw new AttachException($"image {image.Image} is already {(holder.Nbd is not null && holder.Device is null ? "served" : "attached")}" +
                                           $"{(holder.ReadOnly ? " read-only" : " read-write")} as '{holder.Name}' (pid {holder.Pid})");
             if (!readOnly && image.Snapshot is null && Images.BaseImage.Probe(image.Image) is var format && format != Images.BaseImage.CowDiskFormat)
@@ -83,35 +74,22 @@ public sealed class ServeSession : IDisposable
             string what = Path.GetFileName(image.Image) + (image.Snapshot is null ? "" : $"@{image.Snapshot}");
             exports.Add(new NbdExport { Name = image.ExportName, Description = what, Device = device, ReadOnly = readOnly });
         }
-        _registry.Write(Record);
+        Registry.Write(Record);
         // The first image, served writable, takes snapshot commands like an attached one (found through the record).
         if (_devices[0] is Images.CowImage { ReadOnly: false } writable)
-            _control = new ControlServer(_registry.Paths.ControlSocket(Record.Name), writable, _log);
+            _control = new ControlServer(Registry.Paths.ControlSocket(Record.Name), writable, Log);
         _server = new NbdServer(new NbdServerOptions
         {
             Exports = exports, UnixSocket = request.UnixSocket, Tcp = request.Tcp, TlsCertificate = request.TlsCertificate,
-            RequireTls = request.RequireTls, Log = _log,
+            RequireTls = request.RequireTls, Log = Log,
         });
         try { _server.Start(); }
         catch (IOException e) { throw new AttachException(e.Message); }
         Record = Record with { State = AttachState.Running, Nbd = [.. _server.Addresses] };
-        _registry.Write(Record);
+        Registry.Write(Record);
     }
 
-    /// <summary>Clean shutdown: answer in-flight requests, close connections, flush and close the images; the outcome goes into the record.</summary>
-    public void Stop()
-    {
-        if (_claim is null) return;
-        Record = Record with { State = AttachState.Stopping };
-        _registry.Write(Record);
-        var errors = Teardown();
-        Record = errors.Count == 0 ? Record with { State = AttachState.Detached } : Record with { State = AttachState.Failed, Error = string.Join("; ", errors) };
-        try { _registry.Write(Record); }
-        finally { Release(errors.Count == 0); }
-        if (Record.Error is { } error) throw new AttachException(error);
-    }
-
-    private List<string> Teardown()
+    protected override List<string> Teardown()
     {
         var errors = new List<string>();
         if (_control is not null) Step(errors, "close control socket", _control.Dispose);
@@ -126,31 +104,5 @@ public sealed class ServeSession : IDisposable
         }
         _devices.Clear();
         return errors;
-    }
-
-    private void Step(List<string> errors, string what, Action action)
-    {
-        try { action(); }
-        catch (Exception error)
-        {
-            errors.Add($"{what}: {error.Message}");
-            _log($"shutdown: {what} failed: {error.Message}");
-        }
-    }
-
-    private void Release(bool clean)
-    {
-        if (clean) _claim?.ReleaseAndDelete();
-        else _claim?.Dispose();
-        _claim = null;
-    }
-
-    /// <summary>Undoes a start that failed.</summary>
-    public void Dispose()
-    {
-        if (_claim is null) return;
-        var errors = Teardown();
-        Step(errors, "remove record", () => _registry.Remove(Record.Name));
-        Release(errors.Count == 0);
     }
 }
