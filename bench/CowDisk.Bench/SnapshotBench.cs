@@ -28,8 +28,15 @@ internal sealed class SnapshotBench(string work, bool quick)
         return string.Join('\n', _rows.Select(r => string.Join("  ", r.Select((cell, c) => c == 0 ? cell.PadRight(widths[c]) : cell.PadLeft(widths[c])))));
     }
 
-    private void Row(string what, double ours, double theirs, string unit) =>
-        _rows.Add([what, $"{ours:0.###} {unit}", double.IsNaN(theirs) ? "-" : $"{theirs:0.###} {unit}", double.IsNaN(theirs) ? "" : $"{ours / theirs:0.00}x"]);
+    /// <summary>Every figure as numbers (NaN where a side has none), in table order, for --json.</summary>
+    public List<(string What, double Ours, double Theirs, string Unit)> Figures { get; } = new();
+
+    private void Row(string what, double ours, double theirs, string unit)
+    {
+        Figures.Add((what, ours, theirs, unit));
+        _rows.Add([what, double.IsNaN(ours) ? "-" : $"{ours:0.###} {unit}", double.IsNaN(theirs) ? "-" : $"{theirs:0.###} {unit}",
+            double.IsNaN(theirs) || double.IsNaN(ours) ? "" : $"{ours / theirs:0.00}x"]);
+    }
 
     private static double Ms(Action a)
     {
@@ -51,7 +58,9 @@ internal sealed class SnapshotBench(string work, bool quick)
 
     private static double ExecMs(string file, params string[] args) => Ms(() => Exec(file, args));
 
-    private static string Cowdisk => Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "src", "Cli", "bin", "Release", "net10.0", "cowdisk");
+    /// <summary>$COWDISK if set (bench/run sets it), else the Release build of this checkout.</summary>
+    private static string Cowdisk => Environment.GetEnvironmentVariable("COWDISK") is { Length: > 0 } c ? c
+        : Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "src", "Cli", "bin", "Release", "net10.0", "cowdisk");
 
     private static double Median(List<double> xs) { xs.Sort(); return xs[xs.Count / 2]; }
 
@@ -192,24 +201,17 @@ internal sealed class SnapshotBench(string work, bool quick)
             string img = P("discard.img"), raw = P("base.raw");
             if (withBase) using (var f = File.Create(raw)) f.SetLength(1L << 40);
             GC.Collect();
-            long rssBefore = Rss();
+            long rssBefore = ProcessStats.Rss();
             double ms;
             using (var image = CowImage.Create(img, new ImageCreateOptions { Size = 1L << 40, ClusterSize = 64 * 1024, BackingPath = withBase ? "base.raw" : null }))
             {
                 image.Write(0, new byte[1 << 20]);
                 ms = Ms(() => { image.Discard(0, 1L << 40); image.Flush(); });
                 GC.Collect();
-                Row($"discard 1 TiB{(withBase ? " over a base" : "")}: RSS growth (MiB), time {ms:0} ms", (Rss() - rssBefore) / (double)(1 << 20), double.NaN, "MiB");
+                Row($"discard 1 TiB{(withBase ? " over a base" : "")}: RSS growth (MiB), time {ms:0} ms", (ProcessStats.Rss() - rssBefore) / (double)(1 << 20), double.NaN, "MiB");
             }
             foreach (var f in ImageFiles.For(img).All) File.Delete(f);
             File.Delete(raw);
         }
-    }
-
-    private static long Rss()
-    {
-        foreach (var line in File.ReadLines("/proc/self/status"))
-            if (line.StartsWith("VmRSS:")) return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
-        return 0;
     }
 }
