@@ -36,12 +36,12 @@ import time
 
 PHASES = [
     # name, rw, bs, iodepth, kind, seed
-    ("randwrite 4k QD32 (fresh disk)", "randwrite", "4k", 32, "write", 11),
+    ("randwrite 4k QD32, allocating (fresh disk)", "randwrite", "4k", 32, "write", 11),
     ("seqwrite 1M QD8 (fill)", "write", "1M", 8, "write", 12),
     ("randread 4k QD32", "randread", "4k", 32, "timed-read", 13),
     ("seqread 1M QD8", "read", "1M", 8, "size-read", 14),
     ("rand overwrite 4k QD32", "randwrite", "4k", 32, "write", 15),
-    ("randread 4k QD1", "randread", "4k", 1, "timed-read", 16),
+    ("randread 4k QD1 (latency)", "randread", "4k", 1, "timed-read", 16),
 ]
 
 current = None   # the running fio, killed if we are
