@@ -67,10 +67,11 @@ def fio(tag, device, extra):
     global current
     out = os.path.join(args.logdir, f"{tag}.json")
     err = os.path.join(args.logdir, f"{tag}.err")
+    # verify_state_save=0: no *-verify.state files (fio writes them into its current folder, which is logdir anyway).
     cmd = ["fio", f"--name={tag}", f"--filename={device}", "--ioengine=libaio", "--direct=1", "--group_reporting",
-           "--output-format=json", f"--output={out}"] + extra
+           "--verify_state_save=0", "--output-format=json", f"--output={out}"] + extra
     with open(err, "w") as e:
-        current = subprocess.Popen(cmd, stdout=e, stderr=subprocess.STDOUT)
+        current = subprocess.Popen(cmd, stdout=e, stderr=subprocess.STDOUT, cwd=args.logdir)
         try:
             rc = current.wait()
         finally:
