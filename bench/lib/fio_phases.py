@@ -41,7 +41,7 @@ PHASES = [
     ("randread 4k QD32", "randread", "4k", 32, "timed-read", 13),
     ("seqread 1M QD8", "read", "1M", 8, "size-read", 14),
     ("rand overwrite 4k QD32", "randwrite", "4k", 32, "write", 15),
-    ("randread 4k QD1 (latency)", "randread", "4k", 1, "timed-read", 16),
+    ("randread 4k QD1", "randread", "4k", 1, "timed-read", 16),
 ]
 
 current = None   # the running fio, killed if we are
@@ -191,9 +191,9 @@ def main():
                 emit(name, subject, m, unit, "higher", "ok", note)
                 log(f"{name}: {subject}: {m:,.0f} {unit} ({note})")
                 if depth == 1:
-                    emit(f"{name} p50 latency", subject, statistics.median(lat[subject][0]), "us", "lower", "ok",
+                    emit(f"{name}: p50 latency", subject, statistics.median(lat[subject][0]), "us", "lower", "ok",
                          "fio lat (submit to completion), median of runs")
-                    emit(f"{name} p99 latency", subject, statistics.median(lat[subject][1]), "us", "lower", "ok",
+                    emit(f"{name}: p99 latency", subject, statistics.median(lat[subject][1]), "us", "lower", "ok",
                          "fio lat (submit to completion), median of runs")
 
     for subject, why in failing.items():

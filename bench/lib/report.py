@@ -271,7 +271,8 @@ def svg(rows, subject_state, facts):
         by = y + 1
         for name, x, status in bars:
             if x is None:
-                parts.append(f'<text x="{X(1) + 4:.1f}" y="{by + bar_h - 1}" class="f">{name}: {html.escape(status)}</text>')
+                cls = "na" if status == "n/a" else "f"
+                parts.append(f'<text x="{X(1) + 4:.1f}" y="{by + bar_h - 1}" class="{cls}">{name}: {html.escape(status)}</text>')
             else:
                 a, b = sorted((X(1), X(x)))
                 parts.append(f'<rect x="{a:.1f}" y="{by}" width="{max(b - a, 1.5):.1f}" height="{bar_h}" fill="{colors[name]}">'
@@ -291,13 +292,13 @@ def svg(rows, subject_state, facts):
                 grid.append(f'<text x="{gx:.1f}" y="76" text-anchor="middle" class="t">{v:g}×</text>')
                 grid.append(f'<text x="{gx:.1f}" y="{H - 14}" text-anchor="middle" class="t">{v:g}×</text>')
         d *= 10
-    sub = (f"{facts.get('commit', '?')} · {facts.get('date (UTC)', '?')} UTC · load {facts.get('load before', '?')} → "
+    sub = (f"commit {facts.get('commit', '?').split()[0]} · {facts.get('date (UTC)', '?')} UTC · load {facts.get('load before', '?')} → "
            f"{facts.get('load after', '?')} · {facts.get('cpu', '')}")
     run = (facts["run"] + " · ") if facts.get("run") else ""
     head = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="DejaVu Sans, Verdana, sans-serif">',
         '<style>.h{font-size:13px;font-weight:bold;fill:#222}.l{font-size:11px;fill:#333}.v{font-size:10px;fill:#222}'
-        '.t{font-size:10px;fill:#777}.f{font-size:10px;fill:#b00020;font-weight:bold}.g{stroke:#e6e6e6;stroke-width:1}'
+        '.t{font-size:10px;fill:#777}.f{font-size:10px;fill:#b00020;font-weight:bold}.na{font-size:10px;fill:#888}.g{stroke:#e6e6e6;stroke-width:1}'
         '.one{stroke:#222;stroke-width:1.5}</style>',
         f'<rect width="{W}" height="{H}" fill="#fff"/>',
         f'<text x="10" y="22" font-size="16" font-weight="bold">CowDisk bench/run: speed relative to the reference (log scale; right of 1× = faster)</text>',
