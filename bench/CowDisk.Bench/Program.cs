@@ -330,18 +330,16 @@ internal sealed class Benchmarks(string work, Sizes sizes)
             new EngineWrite(image, Offsets.Split(offsets, buildThreads), K4), ringCalls: () => image.RingCalls, finish: image.Flush));
         Report.Add(Runner.Once("close after build (Dispose)", () => { image.Dispose(); return n; }, "ext/s"));
 
-        // Memory of an open: VmRSS after the open, its growth over the open, and the managed heap the open image keeps
-        // alive (after a full GC, minus before). Measured around the timed open, outside its timing.
+        // Memory of an open: this process's VmRSS after the open (it includes what the build left behind), and the
+        // managed heap the open image keeps alive (after a full GC, minus before). Measured outside the open's timing.
         Measurement Open(string name, bool readOnly, out CowImage image)
         {
             GC.Collect();
             GC.WaitForPendingFinalizers();
-            long heap0 = GC.GetTotalMemory(forceFullCollection: true), rss0 = ProcessStats.Rss();
+            long heap0 = GC.GetTotalMemory(forceFullCollection: true);
             CowImage? opened = null;
             var row = Runner.Once(name, () => { opened = CowImage.Open(path, new ImageOpenOptions { ReadOnly = readOnly }); return opened.ExtentsLoaded; }, "ext/s");
-            long rss1 = ProcessStats.Rss();
-            row.RssMiB = rss1 / (double)M1;
-            row.RssGrowthMiB = (rss1 - rss0) / (double)M1;
+            row.RssMiB = ProcessStats.Rss() / (double)M1;
             row.HeapRetainedMiB = (GC.GetTotalMemory(forceFullCollection: true) - heap0) / (double)M1;
             image = opened!;
             return Report.Add(row);
@@ -354,6 +352,19 @@ internal sealed class Benchmarks(string work, Sizes sizes)
         }
         Open("open read-only", readOnly: true, out var ro);
         ro.Dispose();
+        // What opening it costs a process of its own: `cowdisk io IMAGE read 0 4096` (start, open, read, exit) under
+        // /usr/bin/time, its peak RSS beside the same command on an empty image of the same size.
+        string empty = PathFor("empty.img");
+        using (CowImage.Create(empty, new ImageCreateOptions { Size = 2L * n * K4, ClusterSize = K4 })) { }
+        foreach (var (what, img) in new[] { ("a new process: cowdisk io read 4 KiB of an empty image", empty), ($"a new process: cowdisk io read 4 KiB of this image", path) })
+        {
+            long? peak = null;
+            var row = Runner.Once(what, () => { peak = Machine.PeakRss(Machine.Cowdisk, "io", img, "read", "0", "4096"); return n; }, "ext/s");
+            if (peak is null) { Console.Error.WriteLine($"[bench] {what}: skipped (no /usr/bin/time, no cowdisk at {Machine.Cowdisk}, or the command failed)"); continue; }
+            row.RssMiB = peak.Value / (double)M1;
+            Report.Add(row);
+        }
+        DeleteImage(empty);
         // What LiteDB alone costs: the same scan the store does at open, without decoding into the table.
         string meta = ImageFiles.For(path).MetadataPath;
         Report.Add(Runner.Once("LiteDB FindAll of the map chunks alone", () =>

@@ -28,7 +28,7 @@ internal sealed class Report
     private static readonly string[] Header =
     [
         "phase", "kind", "thr", "ops", "secs", "rate", "unit", "x base", "rate w/o flush", "x base", "flush ms",
-        "ring calls", "p50 us", "p99 us", "max us", "cpu us/op", "csw/op", "wr KiB/op", "alloc B/op", "RSS MiB (+growth, heap kept)",
+        "ring calls", "p50 us", "p99 us", "max us", "cpu us/op", "csw/op", "wr KiB/op", "alloc B/op", "RSS MiB (heap kept)",
     ];
 
     private static readonly bool[] RightAligned = [false, false, .. Enumerable.Repeat(true, 4), false, .. Enumerable.Repeat(true, 13)];
@@ -91,7 +91,7 @@ internal sealed class Report
             (m.Stats.WriteBytes / 1024.0 / ops).ToString("0.0", CultureInfo.InvariantCulture),
             (m.Stats.AllocatedBytes / ops).ToString("0.0", CultureInfo.InvariantCulture),
             m.RssMiB is { } rss
-                ? FormattableString.Invariant($"{rss:0} (+{m.RssGrowthMiB ?? 0:0}, {m.HeapRetainedMiB ?? 0:0})")
+                ? (m.HeapRetainedMiB is { } kept ? FormattableString.Invariant($"{rss:0} ({kept:0})") : FormattableString.Invariant($"{rss:0}"))
                 : "",
         ];
     }
@@ -114,7 +114,6 @@ internal sealed class Report
         ["p50_us"] = m.Latency.Count > 1 ? Runner.Micros(m.Latency.Quantile(0.50)) : null,
         ["p99_us"] = m.Latency.Count > 1 ? Runner.Micros(m.Latency.Quantile(0.99)) : null,
         ["rss_mib"] = m.RssMiB,
-        ["rss_growth_mib"] = m.RssGrowthMiB,
         ["heap_retained_mib"] = m.HeapRetainedMiB,
     });
 

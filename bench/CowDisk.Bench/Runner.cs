@@ -80,8 +80,7 @@ internal sealed class Measurement
     public required string Unit { get; init; }           // "ops/s", "MB/s", "ext/s"
     public Measurement? Baseline { get; set; }           // the plain-file twin
     public string Section { get; set; } = "";            // the report section it was added under
-    public double? RssMiB { get; set; }                  // VmRSS of the process after the phase (set where memory is the question)
-    public double? RssGrowthMiB { get; set; }            // VmRSS after minus before the phase
+    public double? RssMiB { get; set; }                  // VmRSS after the phase, or a child process's peak RSS (set where memory is the question)
     public double? HeapRetainedMiB { get; set; }         // managed heap after a full GC, minus before the phase (what the phase left alive)
 
     public double Rate => RateOver(Seconds);

@@ -63,9 +63,7 @@ internal sealed class SnapshotBench(string work, bool quick)
 
     private static double ExecMs(string file, params string[] args) => Ms(() => Exec(file, args));
 
-    /// <summary>$COWDISK if set (bench/run sets it), else the Release build of this checkout.</summary>
-    private static string Cowdisk => Environment.GetEnvironmentVariable("COWDISK") is { Length: > 0 } c ? c
-        : Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "src", "Cli", "bin", "Release", "net10.0", "cowdisk");
+    private static string Cowdisk => Machine.Cowdisk;
 
     private static double Median(List<double> xs) { xs.Sort(); return xs[xs.Count / 2]; }
 
