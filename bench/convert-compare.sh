@@ -9,7 +9,8 @@
 #   SIZE=8G ROUNDS=5 bench/convert-compare.sh
 #
 # Needs qemu-img. Settings (environment): COWDISK (default: the Release build, then PATH), SIZE (default 2G),
-# ROUNDS (default 3), WORKDIR (default: a new folder under /var/tmp).
+# ROUNDS (default 3), WORKDIR (default: a new folder under /var/tmp), TSV (also append the medians to this file as
+# "workload<TAB>subject<TAB>seconds<TAB>s<TAB>lower" lines; bench/run uses it).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +27,7 @@ command -v qemu-img >/dev/null || die "qemu-img is not installed"
 WORKDIR=${WORKDIR:-$(mktemp -d /var/tmp/convert-compare.XXXXXX)}
 mkdir -p "$WORKDIR"
 trap 'rm -rf "$WORKDIR"' EXIT
+trap 'exit 130' INT TERM
 cd "$WORKDIR"
 
 bytes=$(numfmt --from=iec "$SIZE")
@@ -64,5 +66,8 @@ printf '\n%-30s %12s %12s %8s\n' "convert, $SIZE (half data), median of $ROUNDS"
 for name in "raw -> image" "image -> raw" "image -> qcow2" "qcow2 -> image" "image -> qcow2, compressed"; do
   c=$(m "$name,c") q=$(m "$name,q")
   printf '%-30s %10.2f s %10.2f s %7.2fx\n' "$name" "$c" "$q" "$(echo "$q / $c" | bc -l)"
+  if [[ -n "${TSV:-}" ]]; then
+    printf '%s\t%s\t%s\t%s\t%s\n' "$name" "cowdisk convert" "$c" s lower "$name" "qemu-img convert" "$q" s lower >> "$TSV"
+  fi
 done
 echo "(image: cowdisk for cowdisk, qcow2 for qemu-img; ratio: qemu-img's time / cowdisk's; load $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs, cowdisk $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo '?'))"

@@ -8,7 +8,8 @@
 #   SIZE=4G ROUNDS=5 bench/nbd-compare.sh
 #
 # Needs qemu-img, qemu-nbd, nbdcopy. Settings (environment): COWDISK (default: the Release build, then PATH),
-# SIZE (default 1G), ROUNDS (default 3), WORKDIR (default: a new folder under /var/tmp).
+# SIZE (default 1G), ROUNDS (default 3), WORKDIR (default: a new folder under /var/tmp), TSV (also append the
+# medians to this file as "workload<TAB>subject<TAB>value<TAB>unit<TAB>higher|lower" lines; bench/run uses it).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,6 +35,7 @@ cleanup() {
   rm -rf "$WORKDIR"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 bytes=$(numfmt --from=iec "$SIZE")
 echo "preparing $SIZE of random data in $WORKDIR"
@@ -71,14 +73,20 @@ for round in $(seq "$ROUNDS"); do
 done
 
 m() { tr ' ' '\n' <<<"${results[$1,$2]}" | grep . | median; }
+tsv() { [[ -z "${TSV:-}" ]] || printf '%s\t%s\t%s\t%s\t%s\n' "$@" >> "$TSV"; }
 printf '\n%-44s %14s %14s %10s\n' "nbd-compare, $SIZE, median of $ROUNDS" "cowdisk serve" "qemu-nbd qcow2" "ratio"
 for k in copy_null copy_file; do
   c=$(m cowdisk $k) q=$(m qemu $k)
   printf '%-44s %10.0f MiB/s %10.0f MiB/s %9.2fx\n' "nbdcopy to $([[ $k == copy_null ]] && echo null: || echo a file)" \
     "$(echo "$bytes / 1048576 / $c" | bc -l)" "$(echo "$bytes / 1048576 / $q" | bc -l)" "$(echo "$q / $c" | bc -l)"
+  w="nbdcopy to $([[ $k == copy_null ]] && echo null: || echo a file)"
+  tsv "$w" "cowdisk serve" "$(echo "$bytes / 1048576 / $c" | bc -l)" MiB/s higher
+  tsv "$w" "qemu-nbd" "$(echo "$bytes / 1048576 / $q" | bc -l)" MiB/s higher
 done
 for k in read write; do
   c=$(m cowdisk $k) q=$(m qemu $k)
   printf '%-44s %11.0f /s %11.0f /s %9.2fx\n' "qemu-img bench 4 KiB $k, QD32" "$(echo "100000 / $c" | bc -l)" "$(echo "100000 / $q" | bc -l)" "$(echo "$q / $c" | bc -l)"
+  tsv "qemu-img bench 4 KiB $k, QD32" "cowdisk serve" "$(echo "100000 / $c" | bc -l)" IOPS higher
+  tsv "qemu-img bench 4 KiB $k, QD32" "qemu-nbd" "$(echo "100000 / $q" | bc -l)" IOPS higher
 done
 echo "(ratio: cowdisk's rate / qemu-nbd's; load $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs, cowdisk $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo '?'))"

@@ -37,6 +37,27 @@ internal static class Machine
         return (samples[samples.Length / 2], samples[0]);
     }
 
+    /// <summary>$COWDISK if set (bench/run sets it), else the Release build of this checkout.</summary>
+    public static string Cowdisk => Environment.GetEnvironmentVariable("COWDISK") is { Length: > 0 } c ? c
+        : Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "src", "Cli", "bin", "Release", "net10.0", "cowdisk");
+
+    /// <summary>
+    /// Runs a command under GNU time (/usr/bin/time) and returns its peak RSS in bytes (the child's ru_maxrss),
+    /// or null if /usr/bin/time is missing or the command fails.
+    /// </summary>
+    public static long? PeakRss(string file, params string[] args)
+    {
+        if (!File.Exists("/usr/bin/time") || !File.Exists(file)) return null;
+        var psi = new ProcessStartInfo("/usr/bin/time") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "-f", "maxrss=%M", file }.Concat(args)) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        p.StandardOutput.ReadToEnd();
+        string err = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        var line = err.Split('\n').LastOrDefault(l => l.StartsWith("maxrss=", StringComparison.Ordinal));
+        return p.ExitCode == 0 && line is not null && long.TryParse(line[7..], out long kb) ? kb * 1024 : null;
+    }
+
     public static string LoadAverage() => Try(() => string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)));
 
     /// <summary>The git commit of the checkout the benchmark was built in, and whether src/ has uncommitted changes.</summary>

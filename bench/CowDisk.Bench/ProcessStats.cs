@@ -18,6 +18,14 @@ internal readonly record struct ProcessStats(double CpuSeconds, long VoluntarySw
         a.CpuSeconds - b.CpuSeconds, a.VoluntarySwitches - b.VoluntarySwitches, a.InvoluntarySwitches - b.InvoluntarySwitches,
         a.WriteBytes - b.WriteBytes, a.AllocatedBytes - b.AllocatedBytes);
 
+    /// <summary>VmRSS of this process in bytes (0 if /proc/self/status cannot be read).</summary>
+    public static long Rss()
+    {
+        foreach (var line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal)) return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+        return 0;
+    }
+
     /// <summary>wchar of /proc/self/io: bytes handed to write(2)/pwrite(2) by every thread of the process.</summary>
     private static long ReadWchar()
     {

@@ -12,6 +12,7 @@ using Microsoft.Win32.SafeHandles;
 string? dir = null;
 bool quick = false;
 string only = "12345";
+string? json = null;
 for (int i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -19,8 +20,9 @@ for (int i = 0; i < args.Length; i++)
         case "--dir" when i + 1 < args.Length: dir = args[++i]; break;
         case "--quick": quick = true; break;
         case "--only" when i + 1 < args.Length: only = args[++i]; break;
+        case "--json" when i + 1 < args.Length: json = Path.GetFullPath(args[++i]); break;
         case "-h" or "--help":
-            Console.WriteLine("usage: CowDisk.Bench [--dir DIR] [--quick] [--only 1234]\n  --dir DIR     make the scratch folder under DIR (default /var/tmp; use a real disk, not tmpfs)\n  --quick       smaller sizes, a few seconds per section\n  --only 13     run only the numbered sections (default all: 12345)");
+            Console.WriteLine("usage: CowDisk.Bench [--dir DIR] [--quick] [--only 1234] [--json FILE]\n  --dir DIR     make the scratch folder under DIR (default /var/tmp; use a real disk, not tmpfs)\n  --quick       smaller sizes, a few seconds per section\n  --only 13     run only the numbered sections (default all: 12345)\n  --json FILE   also write the machine facts and every row as JSON (for bench/run)");
             return 0;
         default:
             Console.Error.WriteLine($"unknown argument {args[i]} (try --help)");
@@ -58,9 +60,24 @@ try
     if (only.Contains('2')) bench.SequentialWrites();
     if (only.Contains('3')) bench.RandomWrites();
     if (only.Contains('4')) bench.ManyExtents();
-    string? snapshots = only.Contains('5') ? new SnapshotBench(work, quick).Run() : null;
+    var snapshotBench = only.Contains('5') ? new SnapshotBench(work, quick) : null;
+    string? snapshots = snapshotBench?.Run();
     Console.WriteLine(bench.Report.Render());
     if (snapshots is not null) Console.WriteLine("\n" + snapshots);
+    if (json is not null)
+    {
+        var doc = new Dictionary<string, object?>
+        {
+            ["quick"] = quick,
+            ["machine"] = Machine.Facts(work).ToDictionary(f => f.Key, f => f.Value),
+            ["rows"] = bench.Report.Rows().ToList(),
+            ["snapshots"] = snapshotBench?.Figures.Select(f => new Dictionary<string, object?>
+            {
+                ["what"] = f.What, ["cowdisk"] = Finite(f.Ours), ["qcow2"] = Finite(f.Theirs), ["unit"] = f.Unit,
+            }).ToList(),
+        };
+        File.WriteAllText(json, System.Text.Json.JsonSerializer.Serialize(doc, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+    }
     Console.WriteLine(Benchmarks.Legend);
     Console.WriteLine($"total run time {total.Elapsed.TotalSeconds:0} s; load average at the end {Machine.LoadAverage()}; scratch folder {work} removed");
     return 0;
@@ -69,6 +86,8 @@ finally
 {
     Cleanup();
 }
+
+static double? Finite(double x) => double.IsFinite(x) ? x : null;
 
 internal sealed record Sizes
 {
@@ -311,20 +330,41 @@ internal sealed class Benchmarks(string work, Sizes sizes)
             new EngineWrite(image, Offsets.Split(offsets, buildThreads), K4), ringCalls: () => image.RingCalls, finish: image.Flush));
         Report.Add(Runner.Once("close after build (Dispose)", () => { image.Dispose(); return n; }, "ext/s"));
 
+        // Memory of an open: this process's VmRSS after the open (it includes what the build left behind), and the
+        // managed heap the open image keeps alive (after a full GC, minus before). Measured outside the open's timing.
+        Measurement Open(string name, bool readOnly, out CowImage image)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            long heap0 = GC.GetTotalMemory(forceFullCollection: true);
+            CowImage? opened = null;
+            var row = Runner.Once(name, () => { opened = CowImage.Open(path, new ImageOpenOptions { ReadOnly = readOnly }); return opened.ExtentsLoaded; }, "ext/s");
+            row.RssMiB = ProcessStats.Rss() / (double)M1;
+            row.HeapRetainedMiB = (GC.GetTotalMemory(forceFullCollection: true) - heap0) / (double)M1;
+            image = opened!;
+            return Report.Add(row);
+        }
         for (int r = 0; r < sizes.OpenRepeats; r++)
         {
-            CowImage? opened = null;
-            var row = Report.Add(Runner.Once($"open read-write{(sizes.OpenRepeats > 1 ? $" #{r + 1}" : "")}", () =>
-            {
-                opened = CowImage.Open(path, new ImageOpenOptions());
-                return opened.ExtentsLoaded;
-            }, "ext/s"));
+            var row = Open($"open read-write{(sizes.OpenRepeats > 1 ? $" #{r + 1}" : "")}", readOnly: false, out var opened);
             if (row.Ops != n) Console.Error.WriteLine($"[bench] WARNING: open loaded {row.Ops} extents, expected {n}");
-            Report.Add(Runner.Once("close (Dispose)", () => { opened!.Dispose(); return row.Ops; }, "ext/s"));
+            Report.Add(Runner.Once("close (Dispose)", () => { opened.Dispose(); return row.Ops; }, "ext/s"));
         }
-        CowImage? ro = null;
-        Report.Add(Runner.Once("open read-only", () => { ro = CowImage.Open(path, new ImageOpenOptions { ReadOnly = true }); return ro.ExtentsLoaded; }, "ext/s"));
-        ro!.Dispose();
+        Open("open read-only", readOnly: true, out var ro);
+        ro.Dispose();
+        // What opening it costs a process of its own: `cowdisk io IMAGE read 0 4096` (start, open, read, exit) under
+        // /usr/bin/time, its peak RSS beside the same command on an empty image of the same size.
+        string empty = PathFor("empty.img");
+        using (CowImage.Create(empty, new ImageCreateOptions { Size = 2L * n * K4, ClusterSize = K4 })) { }
+        foreach (var (what, img) in new[] { ("a new process: cowdisk io read 4 KiB of an empty image", empty), ($"a new process: cowdisk io read 4 KiB of this image", path) })
+        {
+            long? peak = null;
+            var row = Runner.Once(what, () => { peak = Machine.PeakRss(Machine.Cowdisk, "io", img, "read", "0", "4096"); return n; }, "ext/s");
+            if (peak is null) { Console.Error.WriteLine($"[bench] {what}: skipped (no /usr/bin/time, no cowdisk at {Machine.Cowdisk}, or the command failed)"); continue; }
+            row.RssMiB = peak.Value / (double)M1;
+            Report.Add(row);
+        }
+        DeleteImage(empty);
         // What LiteDB alone costs: the same scan the store does at open, without decoding into the table.
         string meta = ImageFiles.For(path).MetadataPath;
         Report.Add(Runner.Once("LiteDB FindAll of the map chunks alone", () =>

@@ -8,15 +8,18 @@ internal sealed class Report
 {
     private readonly List<object> _rows = new();   // string = section title, Measurement = row
     private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
+    private string _section = "";
 
     public void Section(string title)
     {
         _rows.Add(title);
+        _section = title;
         Console.Error.WriteLine($"[bench {_clock.Elapsed.TotalSeconds,5:0.0}s] {title}");
     }
 
     public Measurement Add(Measurement m)
     {
+        m.Section = _section;
         _rows.Add(m);
         Console.Error.WriteLine($"[bench]   {m.Name} ({m.Kind}, {m.Threads} thr): {Fmt(m.Rate, m.Unit)} {m.Unit} in {m.Seconds:0.000} s");
         return m;
@@ -25,10 +28,10 @@ internal sealed class Report
     private static readonly string[] Header =
     [
         "phase", "kind", "thr", "ops", "secs", "rate", "unit", "x base", "rate w/o flush", "x base", "flush ms",
-        "ring calls", "p50 us", "p99 us", "max us", "cpu us/op", "csw/op", "wr KiB/op", "alloc B/op",
+        "ring calls", "p50 us", "p99 us", "max us", "cpu us/op", "csw/op", "wr KiB/op", "alloc B/op", "RSS MiB (heap kept)",
     ];
 
-    private static readonly bool[] RightAligned = [false, false, .. Enumerable.Repeat(true, 4), false, .. Enumerable.Repeat(true, 12)];
+    private static readonly bool[] RightAligned = [false, false, .. Enumerable.Repeat(true, 4), false, .. Enumerable.Repeat(true, 13)];
 
     public string Render()
     {
@@ -87,8 +90,32 @@ internal sealed class Report
             ((m.Stats.VoluntarySwitches + m.Stats.InvoluntarySwitches) / ops).ToString("0.00", CultureInfo.InvariantCulture),
             (m.Stats.WriteBytes / 1024.0 / ops).ToString("0.0", CultureInfo.InvariantCulture),
             (m.Stats.AllocatedBytes / ops).ToString("0.0", CultureInfo.InvariantCulture),
+            m.RssMiB is { } rss
+                ? (m.HeapRetainedMiB is { } kept ? FormattableString.Invariant($"{rss:0} ({kept:0})") : FormattableString.Invariant($"{rss:0}"))
+                : "",
         ];
     }
+
+    /// <summary>Every row as plain data, for --json: the figures the table shows, unrounded.</summary>
+    public IEnumerable<Dictionary<string, object?>> Rows() => _rows.OfType<Measurement>().Select(m => new Dictionary<string, object?>
+    {
+        ["section"] = m.Section,
+        ["name"] = m.Name,
+        ["kind"] = m.Kind,
+        ["threads"] = m.Threads,
+        ["ops"] = m.Ops,
+        ["seconds"] = m.Seconds,
+        ["rate"] = m.Rate,
+        ["unit"] = m.Unit,
+        ["baseline_rate"] = m.Baseline?.Rate,
+        ["ratio"] = m.Baseline is { Rate: > 0 } b ? m.Rate / b.Rate : null,
+        ["rate_without_flush"] = m.FinishSeconds > 0 ? m.RateWithoutFinish : null,
+        ["ring_calls"] = m.RingCalls,
+        ["p50_us"] = m.Latency.Count > 1 ? Runner.Micros(m.Latency.Quantile(0.50)) : null,
+        ["p99_us"] = m.Latency.Count > 1 ? Runner.Micros(m.Latency.Quantile(0.99)) : null,
+        ["rss_mib"] = m.RssMiB,
+        ["heap_retained_mib"] = m.HeapRetainedMiB,
+    });
 
     private static string Fmt(double rate, string unit) =>
         unit == "MB/s" ? rate.ToString("N1", CultureInfo.InvariantCulture) : rate.ToString("N0", CultureInfo.InvariantCulture);

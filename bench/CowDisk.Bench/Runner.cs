@@ -79,6 +79,9 @@ internal sealed class Measurement
     public long BytesPerOp { get; init; }                // set for MB/s figures
     public required string Unit { get; init; }           // "ops/s", "MB/s", "ext/s"
     public Measurement? Baseline { get; set; }           // the plain-file twin
+    public string Section { get; set; } = "";            // the report section it was added under
+    public double? RssMiB { get; set; }                  // VmRSS after the phase, or a child process's peak RSS (set where memory is the question)
+    public double? HeapRetainedMiB { get; set; }         // managed heap after a full GC, minus before the phase (what the phase left alive)
 
     public double Rate => RateOver(Seconds);
     public double RateWithoutFinish => RateOver(Seconds - FinishSeconds);

@@ -17,6 +17,11 @@ internal sealed class SnapshotBench(string work, bool quick)
 
     private string P(string name) => Path.Combine(work, name);
 
+    // --quick keeps every measurement but repeats less: 20 snapshots before the "after many" figures instead of 100,
+    // and one round of the first-write comparison instead of three (the labels say so).
+    private int ManySnapshots => quick ? 20 : 100;
+    private int Rounds => quick ? 1 : 3;
+
     public string Run()
     {
         long big = quick ? 8 * G : 64 * G;
@@ -28,8 +33,15 @@ internal sealed class SnapshotBench(string work, bool quick)
         return string.Join('\n', _rows.Select(r => string.Join("  ", r.Select((cell, c) => c == 0 ? cell.PadRight(widths[c]) : cell.PadLeft(widths[c])))));
     }
 
-    private void Row(string what, double ours, double theirs, string unit) =>
-        _rows.Add([what, $"{ours:0.###} {unit}", double.IsNaN(theirs) ? "-" : $"{theirs:0.###} {unit}", double.IsNaN(theirs) ? "" : $"{ours / theirs:0.00}x"]);
+    /// <summary>Every figure as numbers (NaN where a side has none), in table order, for --json.</summary>
+    public List<(string What, double Ours, double Theirs, string Unit)> Figures { get; } = new();
+
+    private void Row(string what, double ours, double theirs, string unit)
+    {
+        Figures.Add((what, ours, theirs, unit));
+        _rows.Add([what, double.IsNaN(ours) ? "-" : $"{ours:0.###} {unit}", double.IsNaN(theirs) ? "-" : $"{theirs:0.###} {unit}",
+            double.IsNaN(theirs) || double.IsNaN(ours) ? "" : $"{ours / theirs:0.00}x"]);
+    }
 
     private static double Ms(Action a)
     {
@@ -51,11 +63,11 @@ internal sealed class SnapshotBench(string work, bool quick)
 
     private static double ExecMs(string file, params string[] args) => Ms(() => Exec(file, args));
 
-    private static string Cowdisk => Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "src", "Cli", "bin", "Release", "net10.0", "cowdisk");
+    private static string Cowdisk => Machine.Cowdisk;
 
     private static double Median(List<double> xs) { xs.Sort(); return xs[xs.Count / 2]; }
 
-    /// <summary>Create time with `mapped` bytes of the disk allocated (mappings only, as preallocation=metadata), then with 100 snapshots.</summary>
+    /// <summary>Create time with `mapped` bytes of the disk allocated (mappings only, as preallocation=metadata), then with <see cref="ManySnapshots"/> snapshots.</summary>
     private void CreateCost(long mapped)
     {
         string img = P("create.img"), q = P("create.qcow2");
@@ -65,21 +77,22 @@ internal sealed class SnapshotBench(string work, bool quick)
             image.PreallocateMetadata(0, mapped);
             var api = new List<double>();
             for (int i = 0; i < 5; i++) api.Add(Ms(() => image.CreateSnapshot($"api{i}")));
-            for (int i = 5; i < 99; i++) image.CreateSnapshot($"api{i}");
+            int many = ManySnapshots;
+            for (int i = 5; i < many - 1; i++) image.CreateSnapshot($"api{i}");
             var after = new List<double>();
-            for (int i = 99; i < 104; i++) after.Add(Ms(() => image.CreateSnapshot($"api{i}")));
+            for (int i = many - 1; i < many + 4; i++) after.Add(Ms(() => image.CreateSnapshot($"api{i}")));
             Exec("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=65536,preallocation=metadata", q, mapped.ToString());
             var qemu = new List<double>();
             for (int i = 0; i < 5; i++) qemu.Add(ExecMs("qemu-img", "snapshot", "-c", $"s{i}", q));
-            for (int i = 5; i < 99; i++) Exec("qemu-img", "snapshot", "-c", $"s{i}", q);
+            for (int i = 5; i < many - 1; i++) Exec("qemu-img", "snapshot", "-c", $"s{i}", q);
             var qemuAfter = new List<double>();
-            for (int i = 99; i < 104; i++) qemuAfter.Add(ExecMs("qemu-img", "snapshot", "-c", $"s{i}", q));
+            for (int i = many - 1; i < many + 4; i++) qemuAfter.Add(ExecMs("qemu-img", "snapshot", "-c", $"s{i}", q));
             Row($"create, {mapped / G} GiB mapped (engine API; median of 5)", Median(api), double.NaN, "ms");
-            Row($"create, {mapped / G} GiB mapped, after 100 snapshots (engine API)", Median(after), double.NaN, "ms");
+            Row($"create, {mapped / G} GiB mapped, after {many} snapshots (engine API)", Median(after), double.NaN, "ms");
             image.Dispose();
             var cli = new List<double>();
             for (int i = 0; i < 3; i++) cli.Add(ExecMs(Cowdisk, "snapshot", "create", img, $"cli{i}"));
-            Row($"create, {mapped / G} GiB mapped, 100+ snapshots: whole command (cowdisk / qemu-img)", Median(cli), Median(qemuAfter), "ms");
+            Row($"create, {mapped / G} GiB mapped, {many}+ snapshots: whole command (cowdisk / qemu-img)", Median(cli), Median(qemuAfter), "ms");
             Row($"qemu-img snapshot -c, {mapped / G} GiB mapped, first 5 (median)", double.NaN, Median(qemu), "ms");
         }
         File.Delete(q);
@@ -90,13 +103,13 @@ internal sealed class SnapshotBench(string work, bool quick)
     /// The first write to clusters a snapshot shares against an allocating write to fresh clusters, on the same image
     /// in the same state (this VM's disk slows down once a GiB or so is dirty, so a fresh image would flatter the
     /// first figure): region A is written, a snapshot taken, then region B (never written: allocating) and region A
-    /// (shared: copy on write) are written, in alternating order over three rounds, medians. Sequential 1 MiB
+    /// (shared: copy on write) are written, in alternating order over three rounds (one with --quick), medians. Sequential 1 MiB
     /// writes, then 8192 random 4 KiB writes (on a shared 64 KiB cluster each copies the rest of the cluster; on a
     /// fresh one the rest is zeros). Then the snapshot, which alone holds region A's old clusters, is deleted.
     /// </summary>
     private void FirstWriteAndDelete(long size)
     {
-        Console.Error.WriteLine($"[bench] 5: first write after a snapshot, {size >> 20} MiB regions, 3 rounds");
+        Console.Error.WriteLine($"[bench] 5: first write after a snapshot, {size >> 20} MiB regions, {Rounds} round(s)");
         string img = P("cow.img"), q = P("cow.qcow2");
         var big = new byte[1 << 20];
         var small = new byte[4096];
@@ -107,7 +120,7 @@ internal sealed class SnapshotBench(string work, bool quick)
         string freshScript = P("fresh.qemu"), cowScript = P("cow.qemu");
         File.WriteAllLines(freshScript, offsets.Select(o => $"write -P 0x11 {size + o} 4096").Append("flush"));
         File.WriteAllLines(cowScript, offsets.Select(o => $"write -P 0x11 {o} 4096").Append("flush"));
-        for (int round = 0; round < 3; round++)
+        for (int round = 0; round < Rounds; round++)
         {
             bool cowFirst = round % 2 == 1;
             void Sequential(CowImage image, long at, List<double> into) =>
@@ -149,7 +162,7 @@ internal sealed class SnapshotBench(string work, bool quick)
             File.Delete(q);
         }
         double mib = size / (double)(1 << 20);
-        Row($"write {mib:0} MiB to fresh clusters, 1 MiB writes (MiB/s, median of 3)", mib / (Median(fresh) / 1000), mib / (Median(qFresh) / 1000), "MiB/s");
+        Row($"write {mib:0} MiB to fresh clusters, 1 MiB writes (MiB/s, median of {Rounds})", mib / (Median(fresh) / 1000), mib / (Median(qFresh) / 1000), "MiB/s");
         Row($"write {mib:0} MiB over clusters a snapshot shares (first write to each)", mib / (Median(cow) / 1000), mib / (Median(qCow) / 1000), "MiB/s");
         Row("  first write after a snapshot / fresh (time; target <= 1.3)", Median(cow) / Median(fresh), Median(qCow) / Median(qFresh), "x");
         Row("8192 random 4 KiB writes to fresh clusters (writes/s)", 8192 / (Median(fresh4) / 1000), 8192 / (Median(qFresh4) / 1000), "/s");
@@ -192,24 +205,17 @@ internal sealed class SnapshotBench(string work, bool quick)
             string img = P("discard.img"), raw = P("base.raw");
             if (withBase) using (var f = File.Create(raw)) f.SetLength(1L << 40);
             GC.Collect();
-            long rssBefore = Rss();
+            long rssBefore = ProcessStats.Rss();
             double ms;
             using (var image = CowImage.Create(img, new ImageCreateOptions { Size = 1L << 40, ClusterSize = 64 * 1024, BackingPath = withBase ? "base.raw" : null }))
             {
                 image.Write(0, new byte[1 << 20]);
                 ms = Ms(() => { image.Discard(0, 1L << 40); image.Flush(); });
                 GC.Collect();
-                Row($"discard 1 TiB{(withBase ? " over a base" : "")}: RSS growth (MiB), time {ms:0} ms", (Rss() - rssBefore) / (double)(1 << 20), double.NaN, "MiB");
+                Row($"discard 1 TiB{(withBase ? " over a base" : "")}: RSS growth (MiB), time {ms:0} ms", (ProcessStats.Rss() - rssBefore) / (double)(1 << 20), double.NaN, "MiB");
             }
             foreach (var f in ImageFiles.For(img).All) File.Delete(f);
             File.Delete(raw);
         }
-    }
-
-    private static long Rss()
-    {
-        foreach (var line in File.ReadLines("/proc/self/status"))
-            if (line.StartsWith("VmRSS:")) return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
-        return 0;
     }
 }
