@@ -10,22 +10,13 @@ public sealed class NbdToolFactAttribute : FactAttribute
 {
     public static readonly string[] Tools = ["qemu-img", "qemu-io", "nbdinfo", "nbdcopy", "openssl"];
 
-    public NbdToolFactAttribute()
-    {
-        if (Missing() is { } missing && Environment.GetEnvironmentVariable("CI") != "true")
-            Skip = $"needs {missing} (set CI=true to make this a failure)";
-    }
+    public NbdToolFactAttribute() => Skip = ToolPrerequisites.SkipReason(Missing());
 
-    public static string? Missing() =>
-        Tools.FirstOrDefault(tool => !(Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin").Split(':').Any(dir => File.Exists(Path.Combine(dir, tool))));
+    public static string? Missing() => ToolPrerequisites.Missing(Tools);
 }
 
 /// <summary>Needs both the NBD client tools and what attach needs (root, /dev/fuse, loop devices); skipped outside CI when one is missing.</summary>
 public sealed class NbdAttachFactAttribute : FactAttribute
 {
-    public NbdAttachFactAttribute()
-    {
-        if ((NbdToolFactAttribute.Missing() ?? Attach.AttachFactAttribute.MissingPrerequisite()) is { } missing && Environment.GetEnvironmentVariable("CI") != "true")
-            Skip = $"needs {missing} (set CI=true to make this a failure)";
-    }
+    public NbdAttachFactAttribute() => Skip = ToolPrerequisites.SkipReason(NbdToolFactAttribute.Missing() ?? Attach.AttachFactAttribute.MissingPrerequisite());
 }

@@ -10,22 +10,13 @@ public sealed class Qcow2ToolFactAttribute : FactAttribute
 {
     public static readonly string[] Tools = ["qemu-img", "qemu-io"];
 
-    public Qcow2ToolFactAttribute()
-    {
-        if (Missing() is { } missing && Environment.GetEnvironmentVariable("CI") != "true")
-            Skip = $"needs {missing} (set CI=true to make this a failure)";
-    }
+    public Qcow2ToolFactAttribute() => Skip = ToolPrerequisites.SkipReason(Missing());
 
-    public static string? Missing() =>
-        Tools.FirstOrDefault(tool => !(Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin").Split(':').Any(dir => File.Exists(Path.Combine(dir, tool))));
+    public static string? Missing() => ToolPrerequisites.Missing(Tools);
 }
 
 /// <summary>The theory form of <see cref="Qcow2ToolFactAttribute"/>.</summary>
 public sealed class Qcow2ToolTheoryAttribute : TheoryAttribute
 {
-    public Qcow2ToolTheoryAttribute()
-    {
-        if (Qcow2ToolFactAttribute.Missing() is { } missing && Environment.GetEnvironmentVariable("CI") != "true")
-            Skip = $"needs {missing} (set CI=true to make this a failure)";
-    }
+    public Qcow2ToolTheoryAttribute() => Skip = ToolPrerequisites.SkipReason(Qcow2ToolFactAttribute.Missing());
 }
