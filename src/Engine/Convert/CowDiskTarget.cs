@@ -1,5 +1,4 @@
 using CowDisk.Engine.Images;
-using CowDisk.Engine.Storage;
 
 namespace CowDisk.Engine.Convert;
 
@@ -44,7 +43,6 @@ internal sealed class CowDiskTarget : IConvertTarget
         foreach (var (from, to) in new[] { (_staging.MetadataPath, final.MetadataPath), (_staging.MetadataLogPath, final.MetadataLogPath) })
             if (File.Exists(from)) File.Move(from, to, overwrite: true);
         Staging.Commit(_staging.DataPath, final.DataPath, _replace);
-        HostStorage.Instance.SyncFolder(final.Folder);
         _completed = true;
     }
 

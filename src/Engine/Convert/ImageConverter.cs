@@ -94,8 +94,6 @@ public static class ImageConverter
     /// <summary>The runs that hold data (in this image or a base below it), from the mapping; a raw file's allocated ranges.</summary>
     internal static List<(long Offset, long Length)> DataRuns(IBlockDevice device)
     {
-        if (device is RawFileDevice raw)
-            return raw.DataRanges().Select(r => (r.Offset, Math.Min(r.Length, device.Size - r.Offset))).Where(r => r.Item2 > 0).ToList();
         var runs = new List<(long Offset, long Length)>();
         foreach (var run in BaseImage.MapOf(device, 0, device.Size, 0))
         {

@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
-using CowDisk.Engine.Storage;
 using CowDisk.Format.Qcow2;
 using Microsoft.Win32.SafeHandles;
 
@@ -228,7 +227,6 @@ internal sealed class Qcow2Target : IConvertTarget
         Native.Libc.FDataSync(_file);
         _file.Dispose();
         Staging.Commit(_temporary, _destination, _replace);
-        HostStorage.Instance.SyncFolder(Path.GetDirectoryName(Path.GetFullPath(_destination))!);
         _completed = true;
     }
 

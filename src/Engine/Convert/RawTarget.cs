@@ -1,4 +1,3 @@
-using CowDisk.Engine.Storage;
 using Microsoft.Win32.SafeHandles;
 
 namespace CowDisk.Engine.Convert;
@@ -31,7 +30,6 @@ internal sealed class RawTarget : IConvertTarget
         Native.Libc.FDataSync(_file);   // the data durable before the name points at it
         _file.Dispose();
         Staging.Commit(_temporary, _destination, _replace);
-        HostStorage.Instance.SyncFolder(Path.GetDirectoryName(_destination)!);   // the rename durable
         _completed = true;
     }
 

@@ -39,8 +39,15 @@ internal static partial class Staging
     /// <summary>
     /// Renames the finished output over the destination; without replace, atomically refuses if the destination
     /// appeared meanwhile (renameat2 RENAME_NOREPLACE), so a file made during the conversion is never overwritten.
+    /// The rename is made durable (folder fsync) before this returns.
     /// </summary>
     public static void Commit(string staging, string destination, bool replace)
+    {
+        Rename(staging, destination, replace);
+        Storage.HostStorage.Instance.SyncFolder(Path.GetDirectoryName(Path.GetFullPath(destination))!);   // the rename durable
+    }
+
+    private static void Rename(string staging, string destination, bool replace)
     {
         if (replace)
         {

@@ -64,13 +64,7 @@ public sealed partial class CowImage
     }
 
     /// <summary>The virtual disk as runs of one source each (own, shared, zero, base, unallocated), like `qemu-img map`.</summary>
-    public List<MapRun> Map()
-    {
-        if (ReadOnly) return Map(0, Size, 0);
-        List<MapRun> runs = [];
-        OnResponder(() => runs = Map(0, Size, 0));   // a writer's mappings change on the responder thread: read them there
-        return runs;
-    }
+    public List<MapRun> Map() => MapRange(0, Size);
 
     /// <summary>The runs of [start, end), as <see cref="Map()"/> gives them for the whole disk.</summary>
     public List<MapRun> MapRange(long start, long end)
@@ -78,7 +72,7 @@ public sealed partial class CowImage
         if (start < 0 || end > Size || start > end) throw new ArgumentOutOfRangeException(nameof(start), $"range {start}..{end} is outside the disk (size {Size})");
         if (ReadOnly) return Map(start, end, 0);
         List<MapRun> runs = [];
-        OnResponder(() => runs = Map(start, end, 0));
+        OnResponder(() => runs = Map(start, end, 0));   // a writer's mappings change on the responder thread: read them there
         return runs;
     }
 

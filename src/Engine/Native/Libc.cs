@@ -68,6 +68,9 @@ internal static partial class Libc
             throw new IOException($"cannot turn on O_DIRECT: {Errno.Describe(Marshal.GetLastPInvokeError())}");
     }
 
+    /// <summary>Whether path is a socket (not following a final symlink).</summary>
+    public static bool IsSocket(string path) => FileType(path) == 0xC000;
+
     /// <summary>The S_IFMT bits of path's mode (not following a final symlink); 0 if it cannot be read.</summary>
     public static unsafe int FileType(string path)
     {

@@ -170,7 +170,7 @@ public sealed class AttachRegistry(AttachPaths paths)
         RemoveLinkIfPointsTo(Paths.LinkPath(name), record?.Device);
         try { Directory.Delete(mountPoint); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         try { File.Delete(Paths.ControlSocket(name)); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-        try { if (Native.Libc.FileType(Paths.NbdSocket(name)) == 0xC000) File.Delete(Paths.NbdSocket(name)); }   // only a socket: never a file a user put there
+        try { if (Native.Libc.IsSocket(Paths.NbdSocket(name))) File.Delete(Paths.NbdSocket(name)); }   // only a socket: never a file a user put there
         catch (IOException) { } catch (UnauthorizedAccessException) { }
         Remove(name);
     }

@@ -60,7 +60,7 @@ public sealed class NbdServer : IDisposable
         // A socket left by a server that died is replaced; anything else at the path is not ours to delete.
         if (File.Exists(path) || Directory.Exists(path))
         {
-            if ((File.GetAttributes(path) & FileAttributes.Directory) != 0 || !IsSocket(path))
+            if ((File.GetAttributes(path) & FileAttributes.Directory) != 0 || !Native.Libc.IsSocket(path))
                 throw new IOException($"{path} exists and is not a socket");
             if (IsListening(path)) throw new IOException($"{path} is in use by another server");
             File.Delete(path);
@@ -89,7 +89,6 @@ public sealed class NbdServer : IDisposable
             _addresses.Add($"{(_options.RequireTls ? "nbds+unix" : "nbd+unix")}:///{export.Name}?socket={path}");
     }
 
-    private static bool IsSocket(string path) => (Native.Libc.FileType(path) & 0xF000) == 0xC000;
 
     private static bool IsListening(string path)
     {
@@ -187,7 +186,7 @@ public sealed class NbdServer : IDisposable
         foreach (var thread in _acceptors) thread.Join();
         _listeners.Clear();
         _acceptors.Clear();
-        if (_boundUnix && _options.UnixSocket is { } path && IsSocket(path)) File.Delete(path);   // never another server's socket
+        if (_boundUnix && _options.UnixSocket is { } path && Native.Libc.IsSocket(path)) File.Delete(path);   // never another server's socket
         _boundUnix = false;
 
         foreach (var connection in open) connection.StopReading();
