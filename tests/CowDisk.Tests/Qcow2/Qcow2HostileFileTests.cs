@@ -219,21 +219,31 @@ public sealed class Qcow2HostileFileTests
     }
 
     [Qcow2ToolFact]
-    public void Real_encrypted_and_external_data_images_are_refused()
+    public void Encrypted_and_external_data_images_are_refused()
     {
         using var dir = new TempDir();
-        string luks = dir.File("luks.qcow2");
-        // qemu-img times its PBKDF and now and then fails with "Unable to get accurate CPU usage": try again.
-        string[] create = ["create", "-q", "--object", "secret,id=sec0,data=123456", "-f", "qcow2", "-o", "encrypt.format=luks,encrypt.key-secret=sec0", luks, "1M"];
-        for (int attempt = 1; CommandRunner.Run("qemu-img", create) is { ExitCode: not 0 } failed; attempt++)
-        {
-            File.Delete(luks);
-            Assert.True(attempt < 10, $"qemu-img {string.Join(' ', create)}: {failed}");
-        }
-        AssertOpenRefused(luks, "encrypted");
+        // The header field qemu-img sets for a LUKS image, on an otherwise valid file.
+        string marked = MakeValid(dir, "marked-luks.qcow2");
+        PatchU32(marked, Qcow2Header.CryptMethodOffset, (uint)Qcow2CryptMethod.Luks);
+        AssertOpenRefused(marked, "encrypted");
         string external = dir.File("external.qcow2");
         Qemu.Img("create", "-q", "-f", "qcow2", "-o", $"data_file={dir.File("external.raw")}", external, "1M");
         AssertOpenRefused(external, "external data file");
+    }
+
+    [Qcow2ToolFact]
+    public void A_real_luks_image_from_qemu_img_is_refused()
+    {
+        using var dir = new TempDir();
+        string luks = dir.File("luks.qcow2");
+        string[] create = ["create", "-q", "--object", "secret,id=sec0,data=123456", "-f", "qcow2", "-o", "encrypt.format=luks,encrypt.key-secret=sec0", luks, "1M"];
+        var made = CommandRunner.Run("qemu-img", create);
+        // qemu-img times its PBKDF with the thread's CPU clock; where that clock does not advance (some VMs) it
+        // cannot create LUKS images at all ("Unable to get accurate CPU usage"). The header test above still covers the refusal.
+        if (made.ExitCode != 0 && made.ToString().Contains("Unable to get accurate CPU usage"))
+            return;
+        Assert.True(made.ExitCode == 0, $"qemu-img {string.Join(' ', create)}: {made}");
+        AssertOpenRefused(luks, "encrypted");
     }
 
     [Qcow2ToolTheory]
