@@ -99,6 +99,13 @@ public sealed partial class CowImage
                     // or another snapshot reads the same cluster.
                     bool shared = Snapshot is null ? history.IsShared(m.Epoch) : _viewedHistory!.SharedBeyond(block, m.Epoch, m.PhysicalCluster);
                     var source = shared ? MapSource.Shared : MapSource.Own;
+                    if (history.Layers.TryGet(block, m.Epoch, out var layer))
+                    {
+                        // Layered: its own subclusters, and the others in the cluster underneath (shared while a snapshot reads it).
+                        var under = Snapshot is not null || history.ReadBySnapshot(layer.UnderKey(block)) ? MapSource.Shared : MapSource.Own;
+                        AppendLayered(runs, block, (int)(start - (block << shift)), (int)(blockEnd - (block << shift)), m.PhysicalCluster, layer, source, under, depth);
+                        break;
+                    }
                     long fileOffset = (m.PhysicalCluster << shift) + (start - (block << shift));
                     Append(runs, new MapRun(start, blockEnd - start, source, depth, fileOffset, DataDevice ?? Files.DataPath));
                     break;
@@ -127,6 +134,23 @@ public sealed partial class CowImage
         if (baseEnd > start) below.AddRange(BaseImage.MapOf(_base, start, baseEnd, depth + 1));
         if (baseEnd < end) below.Add(new MapRun(baseEnd, end - baseEnd, MapSource.Unallocated, depth, null, null));   // past a smaller base: zeros
         return below;
+    }
+
+    private void AppendLayered(List<MapRun> runs, long block, int from, int to, long top, Layer layer, MapSource own, MapSource under, int depth) =>
+        AppendLayered(runs, Geometry, block, from, to, top, layer, own, under, depth, DataDevice ?? Files.DataPath);
+
+    /// <summary>Bytes [from, to) of a layered block as runs, each subcluster run from the cluster that holds it.</summary>
+    internal static void AppendLayered(List<MapRun> runs, ClusterGeometry geometry, long block, int from, int to, long top, Layer layer,
+        MapSource own, MapSource under, int depth, string file)
+    {
+        int shift = geometry.ClusterShift;
+        for (int pos = from; pos < to;)
+        {
+            int len = geometry.SubclusterRun(layer.Mask, pos, to - pos, out bool inTop);
+            long cluster = inTop ? top : layer.UnderCluster;
+            Append(runs, new MapRun((block << shift) + pos, len, inTop ? own : under, depth, (cluster << shift) + pos, file));
+            pos += len;
+        }
     }
 
     internal static void Append(List<MapRun> runs, MapRun run)

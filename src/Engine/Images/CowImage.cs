@@ -359,6 +359,7 @@ public sealed partial class CowImage : IBlockDevice
             var table = new MappingTable(geometry.BlockCount);
             long extents = store.LoadMappings(table);
             var history = store.LoadHistory(table);
+            history.ValidateLayers(geometry);
             var extentFile = device ?? data;
             var allocator = BuildAllocator(table, history, geometry, extentFile.Length, device is not null);
             bool wasUnclean = !rec.Clean;
@@ -370,7 +371,7 @@ public sealed partial class CowImage : IBlockDevice
                 snapshot = history.Tree.Find(name) ?? throw new ImageOpenException($"{files.DataPath} has no snapshot named '{name}'");
                 viewed = history;
                 table = history.BuildView(snapshot.Epoch);
-                history = new History(table, history.Tree);
+                history = new History(table, history.Tree, history.Layers);   // the view's layered blocks read as the snapshot saw them
             }
             if (!options.ReadOnly)
             {
@@ -414,7 +415,8 @@ public sealed partial class CowImage : IBlockDevice
     /// <summary>
     /// An older image takes the current version before its first write, so a build that knows only its old version
     /// refuses it instead of missing what it cannot read: mappings in the framed log (2), snapshots and the
-    /// extents only they read, which an old build would free and overwrite (3).
+    /// extents only they read, which an old build would free and overwrite (3), layered blocks, whose other
+    /// subclusters an old build would read from the wrong cluster (4).
     /// </summary>
     private static ImageHeader Upgrade(IStorageFile data, ImageHeader header)
     {

@@ -17,6 +17,7 @@ public sealed class SnapshotView : IBlockDevice
 {
     private readonly ClusterGeometry _geometry;
     private readonly MappingTable _table;
+    private readonly Snapshots.Layers _layers;
     private readonly IStorageFile _extents;
     private readonly SafeFileHandle _imageFile;   // holds the view lock
     private readonly IBlockDevice? _base;
@@ -29,7 +30,7 @@ public sealed class SnapshotView : IBlockDevice
     public long Size => _geometry.VirtualSize;
     public BlockDeviceCapabilities Capabilities => BlockDeviceCapabilities.ReadOnly;
 
-    /// <param name="exported">The snapshot's mappings as journal records (from the writer).</param>
+    /// <param name="exported">The snapshot's mappings and layers (<see cref="ViewExport"/>, from the writer).</param>
     /// <param name="backing">The image's base, resolved, or null.</param>
     /// <param name="dataDevice">The data device holding the extents, or null for the data file.</param>
     public static SnapshotView Open(string imagePath, string snapshot, Guid imageId, uint epoch, int clusterSize, long virtualSize, byte[] exported,
@@ -37,14 +38,14 @@ public sealed class SnapshotView : IBlockDevice
     {
         var geometry = new ClusterGeometry(clusterSize, virtualSize);
         var table = new MappingTable(geometry.BlockCount);
-        JournalCodec.Apply(table, 0, exported);
+        var layers = ViewExport.Decode(exported, table);
         IStorageFile? extents = null;
         IBlockDevice? baseDevice = null;
         try
         {
             extents = dataDevice is null ? HostStorage.Instance.Open(imagePath, StorageAccess.Read) : HostStorage.Instance.OpenDevice(dataDevice, StorageAccess.Read);
             if (backing is not null) baseDevice = BaseImage.Open(backing, depth + 1, (chain ?? []).Append(imagePath).ToArray());
-            return new SnapshotView(imagePath, snapshot, geometry, table, extents, heldImageFile, baseDevice) { ImageId = imageId, Epoch = epoch, _dataDevice = dataDevice };
+            return new SnapshotView(imagePath, snapshot, geometry, table, layers, extents, heldImageFile, baseDevice) { ImageId = imageId, Epoch = epoch, _dataDevice = dataDevice };
         }
         catch
         {
@@ -55,10 +56,10 @@ public sealed class SnapshotView : IBlockDevice
         }
     }
 
-    private SnapshotView(string imagePath, string snapshot, ClusterGeometry geometry, MappingTable table, IStorageFile extents,
-        SafeFileHandle imageFile, IBlockDevice? baseDevice)
+    private SnapshotView(string imagePath, string snapshot, ClusterGeometry geometry, MappingTable table, Snapshots.Layers layers,
+        IStorageFile extents, SafeFileHandle imageFile, IBlockDevice? baseDevice)
     {
-        ImagePath = imagePath; SnapshotName = snapshot; _geometry = geometry; _table = table; _extents = extents;
+        ImagePath = imagePath; SnapshotName = snapshot; _geometry = geometry; _table = table; _layers = layers; _extents = extents;
         _imageFile = imageFile; _base = baseDevice;
     }
 
@@ -75,9 +76,16 @@ public sealed class SnapshotView : IBlockDevice
             var m = _table.GetMapping(block);
             switch (m.Source)
             {
+                case MappingSource.Data when _layers.TryGet(block, m.Epoch, out var layer):
+                    for (int pos = 0; pos < n;)
+                    {
+                        int len = _geometry.SubclusterRun(layer.Mask, inBlock + pos, n - pos, out bool own);
+                        ReadCluster(own ? m.PhysicalCluster : layer.UnderCluster, inBlock + pos, part.Slice(pos, len));
+                        pos += len;
+                    }
+                    break;
                 case MappingSource.Data:
-                    int got = _extents.Read(_geometry.ClusterOffset(m.PhysicalCluster) + inBlock, part);
-                    part[got..].Clear();   // the unwritten tail of a cluster at the file's end
+                    ReadCluster(m.PhysicalCluster, inBlock, part);
                     break;
                 case MappingSource.Unallocated when _base is not null:
                     long available = Math.Clamp(_base.Size - offset, 0, n);
@@ -93,6 +101,12 @@ public sealed class SnapshotView : IBlockDevice
         }
     }
 
+    private void ReadCluster(long cluster, int inBlock, Span<byte> part)
+    {
+        int got = _extents.Read(_geometry.ClusterOffset(cluster) + inBlock, part);
+        part[got..].Clear();   // the unwritten tail of a cluster at the file's end
+    }
+
     /// <summary>The whole view as runs, like `cowdisk map`.</summary>
     public List<MapRun> Map() => Map(0, Size, 0);
 
@@ -106,7 +120,10 @@ public sealed class SnapshotView : IBlockDevice
             long block = start >> shift;
             long blockEnd = Math.Min(end, (block + 1) << shift);
             var m = _table.GetMapping(block);
-            if (m.IsData)
+            if (m.IsData && _layers.TryGet(block, m.Epoch, out var layer))
+                CowImage.AppendLayered(runs, _geometry, block, (int)(start - (block << shift)), (int)(blockEnd - (block << shift)), m.PhysicalCluster,
+                    layer, MapSource.Own, MapSource.Own, depth, _dataDevice ?? ImagePath);
+            else if (m.IsData)
                 CowImage.Append(runs, new MapRun(start, blockEnd - start, MapSource.Own, depth,
                     (m.PhysicalCluster << shift) + (start - (block << shift)), _dataDevice ?? ImagePath));
             else if (m.Source == MappingSource.Zero) CowImage.Append(runs, new MapRun(start, blockEnd - start, MapSource.Zero, depth, null, null));

@@ -113,6 +113,12 @@ internal sealed class MappingCache
         }
     }
 
+    /// <summary>
+    /// Stored for a block that became layered: reads as a miss (its source is Unallocated), but is not empty, so
+    /// an older answer racing with the writer's store cannot fill the slot. Layered blocks are never cached.
+    /// </summary>
+    public const ulong Uncached = 1;
+
     public static ulong Encode(MappingSource source, long physical = 0, bool shared = false) =>
         MappingEntry.Encode(new Format.Mapping.Mapping(source, physical, 0, shared));
 }

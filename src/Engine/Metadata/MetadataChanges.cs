@@ -11,6 +11,8 @@ internal sealed class MetadataChanges
     public List<(long Chunk, byte[]? Extents)> Chunks { get; init; } = new();
     /// <summary>Dead-extent chunks to replace: packed rows, or null when none are left.</summary>
     public List<(long Chunk, byte[]? Rows)> Dead { get; init; } = new();
+    /// <summary>Layer pages to replace: packed rows, or null when none are left.</summary>
+    public List<(long Page, byte[]? Rows)> Layers { get; init; } = new();
     public List<SnapshotInfo> SnapshotsAdded { get; init; } = new();
     public List<SnapshotInfo> SnapshotsRemoved { get; init; } = new();
     public List<(uint Epoch, uint? Parent)> EpochsAdded { get; init; } = new();
@@ -24,7 +26,7 @@ internal sealed class MetadataChanges
     /// <summary>The image document to write, or null to leave it.</summary>
     public ImageRecord? Image { get; set; }
 
-    public bool IsEmpty => Chunks.Count == 0 && Journal is null && !FoldJournal && Dead.Count == 0 && SnapshotsAdded.Count == 0 && SnapshotsRemoved.Count == 0 &&
+    public bool IsEmpty => Chunks.Count == 0 && Journal is null && !FoldJournal && Dead.Count == 0 && Layers.Count == 0 && SnapshotsAdded.Count == 0 && SnapshotsRemoved.Count == 0 &&
                            EpochsAdded.Count == 0 && EpochsRemoved.Count == 0 && ClonesAdded.Count == 0 && ClonesRemoved.Count == 0 &&
                            Image is null;
 }

@@ -22,6 +22,7 @@ internal sealed class MetadataStore : IDisposable
     private const string ImageCollection = "image";
     private const string ChunkCollection = "chunks";
     private const string DeadCollection = "dead";
+    private const string LayerCollection = "layers";
     private const string EpochCollection = "epochs";
     private const string SnapshotCollection = "snapshots";
     private const string CloneCollection = "clones";
@@ -267,6 +268,25 @@ internal sealed class MetadataStore : IDisposable
                             rec.Source == MappingSource.Data ? rec.PhysicalCluster + i : 0, rec.Birth, rec.Death);
                 }
             }
+            foreach (var doc in _db.GetCollection(LayerCollection).FindAll())
+            {
+                long page = doc["_id"].AsInt64;
+                if (page < 0 || History.PageStart(page) >= table.BlockCount)
+                    throw new CorruptImageException($"layer page {page} lies outside the disk");
+                var packed = doc["x"].AsBinary;
+                if (packed is null || packed.Length % LayerRecord.Size != 0)
+                    throw new CorruptImageException($"layer page {page} is not a whole number of records");
+                for (int r = 0; r < packed.Length / LayerRecord.Size; r++)
+                {
+                    LayerRecord rec;
+                    try { rec = LayerRecord.Read(packed.AsSpan(r * LayerRecord.Size)); }
+                    catch (FormatException e) { throw new CorruptImageException($"layer page {page}: {e.Message}"); }
+                    long block = History.PageStart(page) + rec.BlockInPage;
+                    if (rec.BlockInPage >= History.PageBlocks || block >= table.BlockCount)
+                        throw new CorruptImageException($"layer page {page}: block {rec.BlockInPage} leaves the page or the disk");
+                    history.Layers.Load(block, rec);
+                }
+            }
             history.Validate();
             if (!stored) tree.MarkAllNodesNew();   // stored with the first commit that changes the tree
             else tree.TakeChanges();
@@ -368,6 +388,12 @@ internal sealed class MetadataStore : IDisposable
             {
                 if (rows is null) dead.Delete(chunk);
                 else dead.Upsert(new BsonDocument { ["_id"] = chunk, ["x"] = rows });
+            }
+            var layers = _db.GetCollection(LayerCollection);
+            foreach (var (page, rows) in changes.Layers)
+            {
+                if (rows is null) layers.Delete(page);
+                else layers.Upsert(new BsonDocument { ["_id"] = page, ["x"] = rows });
             }
             var epochs = _db.GetCollection(EpochCollection);
             foreach (uint e in changes.EpochsRemoved) epochs.Delete((long)e);

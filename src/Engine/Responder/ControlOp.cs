@@ -21,7 +21,7 @@ internal sealed class ControlOp
     public List<SnapshotInfo>? List { get; set; }
     /// <summary>AddClone: the image being made from the snapshot.</summary>
     public CloneRef? Clone { get; init; }
-    /// <summary>ExportView: the snapshot's mappings as journal records (runs over the whole disk).</summary>
+    /// <summary>ExportView: the snapshot's mappings and layers (<see cref="Mapping.ViewExport"/>).</summary>
     public byte[]? Export { get; set; }
     public uint ExportEpoch { get; set; }
     /// <summary>Invoke: a read of the mappings run on the responder thread, which owns them (map, diff of a running image).</summary>

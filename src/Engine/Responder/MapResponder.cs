@@ -38,8 +38,20 @@ internal sealed class MapResponder : IDisposable
     private readonly History _history;
     private readonly ConcurrentQueue<ControlOp> _control = new();
 
-    // Blocks whose new extent is being written: block → physical cluster. Readers still see the old mapping.
-    private readonly Dictionary<long, long> _allocating = new();
+    // Blocks whose new extent (or a layer's new subclusters) is being written. Readers still see the old mapping.
+    private readonly Dictionary<long, Pending> _allocating = new();
+
+    private enum PendingKind : byte
+    {
+        /// <summary>A new extent replaces the block's mapping at DONE.</summary>
+        New,
+        /// <summary>A new extent holding only Mask's subclusters is layered over the block's shared mapping at DONE.</summary>
+        Layer,
+        /// <summary>The block's own layered extent gains Mask's subclusters at DONE (same cluster).</summary>
+        Extend,
+    }
+
+    private readonly record struct Pending(long Physical, PendingKind Kind, ulong Mask = 0);
     // Requests that touch an allocating block wait here until its DONE.
     private readonly List<RingEvent> _deferred = new();
     private readonly HashSet<long> _dirtyChunks = new();
@@ -232,11 +244,16 @@ internal sealed class MapResponder : IDisposable
         var first = _table.GetMapping(req.Block);
         var rsp = Response(req);
         int run = 1;
+        if (first.IsData && Layered(req.Block, first, out var layer))
+        {
+            Respond(LayeredResponse(req, first, layer));
+            return;
+        }
         if (first.IsData)
         {
             bool shared = _history.IsShared(first.Epoch);
             while (run < count && _table.GetMapping(req.Block + run) is { IsData: true } m && m.PhysicalCluster == first.PhysicalCluster + run &&
-                   _history.IsShared(m.Epoch) == shared) run++;
+                   _history.IsShared(m.Epoch) == shared && !Layered(req.Block + run, m, out _)) run++;
             // A cluster a snapshot reads may be cached for reads, never written in place.
             rsp.ResponseFlags = MapResponseFlags.Valid | (shared ? MapResponseFlags.Shared : MapResponseFlags.None);
             rsp.Device = DeviceIndex.Data;
@@ -261,17 +278,53 @@ internal sealed class MapResponder : IDisposable
     private bool ReadsAsZero(in Format.Mapping.Mapping m) =>
         m.Source == MappingSource.Zero || (m.Source == MappingSource.Unallocated && !_hasBase);
 
+    private bool Layered(long block, in Format.Mapping.Mapping m, out Layer layer)
+    {
+        if (_history.Layers.Count == 0) { layer = default; return false; }
+        return _history.Layers.TryGet(block, m.Epoch, out layer);
+    }
+
+    // One layered block: its own subclusters (Mask) in DeviceBlock, the others in the shared cluster under it.
+    private RingEvent LayeredResponse(in RingEvent req, in Format.Mapping.Mapping top, in Layer layer,
+        MapResponseFlags more = MapResponseFlags.None)
+    {
+        var rsp = Response(req);
+        rsp.ResponseFlags = MapResponseFlags.Valid | MapResponseFlags.Layered | more |
+                            (_history.IsShared(top.Epoch) ? MapResponseFlags.Shared : MapResponseFlags.None);
+        rsp.Device = DeviceIndex.Data;
+        rsp.DeviceBlock = top.PhysicalCluster;
+        rsp.SourceDevice = DeviceIndex.Data;
+        rsp.SourceBlock = layer.UnderCluster;
+        rsp.Mask = layer.Mask;
+        rsp.Count = 1;
+        return rsp;
+    }
+
     private void AnswerWrite(in RingEvent req, int count)
     {
         var first = _table.GetMapping(req.Block);
         var rsp = Response(req);
         int run = 1;
+        Layer layer = default;
+        bool layered = first.IsData && Layered(req.Block, first, out layer);
+        // The subclusters of the first block this write touches (a request without a mask covers the whole block).
+        ulong full = _geometry.FullMask(req.Block);
+        ulong touched = req.Mask == 0 ? full : req.Mask & full;
+        if (layered && !_history.IsShared(first.Epoch))
+        {
+            // The head's own layered extent: subclusters it holds are overwritten in place; new ones are added
+            // to its mask when their data is written (their partial edges filled from the cluster underneath).
+            if ((touched & ~layer.Mask) == 0) { Respond(LayeredResponse(req, first, layer)); return; }
+            _allocating.Add(req.Block, new Pending(first.PhysicalCluster, PendingKind.Extend, touched));
+            Respond(LayeredResponse(req, first, layer, MapResponseFlags.CopyFirst | MapResponseFlags.Sync));
+            return;
+        }
         if (first.IsData && !_history.IsShared(first.Epoch))
         {
             // Written before and read by no snapshot: overwrite in place.
             while (run < count && !_allocating.ContainsKey(req.Block + run) &&
                    _table.GetMapping(req.Block + run) is { IsData: true } m && m.PhysicalCluster == first.PhysicalCluster + run &&
-                   !_history.IsShared(m.Epoch)) run++;
+                   !_history.IsShared(m.Epoch) && !Layered(req.Block + run, m, out _)) run++;
             rsp.ResponseFlags = MapResponseFlags.Valid;
             rsp.Device = DeviceIndex.Data;
             rsp.DeviceBlock = first.PhysicalCluster;
@@ -285,13 +338,45 @@ internal sealed class MapResponder : IDisposable
             Respond(Error(req, -ErrnoNoSpace));
             return;
         }
+        if (first.IsData && !layered && _geometry.HasSubclusters && touched != full)
+        {
+            // A first partial write to a cluster a snapshot shares: a new cluster takes only the subclusters
+            // written, layered over the shared one, so nothing else is copied (docs/FORMAT.md §9.6).
+            long cluster = _allocator.Allocate(1, out _, out _);
+            if (cluster < 0) { Respond(Error(req, -ErrnoNoSpace)); return; }
+            if (cluster > MappingEntry.MaxPhysicalCluster) throw new CorruptImageException("data file is past the addressable size");
+            _allocating.Add(req.Block, new Pending(cluster, PendingKind.Layer, touched));
+            var under = new Layer(0, first.Epoch, first.PhysicalCluster);
+            var answer = LayeredResponse(req, Format.Mapping.Mapping.Data(cluster, Epoch), under, MapResponseFlags.CopyFirst | MapResponseFlags.Sync);
+            answer.ResponseFlags &= ~MapResponseFlags.Shared;
+            Respond(answer);
+            return;
+        }
+        if (layered)
+        {
+            // A layered extent a snapshot shares: copied whole into a new extent (a layer never lies over a layer);
+            // the fill is the block as it reads now, from both clusters.
+            long cluster = _allocator.Allocate(1, out _, out _);
+            if (cluster < 0) { Respond(Error(req, -ErrnoNoSpace)); return; }
+            if (cluster > MappingEntry.MaxPhysicalCluster) throw new CorruptImageException("data file is past the addressable size");
+            _allocating.Add(req.Block, new Pending(cluster, PendingKind.New));
+            rsp.ResponseFlags = MapResponseFlags.Valid | MapResponseFlags.CopyFirst | MapResponseFlags.Sync | MapResponseFlags.FillByRead;
+            rsp.Device = DeviceIndex.Data;
+            rsp.DeviceBlock = cluster;
+            rsp.SourceDevice = DeviceIndex.Data;
+            rsp.SourceBlock = first.PhysicalCluster;
+            rsp.Count = 1;
+            Respond(rsp);
+            return;
+        }
         // New extent; its fill for partial blocks comes from what the block reads as now: the cluster a snapshot
         // shares (copy on write), zeros, or the base.
         bool copy = first.IsData;
         bool zeroFill = !copy && ReadsAsZero(first);
         if (copy)
             while (run < count && !_allocating.ContainsKey(req.Block + run) &&
-                   _table.GetMapping(req.Block + run) is { IsData: true } m && m.PhysicalCluster == first.PhysicalCluster + run) run++;
+                   _table.GetMapping(req.Block + run) is { IsData: true } m && m.PhysicalCluster == first.PhysicalCluster + run &&
+                   !Layered(req.Block + run, m, out _)) run++;
         else
             while (run < count && !_allocating.ContainsKey(req.Block + run) &&
                    _table.GetMapping(req.Block + run) is var m && !m.IsData && ReadsAsZero(m) == zeroFill) run++;
@@ -303,7 +388,7 @@ internal sealed class MapResponder : IDisposable
         }
         if (physical + got - 1 > MappingEntry.MaxPhysicalCluster)
             throw new CorruptImageException("data file is past the addressable size");
-        for (int i = 0; i < got; i++) _allocating.Add(req.Block + i, physical + i);
+        for (int i = 0; i < got; i++) _allocating.Add(req.Block + i, new Pending(physical + i, PendingKind.New));
         rsp.ResponseFlags = MapResponseFlags.Valid | MapResponseFlags.CopyFirst | MapResponseFlags.Sync |
                             (zeroFill ? MapResponseFlags.Zero : MapResponseFlags.None) |
                             (zeroFill && fresh ? MapResponseFlags.Fresh : MapResponseFlags.None);
@@ -363,16 +448,31 @@ internal sealed class MapResponder : IDisposable
     {
         for (long b = done.Block; b < done.Block + done.Count; b++)
         {
-            if (!_allocating.Remove(b, out long physical))
+            if (!_allocating.Remove(b, out var pending))
                 throw new CorruptImageException($"MAP_BLOCK_DONE for block {b}, which was not being allocated");
             if (done.Result != 0)
             {
-                _allocator.Release(physical, 1);   // never referenced: reusable at once
+                if (pending.Kind != PendingKind.Extend) _allocator.Release(pending.Physical, 1);   // never referenced: reusable at once
                 continue;
             }
             var old = _table.GetMapping(b);
-            _table.Set(b, MappingEntry.Encode(Format.Mapping.Mapping.Data(physical, Epoch)));
-            _history.Drop(b, old);   // the extent it replaces: freed, or kept dead for a snapshot
+            switch (pending.Kind)
+            {
+                case PendingKind.New:
+                    _table.Set(b, MappingEntry.Encode(Format.Mapping.Mapping.Data(pending.Physical, Epoch)));
+                    _history.Drop(b, old);   // the extent it replaces: freed, or kept dead for a snapshot
+                    break;
+                case PendingKind.Layer:
+                    var top = Format.Mapping.Mapping.Data(pending.Physical, Epoch);
+                    _table.Set(b, MappingEntry.Encode(top));
+                    _history.AddLayer(b, top, pending.Mask, old);   // the shared extent stays for the other subclusters
+                    break;
+                case PendingKind.Extend:
+                    if (!old.IsData || old.PhysicalCluster != pending.Physical)
+                        throw new CorruptImageException($"block {b} changed while its layer was being written");
+                    _history.ExtendLayer(b, old.Epoch, pending.Mask, _geometry.FullMask(b));
+                    break;
+            }
             MarkDirty(b);
         }
         // No INVALIDATE here: the writer stores the new mapping in the target's cache itself, and a racing
@@ -399,7 +499,7 @@ internal sealed class MapResponder : IDisposable
             else
             {
                 // Read-only work: a failure refuses the export and leaves the disk serving.
-                try { op.Export = JournalCodec.Encode(_history.BuildView(viewed.Epoch), [(0, _geometry.BlockCount)]); op.ExportEpoch = viewed.Epoch; }
+                try { op.Export = ViewExport.Encode(_history.BuildView(viewed.Epoch), _history.Layers); op.ExportEpoch = viewed.Epoch; }
                 catch (Exception e) when (e is not OutOfMemoryException) { op.Refused = $"cannot export snapshot '{op.Name}': {e.Message}"; }
             }
             Respond(new RingEvent { Type = RingEventType.ControlRsp, Id = ev.Id, Result = op.Refused is null ? 0 : -Native.Errno.EINVAL });
@@ -595,7 +695,7 @@ internal sealed class MapResponder : IDisposable
     {
         if (_committer is null || _inFlight is not null || _fatal is not null) return;
         if (_dirtyChunks.Count == 0 && _waitingFlushes.Count == 0 && _waitingControls.Count == 0 &&
-            _history.DirtyDeadChunks.Count == 0 && !_history.TreeDirty) return;
+            _history.DirtyDeadChunks.Count == 0 && _history.Layers.DirtyPages.Count == 0 && !_history.TreeDirty) return;
         var changes = new MetadataChanges();
         // A commit writes what changed (a journal entry); now and then the journal is folded into whole chunks,
         // and so is a change too big for one entry (it would cost more than the chunks it touches).
@@ -622,6 +722,8 @@ internal sealed class MapResponder : IDisposable
         _dirtyChunks.Clear();
         foreach (long c in _history.DirtyDeadChunks) changes.Dead.Add((c, _history.EncodeChunk(c)));
         _history.DirtyDeadChunks.Clear();
+        foreach (long p in _history.Layers.DirtyPages) changes.Layers.Add((p, _history.Layers.EncodePage(p)));
+        _history.Layers.DirtyPages.Clear();
         if (_history.TreeDirty)
         {
             var (added, removed, nodesAdded, nodesRemoved) = _history.Tree.TakeChanges();
@@ -660,6 +762,7 @@ internal sealed class MapResponder : IDisposable
             foreach (long chunk in batch.DirtyChunks) _dirtyChunks.Add(chunk);
             _changed.AddRange(batch.ChangedRanges);
             foreach (var (chunk, _) in batch.Changes.Dead) _history.DirtyDeadChunks.Add(chunk);
+            foreach (var (page, _) in batch.Changes.Layers) _history.Layers.DirtyPages.Add(page);
             if (batch.DirtyChunks.Count + batch.Changes.Dead.Count > 0) _firstDirtyTicks = Stopwatch.GetTimestamp();   // retry after an interval, not in a loop
             _releasable.AddRange(batch.Release);
             // A failed fsync (data or log) cannot be retried safely: the kernel may have dropped the pages.

@@ -255,7 +255,8 @@ internal sealed class RingClient : IDisposable
     {
         var flags = rsp.ResponseFlags;
         // A new extent (SYNC) is not true until its data is written; the writer stores it then.
-        if ((flags & (MapResponseFlags.Error | MapResponseFlags.Sync | MapResponseFlags.CopyFirst)) != 0) return;
+        // A layered block reads from two clusters: one cache entry cannot say which.
+        if ((flags & (MapResponseFlags.Error | MapResponseFlags.Sync | MapResponseFlags.CopyFirst | MapResponseFlags.Layered)) != 0) return;
         bool shared = (flags & MapResponseFlags.Shared) != 0;
         if ((flags & MapResponseFlags.Zero) != 0 || rsp.Device == DeviceIndex.Base)
         {

@@ -53,7 +53,10 @@ internal sealed class History
     /// <summary>Whether a process reads a snapshot view without the image's lock (served by its writer): no delete then.</summary>
     public Func<bool> ViewReaders { get; set; } = () => false;
 
-    public History(MappingTable table, EpochTree tree) { _table = table; Tree = tree; }
+    public History(MappingTable table, EpochTree tree, Layers? layers = null) { _table = table; Tree = tree; Layers = layers ?? new Layers(); }
+
+    /// <summary>The layered blocks (first writes after a snapshot that copied nothing), live and dead alike.</summary>
+    public Layers Layers { get; }
 
     public uint Head => Tree.Head;
     public int DeadCount => _dead.Count;
@@ -106,6 +109,17 @@ internal sealed class History
                     throw new CorruptImageException($"block {block} born in epoch {m.Epoch} is both mapped and dead with another extent");
             }
         }
+    }
+
+    /// <summary>Checks every layer against the loaded mappings (live and dead); run once the live table is loaded.</summary>
+    public void ValidateLayers(Format.Image.ClusterGeometry geometry) => Layers.Validate(geometry, ClusterOf);
+
+    /// <summary>The cluster of the data mapping of block born at birth, live or dead, or null.</summary>
+    public long? ClusterOf(DeadKey key)
+    {
+        var live = _table.GetMapping(key.Block);
+        if (live.IsData && live.Epoch == key.Birth) return live.PhysicalCluster;
+        return _dead.TryGetValue(key, out var e) && e.Source == MappingSource.Data ? e.Cluster : null;
     }
 
     /// <summary>Every dead entry's data cluster, for the allocator and the checks; live resurrected ones are included.</summary>
@@ -166,9 +180,9 @@ internal sealed class History
         if (m.Source is not (MappingSource.Data or MappingSource.Zero)) return;
         var key = new DeadKey(block, m.Epoch);
         bool known = _dead.TryGetValue(key, out var e);
-        if (!known && !exact && !IsShared(m.Epoch))
+        if (!known && !exact && !IsShared(m.Epoch) && !Layers.IsPinned(key))
         {
-            if (m.IsData) Free?.Invoke(m.PhysicalCluster);   // born after every snapshot: the head's alone
+            if (m.IsData) FreeMapping(key, m.PhysicalCluster);   // born after every snapshot: the head's alone
             return;
         }
         if (!known)
@@ -181,6 +195,9 @@ internal sealed class History
         // A fresh entry born at or above SharedThrough is read by a snapshot; others need the full test.
         if ((known || exact) && !SeenBySnapshot(key, e!)) Remove(key, e!);
     }
+
+    /// <summary>Whether a snapshot reads this dropped mapping.</summary>
+    public bool ReadBySnapshot(DeadKey key) => _dead.TryGetValue(key, out var e) && SeenBySnapshot(key, e);
 
     /// <summary>Whether any snapshot reads this mapping (the head aside).</summary>
     private bool SeenBySnapshot(DeadKey key, DeadEntry e) => CountSeeing(key.Birth, e.Deaths, 1, null) > 0;
@@ -207,12 +224,52 @@ internal sealed class History
 
     private void Remove(DeadKey key, DeadEntry e)
     {
+        if (Layers.IsPinned(key)) return;   // a layer reads it: it goes when the last such layer goes
         _dead.Remove(key);
         _byBirth[key.Birth].Remove(key);
-        foreach (uint d in e.Deaths) _byDeath[d].Remove(key);
+        foreach (uint d in e.Deaths) if (_byDeath.TryGetValue(d, out var died)) died.Remove(key);   // a pruned death's set may be gone
         _byChunk[PageOf(key.Block)].Remove(key);
         DirtyDeadChunks.Add(PageOf(key.Block));
-        if (e.Source == MappingSource.Data && !IsLive(key, e)) Free?.Invoke(e.Cluster);
+        if (e.Source == MappingSource.Data && !IsLive(key, e)) FreeMapping(key, e.Cluster);
+    }
+
+    /// <summary>A data mapping nothing references any more: its cluster is freed, and if it was layered, what lay under it may go too.</summary>
+    private void FreeMapping(DeadKey key, long cluster)
+    {
+        Free?.Invoke(cluster);
+        if (Layers.Remove(key) is { } layer) ReleaseUnder(key.Block, layer);
+    }
+
+    /// <summary>A layer no longer reads the mapping under it: free that mapping if nothing else does.</summary>
+    private void ReleaseUnder(long block, Layer layer)
+    {
+        var under = layer.UnderKey(block);
+        if (_dead.TryGetValue(under, out var e) && !IsLive(under, e) && !SeenBySnapshot(under, e)) Remove(under, e);
+    }
+
+    // ---- layers: a first partial write over a shared cluster copies nothing ----
+
+    /// <summary>
+    /// The head now maps block to top (a new cluster holding only the subclusters in mask) over the mapping it had,
+    /// which a snapshot shares: that one is dropped (kept dead for the snapshot) and pinned for the other subclusters.
+    /// </summary>
+    public void AddLayer(long block, in Format.Mapping.Mapping top, ulong mask, in Format.Mapping.Mapping under)
+    {
+        if (!under.IsData || !top.IsData || under.Epoch >= top.Epoch)
+            throw new CorruptImageException($"block {block}: cannot layer {top} over {under}");
+        Layers.Add(new DeadKey(block, top.Epoch), new Layer(mask, under.Epoch, under.PhysicalCluster));
+        Drop(block, under);
+    }
+
+    /// <summary>The head's layered mapping of block gained subclusters; once it holds all of them it is an ordinary mapping.</summary>
+    public void ExtendLayer(long block, uint birth, ulong mask, ulong full)
+    {
+        var key = new DeadKey(block, birth);
+        if (!Layers.TryGet(block, birth, out var layer)) throw new CorruptImageException($"block {block} born in epoch {birth} is not layered");
+        ulong merged = layer.Mask | mask;
+        if ((merged & full) != full) { Layers.SetMask(key, merged); return; }
+        Layers.Remove(key);
+        ReleaseUnder(block, layer);
     }
 
     /// <summary>Forgets a dead entry without freeing its cluster (the head maps it again).</summary>
@@ -221,7 +278,7 @@ internal sealed class History
         var e = _dead[key];
         _dead.Remove(key);
         _byBirth[key.Birth].Remove(key);
-        foreach (uint d in e.Deaths) _byDeath[d].Remove(key);
+        foreach (uint d in e.Deaths) if (_byDeath.TryGetValue(d, out var died)) died.Remove(key);   // a pruned death's set may be gone
         _byChunk[PageOf(key.Block)].Remove(key);
         DirtyDeadChunks.Add(PageOf(key.Block));
     }
@@ -279,7 +336,7 @@ internal sealed class History
             if (!_byBirth.TryGetValue(b, out var keys)) continue;
             foreach (var key in keys.ToList())
             {
-                var e = _dead[key];
+                if (!_dead.TryGetValue(key, out var e)) continue;   // freed already, under a layer freed before it
                 if (IsLive(key, e) || SeenBySnapshot(key, e)) continue;
                 Remove(key, e);
             }
@@ -398,9 +455,9 @@ internal sealed class History
             if (_byBirth.Remove(p, out var born) && born.Count > 0)
                 throw new CorruptImageException($"epoch {p} was pruned while {born.Count} dead extents born in it remain");
             if (!_byDeath.Remove(p, out var keys)) continue;
-            foreach (var key in keys)
+            foreach (var key in keys.ToList())
             {
-                var e = _dead[key];
+                if (!_dead.TryGetValue(key, out var e)) continue;   // freed already, under a layer freed before it
                 e.Deaths = e.Deaths.Where(d => d != p).ToArray();
                 DirtyDeadChunks.Add(PageOf(key.Block));
                 if (e.Deaths.Length == 0)
@@ -448,7 +505,7 @@ internal sealed class History
     {
         long n = 0;
         foreach (var (key, e) in _dead)
-            if (e.Source == MappingSource.Data && !IsLive(key, e) && CountSeeing(key.Birth, e.Deaths, 1, null) == 0) n++;
+            if (e.Source == MappingSource.Data && !IsLive(key, e) && !Layers.IsPinned(key) && CountSeeing(key.Birth, e.Deaths, 1, null) == 0) n++;
         return n;
     }
 
@@ -466,7 +523,8 @@ internal sealed class History
         long n = 0;
         foreach (var (key, e) in _dead.ToList())
         {
-            if (IsLive(key, e) || CountSeeing(key.Birth, e.Deaths, 1, null) > 0) continue;
+            if (!_dead.ContainsKey(key)) continue;   // freed already, under a layer freed before it
+            if (IsLive(key, e) || Layers.IsPinned(key) || CountSeeing(key.Birth, e.Deaths, 1, null) > 0) continue;
             if (e.Source == MappingSource.Data) n++;
             Remove(key, e);
         }
@@ -490,7 +548,7 @@ internal sealed class History
         var seeing = new List<uint>(2);
         foreach (var (key, e) in _dead)
         {
-            if (e.Source != MappingSource.Data || IsLive(key, e)) continue;
+            if (e.Source != MappingSource.Data || IsLive(key, e) || Layers.IsPinned(key)) continue;   // a pinned one outlives any one snapshot
             seeing.Clear();
             if (CountSeeing(key.Birth, e.Deaths, 2, seeing) == 1) counts[seeing[0]]++;
         }

@@ -12,5 +12,6 @@ internal struct BlockRun
     public MapResponseFlags Flags;    // CopyFirst / Zero / Sync for new extents
     public ulong Id;                  // echoed in MAP_BLOCK_DONE
     public ushort SourceDevice;       // CopyFirst without Zero: the data file (a cluster a snapshot shares) or the base
-    public long SourceBlock;          // CopyFirst from the data file: the first old cluster
+    public long SourceBlock;          // CopyFirst from the data file: the first old cluster; Layered: the cluster under
+    public ulong Mask;                // Layered: the subclusters DeviceBlock holds
 }

@@ -53,6 +53,7 @@ internal sealed class CowTarget
                 var part = buffer[..bytes];
                 switch (run.Source)
                 {
+                    case MappingSource.Data when (run.Flags & MapResponseFlags.Layered) != 0: ReadLayered(inBlock, part, run); break;
                     case MappingSource.Data: ReadData(_geometry.ClusterOffset(run.DeviceBlock) + inBlock, part); break;
                     case MappingSource.Backing: ReadBase(offset, part); break;
                     default: part.Clear(); break;
@@ -75,7 +76,12 @@ internal sealed class CowTarget
             {
                 long block = _geometry.BlockOf(offset);
                 int inBlock = _geometry.OffsetInBlock(offset);
-                var run = Resolve(block, BlocksSpanned(inBlock, buffer.Length), MapRequestFlags.Write);
+                int blocks = BlocksSpanned(inBlock, buffer.Length);
+                // A partly written last block gets a request of its own, with its subclusters: over a cluster a
+                // snapshot shares it is layered instead of copied.
+                if (blocks > 1 && _geometry.OffsetInBlock(offset + buffer.Length) != 0 && offset + buffer.Length < _geometry.VirtualSize) blocks--;
+                ulong touched = _geometry.SubclusterMask(inBlock, (int)Math.Min(buffer.Length, _geometry.ClusterSize - inBlock));
+                var run = Resolve(block, blocks, MapRequestFlags.Write, touched);
                 int bytes = (int)Math.Min(buffer.Length, (long)run.Count * _geometry.ClusterSize - inBlock);
                 WriteRun(block, inBlock, buffer[..bytes], run);
                 buffer = buffer[bytes..];
@@ -208,10 +214,10 @@ internal sealed class CowTarget
     private int BlocksSpanned(int inBlock, long length) =>
         (int)Math.Min(int.MaxValue, (inBlock + length + _geometry.ClusterSize - 1) >> _geometry.ClusterShift);
 
-    private BlockRun Resolve(long block, int blocks, MapRequestFlags kind)
+    private BlockRun Resolve(long block, int blocks, MapRequestFlags kind, ulong touched = 0)
     {
         if (_cache is not null && TryResolveFromCache(block, blocks, kind, out var cached)) return cached;
-        var rsp = _ring.Call(new RingEvent { Type = RingEventType.MapBlockReq, RequestFlags = kind, Block = block, Count = blocks });
+        var rsp = _ring.Call(new RingEvent { Type = RingEventType.MapBlockReq, RequestFlags = kind, Block = block, Count = blocks, Mask = touched });
         ThrowIfError(rsp);
         if (rsp.Count <= 0 || rsp.Count > blocks || rsp.Block != block)
             throw new CorruptImageException($"responder answered block {rsp.Block}+{rsp.Count} for {block}+{blocks}");
@@ -226,6 +232,7 @@ internal sealed class CowTarget
             Id = rsp.Id,
             SourceDevice = rsp.SourceDevice,
             SourceBlock = rsp.SourceBlock,
+            Mask = rsp.Mask,
         };
     }
 
@@ -254,6 +261,12 @@ internal sealed class CowTarget
         bool written = false;
         try
         {
+            if ((run.Flags & MapResponseFlags.Layered) != 0)
+            {
+                WriteLayered(inBlock, data, run);
+                written = true;
+                return;
+            }
             if ((run.Flags & MapResponseFlags.CopyFirst) == 0)
             {
                 WriteData(physicalOffset + inBlock, data);
@@ -289,6 +302,7 @@ internal sealed class CowTarget
                     if (bodyLength > 0) { WriteData(bodyPhysical, data.Slice(bodyPos, bodyLength)); bodyLength = 0; }
                     var fill = BlockBuffer().AsSpan(0, _geometry.BlockLength(b));
                     if ((run.Flags & MapResponseFlags.Zero) != 0) fill.Clear();
+                    else if ((run.Flags & MapResponseFlags.FillByRead) != 0) ReadAsNow(b, fill);   // a layered block: two clusters
                     else if (run.SourceDevice == DeviceIndex.Data) ReadData(_geometry.ClusterOffset(run.SourceBlock + i), fill);   // copy on write
                     else ReadBase(_geometry.BlockStart(b), fill);
                     data.Slice(pos, len).CopyTo(fill[start..]);
@@ -313,7 +327,15 @@ internal sealed class CowTarget
                 // producer lock: a FUA write that finds this mapping in the cache sends its flush behind this DONE.
                 // The data is written (not yet durable: a flush orders fdatasync before the commit).
                 var done = new RingEvent { Type = RingEventType.MapBlockDone, Id = run.Id, Block = block, Count = run.Count, Result = written ? 0 : -5 };
-                if (written && _cache is not null)
+                if (written && _cache is not null && (run.Flags & MapResponseFlags.Layered) != 0)
+                {
+                    // Layered now: a miss that no older answer may fill, or, once the block holds every subcluster, its own extent.
+                    ulong full = _geometry.FullMask(block);
+                    ulong raw = ((run.Mask | _geometry.SubclusterMask(inBlock, data.Length)) & full) == full
+                        ? MappingCache.Encode(MappingSource.Data, run.DeviceBlock) : MappingCache.Uncached;
+                    _ring.Post(done, (_cache, block, raw), static s => s._cache.Store(s.block, s.raw));
+                }
+                else if (written && _cache is not null)
                     _ring.Post(done, (_cache, block, run.Count, run.DeviceBlock), static s =>
                     {
                         for (int i = 0; i < s.Count; i++) s._cache.Store(s.block + i, MappingCache.Encode(MappingSource.Data, s.DeviceBlock + i));
@@ -321,6 +343,54 @@ internal sealed class CowTarget
                 else _ring.Post(done);
             }
         }
+    }
+
+    /// <summary>
+    /// A write to one layered block: its subclusters go to the block's own cluster. A subcluster the cluster does
+    /// not hold yet and the write covers only partly is first filled from the cluster underneath (CopyFirst).
+    /// </summary>
+    private void WriteLayered(int inBlock, ReadOnlySpan<byte> data, in BlockRun run)
+    {
+        long own = _geometry.ClusterOffset(run.DeviceBlock);
+        int ss = _geometry.SubclusterSize;
+        int start = inBlock, end = inBlock + data.Length;
+        if ((run.Flags & MapResponseFlags.CopyFirst) != 0)
+        {
+            if ((start & (ss - 1)) != 0 && (run.Mask >> (start >> _geometry.SubclusterShift) & 1) == 0) start &= ~(ss - 1);
+            int last = (end - 1) >> _geometry.SubclusterShift;
+            if ((end & (ss - 1)) != 0 && (run.Mask >> last & 1) == 0) end = Math.Min((last + 1) * ss, _geometry.ClusterSize);
+        }
+        if (start == inBlock && end == inBlock + data.Length)
+        {
+            WriteData(own + inBlock, data);
+            return;
+        }
+        var span = BlockBuffer().AsSpan(start, end - start);
+        long under = _geometry.ClusterOffset(run.SourceBlock);
+        if (start < inBlock) ReadData(under + start, span[..(inBlock - start)]);
+        if (end > inBlock + data.Length) ReadData(under + inBlock + data.Length, span[(inBlock + data.Length - start)..]);
+        data.CopyTo(span[(inBlock - start)..]);
+        WriteData(own + start, span);
+    }
+
+    /// <summary>Reads part of a layered block: each run of subclusters from the cluster that holds it.</summary>
+    private void ReadLayered(int inBlock, Span<byte> part, in BlockRun run)
+    {
+        for (int pos = 0; pos < part.Length;)
+        {
+            int len = _geometry.SubclusterRun(run.Mask, inBlock + pos, part.Length - pos, out bool own);
+            ReadData(_geometry.ClusterOffset(own ? run.DeviceBlock : run.SourceBlock) + inBlock + pos, part.Slice(pos, len));
+            pos += len;
+        }
+    }
+
+    /// <summary>The block as it reads now (asked again: it is layered), for the fill of a copy on write.</summary>
+    private void ReadAsNow(long block, Span<byte> fill)
+    {
+        var run = Resolve(block, 1, MapRequestFlags.Read);
+        if (run.Source != MappingSource.Data || (run.Flags & MapResponseFlags.Layered) == 0)
+            throw new CorruptImageException($"block {block}: a layered fill found {run.Source}");
+        ReadLayered(0, fill, run);
     }
 
     private void ReadData(long physicalOffset, Span<byte> buffer)

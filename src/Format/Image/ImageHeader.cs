@@ -18,8 +18,10 @@ public readonly record struct ImageHeader(
     public static ReadOnlySpan<byte> Magic => "CowDisk\0"u8;
     /// <summary>2: the metadata log is framed (docs/FORMAT.md §3.4) and header flags exist. A build that only
     /// knows 1 must refuse such an image rather than miss committed mappings in the framed log.</summary>
-    /// <summary>3: snapshots (epoch tree, dead extents). A build that knows only 2 would free what a snapshot reads.</summary>
-    public const uint CurrentVersion = 3;
+    /// <summary>3: snapshots (epoch tree, dead extents). A build that knows only 2 would free what a snapshot reads.
+    /// 4: layered blocks (a first write after a snapshot copies nothing). A build that knows only 3 would read
+    /// their unwritten subclusters from the wrong cluster.</summary>
+    public const uint CurrentVersion = 4;
     /// <summary>Version-1 images are read as they are and upgraded to 2 at their first writable open.</summary>
     public const uint OldestVersion = 1;
 

@@ -21,7 +21,7 @@ public record struct RingEvent
     public const int ReservedOffset = 36;     // u32, zero
     public const int DeviceBlockOffset = 40;  // u64 block on the device
     public const int SourceBlockOffset = 48;  // u64 COPY_FIRST source block
-    public const int Reserved2Offset = 56;    // u64, zero
+    public const int MaskOffset = 56;         // u64 subcluster mask (LAYERED responses; a write request: the subclusters it touches)
     public const int Size = 64;
 
     public RingEventType Type;
@@ -34,6 +34,7 @@ public record struct RingEvent
     public ushort SourceDevice;
     public long DeviceBlock;
     public long SourceBlock;
+    public ulong Mask;
 
     public MapRequestFlags RequestFlags { readonly get => (MapRequestFlags)Flags; set => Flags = (ushort)value; }
     public MapResponseFlags ResponseFlags { readonly get => (MapResponseFlags)Flags; set => Flags = (ushort)value; }
@@ -53,7 +54,7 @@ public record struct RingEvent
         BinaryPrimitives.WriteUInt32LittleEndian(slot[ReservedOffset..], 0);
         BinaryPrimitives.WriteInt64LittleEndian(slot[DeviceBlockOffset..], DeviceBlock);
         BinaryPrimitives.WriteInt64LittleEndian(slot[SourceBlockOffset..], SourceBlock);
-        BinaryPrimitives.WriteUInt64LittleEndian(slot[Reserved2Offset..], 0);
+        BinaryPrimitives.WriteUInt64LittleEndian(slot[MaskOffset..], Mask);
     }
 
     /// <summary>Reads every field but the status word; throws <see cref="FormatException"/> on an unknown type.</summary>
@@ -83,6 +84,7 @@ public record struct RingEvent
             SourceDevice = BinaryPrimitives.ReadUInt16LittleEndian(slot[SourceDeviceOffset..]),
             DeviceBlock = BinaryPrimitives.ReadInt64LittleEndian(slot[DeviceBlockOffset..]),
             SourceBlock = BinaryPrimitives.ReadInt64LittleEndian(slot[SourceBlockOffset..]),
+            Mask = BinaryPrimitives.ReadUInt64LittleEndian(slot[MaskOffset..]),
         };
         return ev.Type is > RingEventType.None and <= RingEventType.ControlRsp;
     }

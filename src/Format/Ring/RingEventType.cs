@@ -73,4 +73,12 @@ public enum MapResponseFlags : ushort
     Shared = 32,
     /// <summary>With CopyFirst and Zero: the new extent was never written and reads as zeros already; skip the fill.</summary>
     Fresh = 64,
+    /// <summary>
+    /// A layered block (one block only): the subclusters in Mask live in DeviceBlock, the others in SourceBlock
+    /// (the cluster a snapshot shares). Never cached. With CopyFirst and Sync: subclusters outside Mask that the
+    /// write covers only partly are filled from SourceBlock, and its DONE adds the written subclusters to the mask.
+    /// </summary>
+    Layered = 128,
+    /// <summary>With CopyFirst: the fill is what the block reads as now (a layered block): read it before writing.</summary>
+    FillByRead = 256,
 }

@@ -28,6 +28,33 @@ public sealed record CrashScenario(int ClusterSize, long VirtualSize, Op[] Ops, 
         from dirty in Gen.Elements(1, 1 << 20)
         select new CrashScenario(cs, size, ops, cache, interval, points.Distinct().Order().ToArray(), seed, dirty);
 
+    /// <summary>Layered blocks under power cuts: subclusters (16 to 64 KiB clusters), snapshots often, small writes.</summary>
+    public static Gen<CrashScenario> LayerGenerator() =>
+        from clusterShift in Gen.Choose(14, 16)
+        let cs = 1 << clusterShift
+        from clusters in Gen.Choose(1, 8)
+        from remainder in Gen.Elements(0, 0, 4097)
+        let size = (long)clusters * cs + (remainder % cs)
+        from cache in Gen.Elements(true, false)
+        from interval in Gen.Elements(1, 5, 50, 100_000)
+        from count in Gen.Choose(2, 24)
+        from ops in Gen.ArrayOf(LayerOpGen(size, cs), count)
+        from points in Gen.ArrayOf(Gen.Choose(0, 1000).Select(p => p / 1000.0), 5)
+        from seed in Gen.Choose(0, int.MaxValue)
+        from dirty in Gen.Elements(1, 1 << 20)
+        select new CrashScenario(cs, size, ops, cache, interval, points.Distinct().Order().ToArray(), seed, dirty);
+
+    private static Gen<Op> LayerOpGen(long size, int cs) =>
+        from kind in Gen.Frequency(
+            (10, Gen.Constant(OpKind.Write)), (3, Gen.Constant(OpKind.FuaWrite)), (1, Gen.Constant(OpKind.Discard)),
+            (3, Gen.Constant(OpKind.Flush)), (1, Gen.Constant(OpKind.Reopen)),
+            (4, Gen.Constant(OpKind.Snapshot)), (1, Gen.Constant(OpKind.DeleteSnapshot)), (1, Gen.Constant(OpKind.Revert)))
+        from offset in Gen.Choose(0, (int)(size - 1))
+        let start = offset / 4096 * 4096L + (offset % 3 == 0 ? offset % 4096 : 0)
+        from length in Gen.Elements(1, 4096, 4096, 8192, 3 * 4096 + 5, cs)
+        from seed in Gen.Choose(1, 255)
+        select new Op(kind, Math.Min(start, size - 1), (int)Math.Min(length, size - Math.Min(start, size - 1)), (byte)seed, 0);
+
     private static Gen<Op> OpGen(long size, int cs) =>
         from kind in Gen.Frequency(
             (10, Gen.Constant(OpKind.Write)), (3, Gen.Constant(OpKind.FuaWrite)), (2, Gen.Constant(OpKind.Discard)),

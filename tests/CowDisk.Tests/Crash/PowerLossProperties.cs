@@ -44,6 +44,17 @@ public class PowerLossProperties(ITestOutputHelper output)
         Console.WriteLine(summary);
         Assert.True(images >= wanted * 0.8, $"only {images} crash images were checked, fewer than asked ({wanted})");
     }
+
+    /// <summary>The same contract for layered blocks (first small writes after snapshots), at a third of the crash points.</summary>
+    [Fact]
+    public void Every_power_cut_during_layered_writes_leaves_an_image_that_keeps_every_flushed_write()
+    {
+        int wanted = Math.Max(1, CrashPoints / 3), images = 0;
+        Check.One(Config.QuickThrowOnFailure.WithMaxTest(Math.Max(1, wanted / 5)),
+            Prop.ForAll(CrashScenario.LayerGenerator().ToArbitrary(), s => { Interlocked.Add(ref images, CrashRunner.Run(s)); }));
+        output.WriteLine($"power-loss simulation, layered blocks: {images} crash images checked");
+        Assert.True(images >= wanted * 0.8, $"only {images} crash images were checked, fewer than asked ({wanted})");
+    }
 }
 
 /// <summary>The crash-image counters are shared: these classes run one after the other, not side by side.</summary>

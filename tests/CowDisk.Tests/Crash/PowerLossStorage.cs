@@ -216,7 +216,7 @@ public sealed class PowerLossStorage : IStorage
             lock (storage._lock)
             {
                 int n = (int)Math.Clamp(inode.Current.Length - offset, 0, buffer.Length);
-                inode.Current.AsSpan((int)offset, n).CopyTo(buffer);
+                if (n > 0) inode.Current.AsSpan((int)offset, n).CopyTo(buffer);   // past the end: nothing, like pread
                 return n;
             }
         }

@@ -27,6 +27,10 @@ public class MappingModelProperties
     public void Operations_at_and_across_map_chunk_edges_match_the_model() =>
         Check.One(Config.QuickThrowOnFailure.WithMaxTest(Cases(25)), Prop.ForAll(ModelScenario.ChunkEdgeGenerator().ToArbitrary(), s => ModelRunner.Run(s)));
 
+    [Fact]
+    public void Layered_blocks_after_snapshots_match_the_model() =>
+        Check.One(Config.QuickThrowOnFailure.WithMaxTest(Cases(50)), Prop.ForAll(ModelScenario.LayerGenerator().ToArbitrary(), s => ModelRunner.Run(s)));
+
     /// <summary>A discard that starts in a chunk the cache never saw and ends in one it holds: no stale entries.</summary>
     [Fact]
     public void A_discard_from_an_uncached_chunk_into_a_cached_one_invalidates_it()

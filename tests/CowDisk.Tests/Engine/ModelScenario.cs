@@ -49,6 +49,38 @@ public sealed record ModelScenario(int ClusterSize, long VirtualSize, BaseKind B
         from ops in Gen.ListOf(EdgeOpGen(size, cs, chunks)).Select(l => l.Take(30).ToArray())
         select new ModelScenario(cs, size, baseKind, size / 3, ops, cache);
 
+    /// <summary>
+    /// Layered blocks: clusters with subclusters (8 KiB to 2 MiB), snapshots often, and mostly small writes that
+    /// start and end inside, at and across subcluster edges, so first writes after a snapshot layer, later ones
+    /// extend or fill the layer, and layered blocks are snapshotted, copied, discarded, reverted and cloned.
+    /// </summary>
+    public static Gen<ModelScenario> LayerGenerator() =>
+        from clusterShift in Gen.Elements(13, 14, 16, 16, 17, 19, 21)
+        let cs = 1 << clusterShift
+        from clusters in Gen.Choose(1, 12)
+        from remainder in Gen.Elements(0, 0, 1, 4095, 4097, cs / 2 + 3)
+        let size = (long)clusters * cs + (remainder % cs)
+        from baseKind in Gen.Elements(BaseKind.None, BaseKind.None, BaseKind.Raw)
+        from cache in Gen.Elements(true, false)
+        from ops in Gen.ListOf(LayerOpGen(size, cs)).Select(l => l.Take(40).ToArray())
+        select new ModelScenario(cs, size, baseKind, size / 2 + 1, ops, cache);
+
+    private static Gen<Op> LayerOpGen(long size, int cs) =>
+        from kind in Gen.Frequency(
+            (12, Gen.Constant(OpKind.Write)), (4, Gen.Constant(OpKind.Read)), (1, Gen.Constant(OpKind.Discard)),
+            (1, Gen.Constant(OpKind.Zero)), (2, Gen.Constant(OpKind.Flush)), (2, Gen.Constant(OpKind.Reopen)),
+            (4, Gen.Constant(OpKind.Snapshot)), (1, Gen.Constant(OpKind.DeleteSnapshot)), (1, Gen.Constant(OpKind.Revert)),
+            (1, Gen.Constant(OpKind.Clone)), (1, Gen.Constant(OpKind.FuaWrite)))
+        let ss = Math.Max(4096, cs / 64)
+        from block in Gen.Choose(0, (int)((size - 1) / cs))
+        from sub in Gen.Choose(0, cs / ss - 1)
+        from delta in Gen.Elements(0, 0, 1, 511, ss - 1, -1, -512)
+        let start = Math.Clamp((long)block * cs + (long)sub * ss + delta, 0, size - 1)
+        from length in Gen.Elements(1, 512, ss, ss, ss + 1, 2 * ss - 1, 3 * ss, cs, cs + ss)
+        from seed in Gen.Choose(1, 255)
+        from bufferOffset in Gen.Elements(0, 3)
+        select new Op(kind, start, (int)Math.Min(length, size - start), (byte)seed, bufferOffset);
+
     private static Gen<Op> EdgeOpGen(long size, int cs, int chunks) =>
         from kind in Gen.Frequency(
             (8, Gen.Constant(OpKind.Write)), (5, Gen.Constant(OpKind.Read)), (3, Gen.Constant(OpKind.Discard)),

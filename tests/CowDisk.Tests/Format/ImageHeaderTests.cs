@@ -26,7 +26,7 @@ public class ImageHeaderTests
         var buffer = new byte[ImageHeader.Size];
         Sample.Write(buffer);
         Assert.Equal("CowDisk\0"u8.ToArray(), buffer[..8]);
-        Assert.Equal(new byte[] { 0, 0, 0, 3 }, buffer[ImageHeader.VersionOffset..(ImageHeader.VersionOffset + 4)]);
+        Assert.Equal(new byte[] { 0, 0, 0, 4 }, buffer[ImageHeader.VersionOffset..(ImageHeader.VersionOffset + 4)]);
         Assert.Equal(new byte[] { 0, 1, 0, 0 }, buffer[ImageHeader.ClusterSizeOffset..(ImageHeader.ClusterSizeOffset + 4)]);
     }
 

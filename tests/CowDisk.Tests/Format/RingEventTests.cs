@@ -19,10 +19,11 @@ public class RingEventTests
         from srcDev in Gen.Choose(0, ushort.MaxValue)
         from devBlock in ArbMap.Default.GeneratorFor<long>()
         from srcBlock in ArbMap.Default.GeneratorFor<long>()
+        from mask in ArbMap.Default.GeneratorFor<ulong>()
         select new RingEvent
         {
             Type = (RingEventType)type, Flags = (ushort)flags, Id = id, Block = block, Count = count, Result = result,
-            Device = (ushort)dev, SourceDevice = (ushort)srcDev, DeviceBlock = devBlock, SourceBlock = srcBlock,
+            Device = (ushort)dev, SourceDevice = (ushort)srcDev, DeviceBlock = devBlock, SourceBlock = srcBlock, Mask = mask,
         };
 
     [Fact]
