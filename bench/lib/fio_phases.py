@@ -10,6 +10,9 @@ phase to phase and round to round, so no subject always runs first or last):
   4. 1 MiB sequential read, QD8, the whole region                read: ROUNDS runs, median
   5. 4 KiB random overwrite, QD32                                write: once, then a verify pass
   6. 4 KiB random read, QD1: IOPS and p50/p99 latency            read: ROUNDS timed runs, median
+  7. the same QD1 reads beside a writer that fsyncs every 4 KiB   read: ROUNDS timed runs, median
+     write (fsync=1, QD1): the reads' p50/p99 and the writer's rate. Set beside phase 6, it shows whether an
+     fsync (what every journal commit of a file system sends) stalls unrelated I/O for its whole commit.
 
 Writes use fio's random map (every block at most once per run), a fixed seed, --verify=crc32c with do_verify=0,
 and end with an fsync of the device inside the timed figure (end_fsync=1), so no subject leaves dirty data to be
@@ -196,9 +199,60 @@ def main():
                     emit(f"{name}: p99 latency", subject, statistics.median(lat[subject][1]), "us", "lower", "ok",
                          "fio lat (submit to completion), median of runs")
 
+    beside_fsync(subjects)
     for subject, why in failing.items():
         emit("*", subject, None, "", "", "FAILING", why)
     return 0
+
+
+STALL = "randread 4k QD1 beside an fsync-per-write writer"
+
+
+def beside_fsync(subjects):
+    """Phase 7: two jobs on one device at once; options before the first --name apply to both."""
+    global current
+    pi = len(PHASES)
+    got = {s: ([], [], []) for s, _ in subjects}
+    for r in range(args.rounds):
+        for subject, device in rotated(subjects, pi + r):
+            drop_caches()
+            tag = f"{args.mode}-{pi}-{subject}-r{r}".replace(" ", "_")
+            out = os.path.join(args.logdir, f"{tag}.json")
+            cmd = ["fio", f"--filename={device}", "--ioengine=libaio", "--direct=1", f"--size={args.region}", "--bs=4k",
+                   "--iodepth=1", "--time_based", f"--runtime={int(args.read_runtime * 1000)}ms", "--norandommap",
+                   "--randrepeat=0", "--lat_percentiles=1", "--percentile_list=50:99", "--verify_state_save=0",
+                   "--output-format=json", f"--output={out}",
+                   "--name=reader", "--rw=randread", "--name=syncer", "--rw=randwrite", "--fsync=1"]
+            with open(os.path.join(args.logdir, f"{tag}.err"), "w") as e:
+                current = subprocess.Popen(cmd, stdout=e, stderr=subprocess.STDOUT, cwd=args.logdir)
+                try:
+                    rc = current.wait()
+                finally:
+                    if current.poll() is None:
+                        current.kill()
+                        current.wait()
+                    current = None
+            try:
+                text = open(out).read()
+                jobs = json.loads(text[text.find("{"):])["jobs"]
+                rd, wr = jobs[0]["read"], jobs[1]["write"]
+                pct = (rd.get("lat_ns") or {}).get("percentile") or rd["clat_ns"].get("percentile", {})
+            except (OSError, ValueError, KeyError, IndexError):
+                log(f"{STALL}: {subject}: fio failed (rc {rc})")
+                continue
+            got[subject][0].append(pct.get("50.000000", 0) / 1000)
+            got[subject][1].append(pct.get("99.000000", 0) / 1000)
+            got[subject][2].append(wr["iops"])
+    for subject, _ in subjects:
+        p50, p99, syncs = got[subject]
+        if not p99:
+            emit(f"{STALL}: p99 latency", subject, None, "us", "lower", "error", "fio failed")
+            continue
+        note = f"median of {len(p99)}"
+        emit(f"{STALL}: p50 latency", subject, statistics.median(p50), "us", "lower", "ok", note)
+        emit(f"{STALL}: p99 latency", subject, statistics.median(p99), "us", "lower", "ok", note)
+        emit(f"{STALL}: the writer's fsync'd writes", subject, statistics.median(syncs), "IOPS", "higher", "ok", note)
+        log(f"{STALL}: {subject}: p99 {statistics.median(p99):,.0f} us, {statistics.median(syncs):,.0f} fsync'd writes/s")
 
 
 if __name__ == "__main__":
