@@ -27,7 +27,8 @@ public sealed partial class CowImage
         try { inv = CheckInvariants(); }
         catch (CorruptImageException e) { report.Corruptions.Add(e.Message); return report; }
         report.FreeClusters = inv.FreeClusters;
-        long dead = history.DeadClusters().Count(d => !(_table.GetMapping(d.Key.Block) is { IsData: true } m && m.Epoch == d.Key.Birth && m.PhysicalCluster == d.Cluster));
+        // Held only by snapshots: not the live disk's mapping, nor under a layer the live disk maps.
+        long dead = history.DeadClusters().Count(d => !history.HeldByHead(d.Key));
         report.SnapshotOnlyClusters = dead;
         report.DataClusters = inv.MappedClusters - dead;
         report.Snapshots = history.Tree.SnapshotCount;
@@ -102,7 +103,7 @@ public sealed partial class CowImage
                     if (history.Layers.TryGet(block, m.Epoch, out var layer))
                     {
                         // Layered: its own subclusters, and the others in the cluster underneath (shared while a snapshot reads it).
-                        var under = Snapshot is not null || history.ReadBySnapshot(layer.UnderKey(block)) ? MapSource.Shared : MapSource.Own;
+                        var under = shared || Snapshot is not null || history.ReadBySnapshot(layer.UnderKey(block)) ? MapSource.Shared : MapSource.Own;
                         AppendLayered(runs, block, (int)(start - (block << shift)), (int)(blockEnd - (block << shift)), m.PhysicalCluster, layer, source, under, depth);
                         break;
                     }

@@ -6,22 +6,25 @@ using CowDisk.Format.Mapping;
 namespace CowDisk.Engine.Mapping;
 
 /// <summary>
-/// A snapshot's view handed from its writer to a reader in another process: u64 length of the journal records,
-/// the journal records over the whole disk (<see cref="JournalCodec"/>), then one entry per layered block the view
-/// reads (u64 block, then a <see cref="LayerRecord"/> whose block field is 0). Little-endian; same build only.
+/// A snapshot's view handed from its writer to a reader in another process: the magic "CDVIEW02", u64 length of the
+/// journal records, the journal records over the whole disk (<see cref="JournalCodec"/>), then one entry per layered
+/// block the view reads (u64 block, then a <see cref="LayerRecord"/> whose block field is 0). Little-endian.
 /// </summary>
 internal static class ViewExport
 {
     private const int LayerEntrySize = 8 + LayerRecord.Size;
+    private static ReadOnlySpan<byte> Magic => "CDVIEW02"u8;
+    private const int HeaderSize = 16;   // magic, records length
 
     public static byte[] Encode(MappingTable view, Layers layers)
     {
         var records = JournalCodec.Encode(view, [(0, view.BlockCount)]);
         var seen = layers.All.Where(l => view.GetMapping(l.Top.Block) is { IsData: true } m && m.Epoch == l.Top.Birth).ToList();
-        var bytes = new byte[8 + records.Length + seen.Count * LayerEntrySize];
-        BinaryPrimitives.WriteInt64LittleEndian(bytes, records.Length);
-        records.CopyTo(bytes.AsSpan(8));
-        int at = 8 + records.Length;
+        var bytes = new byte[HeaderSize + records.Length + seen.Count * LayerEntrySize];
+        Magic.CopyTo(bytes);
+        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(8), records.Length);
+        records.CopyTo(bytes.AsSpan(HeaderSize));
+        int at = HeaderSize + records.Length;
         foreach (var (top, layer) in seen)
         {
             BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(at), top.Block);
@@ -34,12 +37,14 @@ internal static class ViewExport
     /// <summary>Fills table with the view's mappings and returns its layers; throws CorruptImageException on bad bytes.</summary>
     public static Layers Decode(ReadOnlySpan<byte> bytes, MappingTable table)
     {
-        long length = bytes.Length >= 8 ? BinaryPrimitives.ReadInt64LittleEndian(bytes) : -1;
-        if (length < 0 || length > bytes.Length - 8 || (bytes.Length - 8 - length) % LayerEntrySize != 0)
+        if (bytes.Length < HeaderSize || !bytes[..8].SequenceEqual(Magic))
+            throw new Images.ImageOpenException("the attachment serving this image runs another cowdisk build, whose snapshot export this one cannot read; detach and attach it again");
+        long length = BinaryPrimitives.ReadInt64LittleEndian(bytes[8..]);
+        if (length < 0 || length > bytes.Length - HeaderSize || (bytes.Length - HeaderSize - length) % LayerEntrySize != 0)
             throw new CorruptImageException("the exported snapshot view is malformed");
-        JournalCodec.Apply(table, 0, bytes.Slice(8, (int)length));
+        JournalCodec.Apply(table, 0, bytes.Slice(HeaderSize, (int)length));
         var layers = new Layers();
-        for (int at = 8 + (int)length; at < bytes.Length; at += LayerEntrySize)
+        for (int at = HeaderSize + (int)length; at < bytes.Length; at += LayerEntrySize)
         {
             long block = BinaryPrimitives.ReadInt64LittleEndian(bytes[at..]);
             LayerRecord rec;

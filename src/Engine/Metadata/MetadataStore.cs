@@ -287,6 +287,7 @@ internal sealed class MetadataStore : IDisposable
                     history.Layers.Load(block, rec);
                 }
             }
+            history.Layers.DirtyPages.Clear();   // loaded, not changed: nothing to write back
             history.Validate();
             if (!stored) tree.MarkAllNodesNew();   // stored with the first commit that changes the tree
             else tree.TakeChanges();

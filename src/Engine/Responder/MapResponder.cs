@@ -763,7 +763,7 @@ internal sealed class MapResponder : IDisposable
             _changed.AddRange(batch.ChangedRanges);
             foreach (var (chunk, _) in batch.Changes.Dead) _history.DirtyDeadChunks.Add(chunk);
             foreach (var (page, _) in batch.Changes.Layers) _history.Layers.DirtyPages.Add(page);
-            if (batch.DirtyChunks.Count + batch.Changes.Dead.Count > 0) _firstDirtyTicks = Stopwatch.GetTimestamp();   // retry after an interval, not in a loop
+            if (batch.DirtyChunks.Count + batch.Changes.Dead.Count + batch.Changes.Layers.Count > 0) _firstDirtyTicks = Stopwatch.GetTimestamp();   // retry after an interval, not in a loop
             _releasable.AddRange(batch.Release);
             // A failed fsync (data or log) cannot be retried safely: the kernel may have dropped the pages.
             // A snapshot change already applied in memory cannot be taken back either: the image must be reopened.

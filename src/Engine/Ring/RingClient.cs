@@ -42,6 +42,13 @@ internal sealed class RingClient : IDisposable
     private readonly CallSlot[] _slots;
     private readonly Stack<int> _freeSlots;
     private readonly SemaphoreSlim _slotsAvailable;
+    // Slots for reads made while this thread holds an allocation (a copy on write that reads the block as it is
+    // now before its MAP_BLOCK_DONE). They cannot share the pool: requests deferred behind that allocation keep
+    // their slots until its DONE, and could hold them all. A read is never deferred, so this pool always drains.
+    private const int NestedSlots = 8;
+    private readonly int _firstNested;
+    private readonly Stack<int> _freeNested;
+    private readonly SemaphoreSlim _nestedAvailable;
     private readonly int _waitMs;
     private int _consumer;   // 1 while a caller holds the consumer (leader) role
     private volatile bool _stopping;
@@ -54,11 +61,15 @@ internal sealed class RingClient : IDisposable
         _requests = requests; _responses = responses;
         _responderBell = responderBell; _responseBell = responseBell;
         _cache = cache;
-        maxInFlight = Math.Clamp(maxInFlight, 1, 1 << IdSlotBits);
-        _slots = new CallSlot[maxInFlight];
+        maxInFlight = Math.Clamp(maxInFlight, 1, (1 << IdSlotBits) - NestedSlots);
+        _slots = new CallSlot[maxInFlight + NestedSlots];
         _freeSlots = new Stack<int>(maxInFlight);
         for (int i = maxInFlight - 1; i >= 0; i--) { _slots[i] = new CallSlot(); _freeSlots.Push(i); }
         _slotsAvailable = new SemaphoreSlim(maxInFlight);
+        _firstNested = maxInFlight;
+        _freeNested = new Stack<int>(NestedSlots);
+        for (int i = _slots.Length - 1; i >= _firstNested; i--) { _slots[i] = new CallSlot(); _freeNested.Push(i); }
+        _nestedAvailable = new SemaphoreSlim(NestedSlots);
         _waitMs = waitMs;
     }
 
@@ -71,13 +82,19 @@ internal sealed class RingClient : IDisposable
     /// <summary>Sends a request and waits for its response (MAP_BLOCK_REQ → RSP, FLUSH_REQ → FLUSH_RSP).</summary>
     public RingEvent Call(RingEvent request) => End(Begin(request));
 
+    /// <summary>A read made while the caller holds an allocation (its DONE not sent yet): from the nested pool.</summary>
+    public RingEvent CallNested(RingEvent request) => End(Begin(request, nested: true));
+
     /// <summary>Sends a request; <see cref="End"/> waits for its response.</summary>
-    public PendingCall Begin(RingEvent request)
+    public PendingCall Begin(RingEvent request) => Begin(request, nested: false);
+
+    private PendingCall Begin(RingEvent request, bool nested)
     {
         ThrowIfUnusable();
-        _slotsAvailable.Wait();
+        var pool = nested ? _freeNested : _freeSlots;
+        (nested ? _nestedAvailable : _slotsAvailable).Wait();
         int index;
-        lock (_freeSlots) index = _freeSlots.Pop();
+        lock (pool) index = pool.Pop();
         var slot = _slots[index];
         while (slot.Wake.CurrentCount > 0) slot.Wake.Wait(0);   // stale wakes from an earlier call
         Volatile.Write(ref slot.Completed, 0);
@@ -111,8 +128,10 @@ internal sealed class RingClient : IDisposable
     {
         Volatile.Write(ref slot.InUse, 0);
         slot.Generation++;
-        lock (_freeSlots) _freeSlots.Push(index);
-        _slotsAvailable.Release();
+        bool nested = index >= _firstNested;
+        var pool = nested ? _freeNested : _freeSlots;
+        lock (pool) pool.Push(index);
+        (nested ? _nestedAvailable : _slotsAvailable).Release();
     }
 
     /// <summary>Sends an event that has no response (MAP_BLOCK_DONE).</summary>

@@ -196,6 +196,16 @@ internal sealed class History
         if ((known || exact) && !SeenBySnapshot(key, e!)) Remove(key, e!);
     }
 
+    /// <summary>Whether the live disk reads this mapping: it maps it, or a layer it maps lies over it.</summary>
+    public bool HeldByHead(DeadKey key)
+    {
+        var live = _table.GetMapping(key.Block);
+        if (live.IsData && live.Epoch == key.Birth) return true;
+        foreach (var top in Layers.Over(key))
+            if (live.IsData && live.Epoch == top.Birth) return true;
+        return false;
+    }
+
     /// <summary>Whether a snapshot reads this dropped mapping.</summary>
     public bool ReadBySnapshot(DeadKey key) => _dead.TryGetValue(key, out var e) && SeenBySnapshot(key, e);
 
@@ -548,8 +558,19 @@ internal sealed class History
         var seeing = new List<uint>(2);
         foreach (var (key, e) in _dead)
         {
-            if (e.Source != MappingSource.Data || IsLive(key, e) || Layers.IsPinned(key)) continue;   // a pinned one outlives any one snapshot
+            if (e.Source != MappingSource.Data || IsLive(key, e)) continue;
             seeing.Clear();
+            if (Layers.IsPinned(key))
+            {
+                // Held too by the layers over it: only one snapshot's if no live layer reads it and every reader,
+                // itself or through a dead layer, is that one snapshot.
+                if (HeldByHead(key)) continue;
+                CountSeeing(key.Birth, e.Deaths, 2, seeing);
+                foreach (var top in Layers.Over(key))
+                    if (_dead.TryGetValue(top, out var t)) CountSeeing(top.Birth, t.Deaths, 2, seeing);
+                if (seeing.Distinct().Take(2).Count() == 1) counts[seeing[0]]++;
+                continue;
+            }
             if (CountSeeing(key.Birth, e.Deaths, 2, seeing) == 1) counts[seeing[0]]++;
         }
         return counts;

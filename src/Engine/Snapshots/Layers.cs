@@ -21,7 +21,8 @@ internal readonly record struct Layer(ulong Mask, uint UnderBirth, long UnderClu
 internal sealed class Layers
 {
     private readonly Dictionary<DeadKey, Layer> _byTop = new();
-    private readonly Dictionary<DeadKey, int> _pins = new();
+    // The tops over each pinned mapping (usually one; more after reverts brought a mapping back and it was layered again).
+    private readonly Dictionary<DeadKey, List<DeadKey>> _over = new();
     private readonly Dictionary<long, HashSet<DeadKey>> _byPage = new();
 
     public int Count => _byTop.Count;
@@ -36,7 +37,10 @@ internal sealed class Layers
     }
 
     /// <summary>Whether a layer reads this mapping as its lower half.</summary>
-    public bool IsPinned(DeadKey key) => _pins.Count > 0 && _pins.ContainsKey(key);
+    public bool IsPinned(DeadKey key) => _over.Count > 0 && _over.ContainsKey(key);
+
+    /// <summary>The top mappings whose layers read this mapping as their lower half.</summary>
+    public IReadOnlyList<DeadKey> Over(DeadKey under) => _over.TryGetValue(under, out var tops) ? tops : [];
 
     public IEnumerable<(DeadKey Top, Layer Layer)> All => _byTop.Select(p => (p.Key, p.Value));
 
@@ -44,7 +48,8 @@ internal sealed class Layers
     {
         _byTop.Add(top, layer);
         var under = layer.UnderKey(top.Block);
-        _pins[under] = _pins.GetValueOrDefault(under) + 1;
+        if (!_over.TryGetValue(under, out var tops)) _over[under] = tops = new List<DeadKey>(1);
+        tops.Add(top);
         long page = History.PageOf(top.Block);
         if (!_byPage.TryGetValue(page, out var set)) _byPage[page] = set = new HashSet<DeadKey>();
         set.Add(top);
@@ -62,7 +67,9 @@ internal sealed class Layers
     {
         if (_byTop.Count == 0 || !_byTop.Remove(top, out var layer)) return null;
         var under = layer.UnderKey(top.Block);
-        if (--_pins[under] == 0) _pins.Remove(under);
+        var tops = _over[under];
+        tops.Remove(top);
+        if (tops.Count == 0) _over.Remove(under);
         long page = History.PageOf(top.Block);
         _byPage[page].Remove(top);
         if (_byPage[page].Count == 0) _byPage.Remove(page);

@@ -387,10 +387,13 @@ internal sealed class CowTarget
     /// <summary>The block as it reads now (asked again: it is layered), for the fill of a copy on write.</summary>
     private void ReadAsNow(long block, Span<byte> fill)
     {
-        var run = Resolve(block, 1, MapRequestFlags.Read);
-        if (run.Source != MappingSource.Data || (run.Flags & MapResponseFlags.Layered) == 0)
-            throw new CorruptImageException($"block {block}: a layered fill found {run.Source}");
-        ReadLayered(0, fill, run);
+        // Not through the cache (a layered block is never in it) and from the nested pool: this thread holds an
+        // allocation, and requests deferred behind it may hold every ordinary call slot until its DONE.
+        var rsp = _ring.CallNested(new RingEvent { Type = RingEventType.MapBlockReq, RequestFlags = MapRequestFlags.Read, Block = block, Count = 1 });
+        ThrowIfError(rsp);
+        if (rsp.Block != block || rsp.Count != 1 || rsp.Device != DeviceIndex.Data || (rsp.ResponseFlags & MapResponseFlags.Layered) == 0)
+            throw new CorruptImageException($"block {block}: a layered fill found {rsp.ResponseFlags} at {rsp.Block}+{rsp.Count}");
+        ReadLayered(0, fill, new BlockRun { Source = MappingSource.Data, DeviceBlock = rsp.DeviceBlock, Count = 1, Flags = rsp.ResponseFlags, SourceBlock = rsp.SourceBlock, Mask = rsp.Mask });
     }
 
     private void ReadData(long physicalOffset, Span<byte> buffer)

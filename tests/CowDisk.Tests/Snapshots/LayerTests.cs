@@ -224,4 +224,97 @@ public class LayerTests
         Assert.Equal(0, CowdiskExecutable.Run("io", $"{d}@s", "verify", "-P", "0xaa", "0", "1M").ExitCode);
         Assert.Equal(0, CowdiskExecutable.Run("check", d).ExitCode);
     }
+
+    /// <summary>
+    /// A copy of a shared layered block reads the block before its DONE: with every ordinary call slot held by
+    /// requests deferred behind that allocation, the read must still get through (its own slot pool).
+    /// </summary>
+    [Fact]
+    public void Copying_shared_layered_blocks_with_one_call_slot_and_four_writers_does_not_deadlock()
+    {
+        const int blocks = 256;
+        using var dir = new TempDir();
+        var image = CowImage.Create(dir.File("d.img"), new ImageCreateOptions { Size = (long)blocks * Cs, ClusterSize = Cs },
+            new CowDisk.Engine.EngineSettings { MaxInFlightMaps = 1 });
+        image.Write(0, ModelRunner.Pattern(blocks * Cs, 1));
+        image.CreateSnapshot("s0");
+        for (int b = 0; b < blocks; b++) image.Write((long)b * Cs + 4096, ModelRunner.Pattern(4096, 2));   // every block layered
+        image.CreateSnapshot("s1");                                                                           // and shared
+        var work = Task.WhenAll(Enumerable.Range(0, 4).Select(t => Task.Factory.StartNew(() =>
+        {
+            var piece = ModelRunner.Pattern(512, (byte)(10 + t));
+            for (int b = 0; b < blocks; b++) image.Write((long)b * Cs + 8192 * (t + 1), piece);
+        }, TaskCreationOptions.LongRunning)));
+        bool finished = work.Wait(TimeSpan.FromSeconds(60));
+        if (finished) image.Dispose();   // a hung image cannot be closed: its close waits for the stuck writes
+        Assert.True(finished, "writes to shared layered blocks hung");
+    }
+
+    /// <summary>What snapshot list says a snapshot alone holds is what deleting it frees, clusters under dead layers included.</summary>
+    [Fact]
+    public void Exclusive_bytes_count_a_cluster_only_a_snapshots_dead_layer_reads()
+    {
+        using var dir = new TempDir();
+        using var image = NewImage(dir, 4L * Cs);
+        image.Write(0, ModelRunner.Pattern(4 * Cs, 1));
+        image.CreateSnapshot("s0");
+        image.Write(4096, ModelRunner.Pattern(4096, 2));      // block 0: a layer over s0's cluster
+        image.CreateSnapshot("s1");                             // s1 reads the layer (and the cluster under it)
+        image.Write(0, ModelRunner.Pattern(Cs, 3));             // the layer is shared: block 0 copied whole
+        image.DeleteSnapshot("s0");                             // the cluster under: read by no snapshot, pinned by a dead layer
+        long before = image.CheckInvariants().MappedClusters;
+        long exclusive = image.ListSnapshots().Single(s => s.Name == "s1").ExclusiveBytes;
+        image.DeleteSnapshot("s1");
+        long after = image.CheckInvariants().MappedClusters;
+        Assert.Equal(2L * Cs, exclusive);
+        Assert.Equal((before - after) * Cs, exclusive);
+    }
+
+    [Fact]
+    public void Map_calls_every_part_of_a_layered_block_a_snapshot_reads_shared()
+    {
+        using var dir = new TempDir();
+        using var image = NewImage(dir, 4L * Cs);
+        image.Write(0, ModelRunner.Pattern(4 * Cs, 1));
+        image.CreateSnapshot("s0");
+        image.Write(4096, ModelRunner.Pattern(4096, 2));
+        image.CreateSnapshot("s1");
+        image.DeleteSnapshot("s0");                             // s1 reads the whole layered block, both clusters
+        Assert.All(image.Map().Where(r => r.Start < Cs), r => Assert.Equal(MapSource.Shared, r.Source));
+    }
+
+    [Fact]
+    public void Opening_an_image_with_layers_commits_nothing_until_something_changes()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("d.img");
+        using (var image = NewImage(dir, 4L * Cs))
+        {
+            image.Write(0, ModelRunner.Pattern(4 * Cs, 1));
+            image.CreateSnapshot("s");
+            image.Write(4096, ModelRunner.Pattern(4096, 2));
+        }
+        using var reopened = CowImage.Open(path, new ImageOpenOptions());
+        reopened.Flush();
+        Assert.Equal(0, reopened.MetadataCommits);
+    }
+
+    [Fact]
+    public void Check_counts_the_cluster_under_a_live_layer_as_the_disks_data()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("d.img");
+        using (var image = NewImage(dir, 4L * Cs))
+        {
+            image.Write(0, ModelRunner.Pattern(4 * Cs, 1));
+            image.CreateSnapshot("s");
+            image.Write(4096, ModelRunner.Pattern(4096, 2));
+            image.DeleteSnapshot("s");
+        }
+        using var ro = CowImage.Open(path, new ImageOpenOptions { ReadOnly = true });
+        var report = ro.Check(repair: false);
+        Assert.Equal(0, report.ExitCode);
+        Assert.Equal(0, report.SnapshotOnlyClusters);
+        Assert.Equal(5, report.DataClusters);
+    }
 }
