@@ -22,9 +22,9 @@ internal sealed class CowTarget
     private readonly RingClient _ring;
     private readonly MappingCache? _cache;
     private readonly bool _readOnly;
-    // I/O holds it shared; a flush takes it exclusively for a moment so that no I/O that started before the
-    // flush is still running when the responder releases freed extents.
-    private readonly ReaderWriterLockSlim _drain = new(LockRecursionPolicy.NoRecursion);
+    // I/O enters it; a flush closes it for a moment so that no I/O that started before the flush is still
+    // running when the responder releases freed extents.
+    private readonly DrainGate _drain = new();
 
     [ThreadStatic] private static byte[]? t_blockBuffer;   // COPY_FIRST fill, one per I/O thread
     private static readonly byte[] s_zeros = new byte[ClusterGeometry.MaxClusterSize];
@@ -40,7 +40,7 @@ internal sealed class CowTarget
     public void Read(long offset, Span<byte> buffer)
     {
         CheckRange(offset, buffer.Length);
-        _drain.EnterReadLock();
+        int gate = _drain.Enter();
         try
         {
             while (!buffer.IsEmpty)
@@ -62,14 +62,14 @@ internal sealed class CowTarget
                 offset += bytes;
             }
         }
-        finally { _drain.ExitReadLock(); }
+        finally { _drain.Exit(gate); }
     }
 
     public void Write(long offset, ReadOnlySpan<byte> buffer, WriteFlags flags)
     {
         CheckWritable();
         CheckRange(offset, buffer.Length);
-        _drain.EnterReadLock();
+        int gate = _drain.Enter();
         try
         {
             while (!buffer.IsEmpty)
@@ -88,7 +88,7 @@ internal sealed class CowTarget
                 offset += bytes;
             }
         }
-        finally { _drain.ExitReadLock(); }
+        finally { _drain.Exit(gate); }
         if ((flags & WriteFlags.Fua) != 0) FlushCompleted();
     }
 
@@ -120,7 +120,7 @@ internal sealed class CowTarget
         long block = _geometry.BlockOf(firstWhole);
         long endBlock = _geometry.BlockOf(endWhole - 1) + 1;
         bool noSpace = false;
-        _drain.EnterReadLock();
+        int gate = _drain.Enter();
         try
         {
             while (block < endBlock)
@@ -139,7 +139,7 @@ internal sealed class CowTarget
                 block += rsp.Count;
             }
         }
-        finally { _drain.ExitReadLock(); }
+        finally { _drain.Exit(gate); }
         if (noSpace) ZeroInPlace(block, endBlock);
         WriteZeroBytes(endWhole, end - endWhole);      // tail
     }
@@ -153,9 +153,9 @@ internal sealed class CowTarget
         while (block < endBlock)
         {
             BlockRun run;
-            _drain.EnterReadLock();
+            int gate = _drain.Enter();
             try { run = Resolve(block, (int)Math.Min(endBlock - block, int.MaxValue), MapRequestFlags.Read); }
-            finally { _drain.ExitReadLock(); }
+            finally { _drain.Exit(gate); }
             long start = _geometry.BlockStart(block);
             long bytes = Math.Min((long)run.Count * _geometry.ClusterSize, _geometry.VirtualSize - start);
             if (run.Source == MappingSource.Backing)
@@ -172,9 +172,9 @@ internal sealed class CowTarget
         // FLUSH_REQ enters the ring while no I/O runs: every extent freed before it in ring order is out of
         // reach of all I/O, so the responder may reuse those extents once this flush is durable.
         RingClient.PendingCall call;
-        _drain.EnterWriteLock();
+        _drain.Close();
         try { call = _ring.Begin(new RingEvent { Type = RingEventType.FlushReq }); }
-        finally { _drain.ExitWriteLock(); }
+        finally { _drain.Open(); }
         var rsp = _ring.End(call);
         if (rsp.Result != 0) throw new BlockDeviceException($"flush failed: {Native.Errno.Describe(-rsp.Result)}", null, -rsp.Result);
     }
@@ -187,7 +187,7 @@ internal sealed class CowTarget
     public int Control(bool invalidateCache = true)
     {
         RingClient.PendingCall call;
-        _drain.EnterWriteLock();
+        _drain.Close();
         try
         {
             // No I/O runs now, and any that starts after must ask the responder, which answers it after this
@@ -196,7 +196,7 @@ internal sealed class CowTarget
             if (invalidateCache) _cache?.Clear();
             call = _ring.Begin(new RingEvent { Type = RingEventType.ControlReq });
         }
-        finally { _drain.ExitWriteLock(); }
+        finally { _drain.Open(); }
         return _ring.End(call).Result;
     }
 

@@ -11,12 +11,12 @@ namespace CowDisk.Tests.Snapshots;
 
 internal static class DrainLock
 {
-    /// <summary>Waits until a writer (the snapshot operation) queues for the target's drain lock, so a later I/O waits behind it.</summary>
+    /// <summary>Waits until the snapshot operation has closed the target's drain gate, so a later I/O waits behind it.</summary>
     public static void WaitForQueuedWriter(CowImage image)
     {
         var target = typeof(CowImage).GetField("_target", BindingFlags.NonPublic | BindingFlags.Instance)!.GetValue(image)!;
-        var drain = (ReaderWriterLockSlim)target.GetType().GetField("_drain", BindingFlags.NonPublic | BindingFlags.Instance)!.GetValue(target)!;
-        Assert.True(SpinWait.SpinUntil(() => drain.WaitingWriteCount > 0, 10_000), "the snapshot operation never waited for the drain lock");
+        var drain = (CowDisk.Engine.Target.DrainGate)target.GetType().GetField("_drain", BindingFlags.NonPublic | BindingFlags.Instance)!.GetValue(target)!;
+        Assert.True(SpinWait.SpinUntil(() => drain.IsClosed, 10_000), "the snapshot operation never closed the drain gate");
     }
 }
 
