@@ -2,6 +2,8 @@ using System.CommandLine;
 using CowDisk.Cli;
 using CowDisk.Cli.Commands;
 
+// convert: LiteDB's one-time set-up runs on another core while the command line is parsed and checked.
+if (args.Length > 1 && args[0] == "convert") CowDisk.Engine.Convert.MetadataWarmUp.Start(args[1..]);
 // IMAGE@SNAPSHOT of an image a running attachment writes is read through that attachment.
 CowDisk.Engine.Frontends.Attach.HeldSnapshotViews.Install();
 var root = new RootCommand("cowdisk: copy-on-write virtual disks (create, io, info, snapshot, check, map, diff, convert, serve, attach)");

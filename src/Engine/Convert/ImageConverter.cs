@@ -30,6 +30,8 @@ public static class ImageConverter
         if (File.Exists(full) && !options.Force) throw new ImageOpenException($"{full} already exists (use --force to replace it)");
         Staging.RemoveAbandoned(full);
 
+        // The disk reads the start of the source while its metadata is opened and the output created.
+        using var prefetch = new SourcePrefetch(Path.GetFullPath(source.Path));
         using var device = OpenSource(source, options);
         // Never over a file the source reads (the image itself or anything in its backing chain).
         foreach (string read in BaseImage.ChainFiles(device))
@@ -53,12 +55,14 @@ public static class ImageConverter
         {
             if (device is not Images.Qcow2.Qcow2Image qcow2 || source.Snapshot is not null)
                 throw new ImageOpenException("--with-snapshots needs a qcow2 image (not one of its snapshots) as the source");
+            prefetch.Stop();
             var imported = SnapshotImport.Run(qcow2, (CowDiskTarget)target, granule, options.Progress, options.Cancel);
             target.Complete();
             return new ConvertResult(full, sourceFormat, device.Size, imported.DataBytes, imported.WrittenBytes, imported.Snapshots);
         }
         var runs = Align(DataRuns(device), granule, device.Size);
         long total = runs.Sum(r => r.Length);
+        prefetch.Stop();
         long written = Copy(device, runs, target, granule, total, options.Progress, cancel: options.Cancel);
         target.Complete();
         return new ConvertResult(full, sourceFormat, device.Size, total, written, 0);
