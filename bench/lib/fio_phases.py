@@ -67,21 +67,11 @@ def drop_caches():
 
 def fio(tag, device, extra):
     """Runs fio with JSON output; returns (rc, job dict or None, first error line)."""
-    global current
     out = os.path.join(args.logdir, f"{tag}.json")
     err = os.path.join(args.logdir, f"{tag}.err")
     # verify_state_save=0: no *-verify.state files (fio writes them into its current folder, which is logdir anyway).
-    cmd = ["fio", f"--name={tag}", f"--filename={device}", "--ioengine=libaio", "--direct=1", "--group_reporting",
-           "--verify_state_save=0", "--output-format=json", f"--output={out}"] + extra
-    with open(err, "w") as e:
-        current = subprocess.Popen(cmd, stdout=e, stderr=subprocess.STDOUT, cwd=args.logdir)
-        try:
-            rc = current.wait()
-        finally:
-            if current.poll() is None:
-                current.kill()
-                current.wait()
-            current = None
+    rc = run_fio(["fio", f"--name={tag}", f"--filename={device}", "--ioengine=libaio", "--direct=1", "--group_reporting",
+                  "--verify_state_save=0", "--output-format=json", f"--output={out}"] + extra, err)
     text = open(out).read() if os.path.exists(out) else ""
     start = text.find("{")
     job = None
@@ -95,6 +85,20 @@ def fio(tag, device, extra):
     if job is not None and job.get("error", 0) and not first:
         first = f"fio error {job['error']}"
     return rc, job, first
+
+
+def run_fio(cmd, err):
+    """Runs one fio command with its output to err; kills it if we are stopped. Returns its exit code."""
+    global current
+    with open(err, "w") as e:
+        current = subprocess.Popen(cmd, stdout=e, stderr=subprocess.STDOUT, cwd=args.logdir)
+        try:
+            return current.wait()
+        finally:
+            if current.poll() is None:
+                current.kill()
+                current.wait()
+            current = None
 
 
 def emit(workload, subject, value, unit, better, status="ok", note=""):
@@ -210,7 +214,6 @@ STALL = "randread 4k QD1 beside an fsync-per-write writer"
 
 def beside_fsync(subjects):
     """Phase 7: two jobs on one device at once; options before the first --name apply to both."""
-    global current
     pi = len(PHASES)
     got = {s: ([], [], []) for s, _ in subjects}
     for r in range(args.rounds):
@@ -223,15 +226,7 @@ def beside_fsync(subjects):
                    "--randrepeat=0", "--lat_percentiles=1", "--percentile_list=50:99", "--verify_state_save=0",
                    "--output-format=json", f"--output={out}",
                    "--name=reader", "--rw=randread", "--name=syncer", "--rw=randwrite", "--fsync=1"]
-            with open(os.path.join(args.logdir, f"{tag}.err"), "w") as e:
-                current = subprocess.Popen(cmd, stdout=e, stderr=subprocess.STDOUT, cwd=args.logdir)
-                try:
-                    rc = current.wait()
-                finally:
-                    if current.poll() is None:
-                        current.kill()
-                        current.wait()
-                    current = None
+            rc = run_fio(cmd, os.path.join(args.logdir, f"{tag}.err"))
             try:
                 text = open(out).read()
                 jobs = json.loads(text[text.find("{"):])["jobs"]
