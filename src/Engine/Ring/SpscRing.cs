@@ -34,6 +34,25 @@ internal sealed unsafe class SpscRing
     }
 
     /// <summary>
+    /// Produces all of <paramref name="events"/> or none, visible to the consumer at once: the later slots are
+    /// published before the first, and the consumer takes slots in order, so it sees none until it sees all.
+    /// </summary>
+    public bool TryProduceAll(ReadOnlySpan<RingEvent> events)
+    {
+        if (events.Length > SlotCount) return false;
+        for (int i = 0; i < events.Length; i++)
+            if (Volatile.Read(ref *(int*)(_slots + RingLayout.SlotOffset((_producerIndex + i) & _mask))) != 0) return false;
+        for (int i = events.Length - 1; i >= 0; i--)
+        {
+            byte* slot = _slots + RingLayout.SlotOffset((_producerIndex + i) & _mask);
+            events[i].Write(new Span<byte>(slot, RingEvent.Size));
+            Volatile.Write(ref *(int*)slot, 1);                  // publish: payload before status; the first slot last
+        }
+        _producerIndex = (_producerIndex + events.Length) & _mask;
+        return true;
+    }
+
+    /// <summary>
     /// Takes the next event, if any. A slot of an unknown type is taken all the same (cleared, the index moves
     /// on) and reported as <paramref name="malformed"/>, its fields as read: one bad slot must not wedge the
     /// ring, and its id lets the consumer answer it.

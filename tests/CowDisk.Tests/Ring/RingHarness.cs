@@ -61,6 +61,13 @@ internal sealed class RingHarness : IDisposable
         ResponseBell.Ring();
     }
 
+    /// <summary>Several responses the client sees at once (none of them before the others).</summary>
+    public void RespondAll(params RingEvent[] events)
+    {
+        Assert.True(Responses.TryProduceAll(events), "response ring full");
+        ResponseBell.Ring();
+    }
+
     /// <summary>A responder thread that answers every request at once and sleeps without a timeout.</summary>
     public void StartEcho()
     {

@@ -96,4 +96,20 @@ public class SpscRingTests
         Assert.False(ring.TryConsume(out _, out _));
         for (int i = 0; i < ring.SlotCount; i++) Assert.True(ring.TryProduce(Numbered((ulong)i)), "the malformed slot was not handed back");
     }
+
+    /// <summary>A batch goes in whole or not at all, in order, across the wrap of the ring.</summary>
+    [Fact]
+    public void A_batch_is_produced_whole_or_not_at_all()
+    {
+        using var region = new SharedRegion(64);
+        var ring = region.RequestRing;
+        for (int i = 0; i < ring.SlotCount - 2; i++) Assert.True(ring.TryProduce(Numbered((ulong)i)));
+        Assert.False(ring.TryProduceAll(new[] { Numbered(100), Numbered(101), Numbered(102) }));   // two free slots
+        for (int i = 0; i < ring.SlotCount - 3; i++) Assert.True(ring.TryConsume(out _, out _));  // one left, the rest free
+        Assert.True(ring.TryProduceAll(new[] { Numbered(100), Numbered(101), Numbered(102) }));   // wraps past slot 0
+
+        var seen = new List<ulong>();
+        while (ring.TryConsume(out var ev, out _)) seen.Add(ev.Id);
+        Assert.Equal(new ulong[] { (ulong)ring.SlotCount - 3, 100, 101, 102 }, seen);
+    }
 }
