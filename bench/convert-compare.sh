@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Times `cowdisk convert` against `qemu-img convert` on the same conversions of the same data: a disk that is
-# half random data and half holes (1 MiB pieces), raw → image, image → raw, image → qcow2 and qcow2 → image,
+# half random data and half holes (1 MiB pieces): raw → image, image → raw, qcow2 → raw (the same qcow2 for both),
+# image → qcow2 and qcow2 → image, image → qcow2 compressed,
 # with the page cache dropped before each run when root. Each figure is the median of ROUNDS alternating runs.
 # cowdisk convert makes its output durable (fdatasync, then rename); qemu-img convert does not, so its runs end
 # with `sync OUTPUT` (an fsync of that one file) to time the same work.
@@ -8,7 +9,7 @@
 #   bench/convert-compare.sh             # 2 GiB disk, 3 rounds
 #   SIZE=8G ROUNDS=5 bench/convert-compare.sh
 #
-# Needs qemu-img. Settings (environment): COWDISK (default: the Release build, then PATH), SIZE (default 2G),
+# Needs qemu-img. Settings (environment): COWDISK (default: bench/run's install in bench/.install, the Release build, then PATH), SIZE (default 2G),
 # ROUNDS (default 3), WORKDIR (default: a new folder under /var/tmp), TSV (also append the medians to this file as
 # "workload<TAB>subject<TAB>seconds<TAB>s<TAB>lower" lines; bench/run uses it).
 set -euo pipefail
@@ -17,7 +18,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 SIZE=${SIZE:-2G}
 ROUNDS=${ROUNDS:-3}
 if [[ -z "${COWDISK:-}" ]]; then
-  for c in "$here/src/Cli/bin/Release/net10.0/cowdisk" "$(command -v cowdisk || true)"; do
+  for c in "$here/bench/.install/bin/cowdisk" "$here/src/Cli/bin/Release/net10.0/cowdisk" "$(command -v cowdisk || true)"; do
     [[ -n "$c" && -x "$c" ]] && COWDISK=$c && break
   done
 fi
@@ -57,13 +58,14 @@ run() {   # name, cowdisk command..., -- qemu command...
 qemu() { qemu-img convert "$@" && sync "${@: -1}"; }   # then fsync the output, as cowdisk does
 run "raw -> image" "$COWDISK" convert src.raw out.img --to cowdisk -- qemu -f raw -O qcow2 src.raw out.qcow2
 run "image -> raw" "$COWDISK" convert src.img out.raw --to raw -- qemu -f qcow2 -O raw src.qcow2 out.raw
+run "qcow2 -> raw" "$COWDISK" convert src.qcow2 out.raw --to raw -- qemu -f qcow2 -O raw src.qcow2 out.raw
 run "image -> qcow2" "$COWDISK" convert src.img out.qcow2 --to qcow2 -- qemu -f qcow2 -O qcow2 src.qcow2 out.qcow2
 run "qcow2 -> image" "$COWDISK" convert src.qcow2 out.img --to cowdisk -- qemu -f qcow2 -O qcow2 src.qcow2 out.qcow2
 run "image -> qcow2, compressed" "$COWDISK" convert src.img out.qcow2 --to qcow2 --compress -- qemu -c -f qcow2 -O qcow2 src.qcow2 out.qcow2
 
 m() { tr ' ' '\n' <<<"${t[$1]}" | grep . | median; }
 printf '\n%-30s %12s %12s %8s\n' "convert, $SIZE (half data), median of $ROUNDS" "cowdisk" "qemu-img" "ratio"
-for name in "raw -> image" "image -> raw" "image -> qcow2" "qcow2 -> image" "image -> qcow2, compressed"; do
+for name in "raw -> image" "image -> raw" "qcow2 -> raw" "image -> qcow2" "qcow2 -> image" "image -> qcow2, compressed"; do
   c=$(m "$name,c") q=$(m "$name,q")
   printf '%-30s %10.2f s %10.2f s %7.2fx\n' "$name" "$c" "$q" "$(echo "$q / $c" | bc -l)"
   if [[ -n "${TSV:-}" ]]; then

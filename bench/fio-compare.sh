@@ -16,7 +16,7 @@ REGION=${REGION:-1G}
 RUNTIME=${RUNTIME:-10}
 FUSE_THREADS=${FUSE_THREADS:-8}
 if [[ -z "${COWDISK:-}" ]]; then
-  for c in "$here/src/Cli/bin/Release/net10.0/cowdisk" "$here/src/Cli/bin/Debug/net10.0/cowdisk"; do
+  for c in "$here/bench/.install/bin/cowdisk" "$here/src/Cli/bin/Release/net10.0/cowdisk" "$here/src/Cli/bin/Debug/net10.0/cowdisk"; do
     [[ -x "$c" ]] && COWDISK=$c && break
   done
 fi

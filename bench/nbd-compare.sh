@@ -7,7 +7,7 @@
 #   bench/nbd-compare.sh               # 1 GiB of random data, 3 rounds
 #   SIZE=4G ROUNDS=5 bench/nbd-compare.sh
 #
-# Needs qemu-img, qemu-nbd, nbdcopy. Settings (environment): COWDISK (default: the Release build, then PATH),
+# Needs qemu-img, qemu-nbd, nbdcopy. Settings (environment): COWDISK (default: bench/run's install in bench/.install, the Release build, then PATH),
 # SIZE (default 1G), ROUNDS (default 3), WORKDIR (default: a new folder under /var/tmp), TSV (also append the
 # medians to this file as "workload<TAB>subject<TAB>value<TAB>unit<TAB>higher|lower" lines; bench/run uses it).
 set -euo pipefail
@@ -16,7 +16,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 SIZE=${SIZE:-1G}
 ROUNDS=${ROUNDS:-3}
 if [[ -z "${COWDISK:-}" ]]; then
-  for c in "$here/src/Cli/bin/Release/net10.0/cowdisk" "$(command -v cowdisk || true)"; do
+  for c in "$here/bench/.install/bin/cowdisk" "$here/src/Cli/bin/Release/net10.0/cowdisk" "$(command -v cowdisk || true)"; do
     [[ -n "$c" && -x "$c" ]] && COWDISK=$c && break
   done
 fi

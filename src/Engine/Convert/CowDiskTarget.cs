@@ -26,7 +26,19 @@ internal sealed class CowDiskTarget : IConvertTarget
         _image = CowImage.Create(_staging.DataPath, options, settings with { CommitIntervalMs = int.MaxValue, CommitMaxDirtyChunks = int.MaxValue });
     }
 
-    public void Write(long offset, ReadOnlySpan<byte> data) => Image.Write(offset, data);
+    /// <summary>Written bytes between writeback hints: the disk streams the data out while the copy goes on.</summary>
+    private const long WritebackEvery = 32 << 20;
+    private long _sinceWriteback;
+
+    public void Write(long offset, ReadOnlySpan<byte> data)
+    {
+        Image.Write(offset, data);
+        if (Interlocked.Add(ref _sinceWriteback, data.Length) >= WritebackEvery)
+        {
+            Interlocked.Exchange(ref _sinceWriteback, 0);
+            Image.StartWriteback();
+        }
+    }
 
     public void Zero(long offset, long length) => Image.Discard(offset, length);
 

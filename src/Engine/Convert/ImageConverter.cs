@@ -33,6 +33,8 @@ public static class ImageConverter
         // The disk reads the start of the source while its metadata is opened and the output created.
         using var prefetch = new SourcePrefetch(Path.GetFullPath(source.Path));
         using var device = OpenSource(source, options);
+        // We read a raw file's data ranges ourselves, in large pieces: readahead would read its holes too.
+        if (device is RawFileDevice rawSource) rawSource.AdviseNoReadahead();
         // Never over a file the source reads (the image itself or anything in its backing chain).
         foreach (string read in BaseImage.ChainFiles(device))
             if (SameFile(read, full)) throw new ImageOpenException($"the output would replace {read}, which the source reads; name another file");

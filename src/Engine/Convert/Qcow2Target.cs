@@ -89,6 +89,7 @@ internal sealed class Qcow2Target : IConvertTarget
                 int n = (int)Math.Min(data.Length, rangeEnd - offset);
                 long host = _end;
                 RandomAccess.Write(_file, data[..n], host);
+                Native.Libc.StartWriteback(_file, host, n);   // the disk writes while we read on
                 int count = (n + _clusterSize - 1) >> _clusterBits;
                 for (int i = 0; i < count; i++)
                     SetL2(cluster + i, Qcow2L2Entry.Standard((ulong)(host + ((long)i << _clusterBits))));

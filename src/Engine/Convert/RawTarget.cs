@@ -23,7 +23,11 @@ internal sealed class RawTarget : IConvertTarget
     /// <summary>In order: the file system lays the file out as it is written (out-of-order writes fragment it).</summary>
     public bool OrderedWrites => true;
 
-    public void Write(long offset, ReadOnlySpan<byte> data) => RandomAccess.Write(_file, data, offset);
+    public void Write(long offset, ReadOnlySpan<byte> data)
+    {
+        RandomAccess.Write(_file, data, offset);
+        Native.Libc.StartWriteback(_file, offset, data.Length);   // the disk writes while we read on
+    }
 
     public void Complete()
     {

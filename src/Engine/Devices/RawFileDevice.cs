@@ -55,6 +55,12 @@ public sealed class RawFileDevice : IBlockDevice
     public List<(long Offset, long Length)> DataRanges() =>
         _file is Storage.HostStorageFile host ? host.DataRanges() : [(0, Size)];
 
+    /// <summary>For a reader that reads the data ranges itself in large pieces: no readahead into the holes between.</summary>
+    public void AdviseNoReadahead()
+    {
+        if (_file is Storage.HostStorageFile host) host.AdviseNoReadahead();
+    }
+
     public void Discard(long offset, long length) => WriteZeroes(offset, length);
 
     public void WriteZeroes(long offset, long length)

@@ -591,6 +591,9 @@ public sealed partial class CowImage : IBlockDevice
 
     public void Read(long offset, Span<byte> buffer) => _target.Read(offset, buffer);
 
+    /// <summary>Starts writeback of the data file's dirty pages (a hint for long copies, not a barrier).</summary>
+    public void StartWriteback() => _dataFile.StartWriteback();
+
     public void Write(long offset, ReadOnlySpan<byte> buffer, WriteFlags flags = WriteFlags.None)
     {
         try { _target.Write(offset, buffer, flags); }

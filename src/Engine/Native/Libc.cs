@@ -106,6 +106,32 @@ internal static partial class Libc
     public const int FALLOC_FL_PUNCH_HOLE = 0x02;
     private const int O_RDONLY = 0, O_DIRECTORY = 0x10000, O_CLOEXEC = 0x80000;
 
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int sync_file_range(int fd, long offset, long nbytes, uint flags);
+
+    private const uint SYNC_FILE_RANGE_WRITE = 2;
+
+    /// <summary>
+    /// Starts writeback of a range without waiting for it (sync_file_range WRITE): a big copy streams to the disk
+    /// while it runs instead of leaving it all to the final fdatasync. A hint only, never a barrier: durability
+    /// still comes from fdatasync. Errors are ignored (fdatasync reports any that matter).
+    /// </summary>
+    public static void StartWriteback(SafeFileHandle handle, long offset, long length) =>
+        sync_file_range((int)handle.DangerousGetHandle(), offset, length, SYNC_FILE_RANGE_WRITE);
+
+    [LibraryImport("libc")]
+    private static partial int posix_fadvise(int fd, long offset, long len, int advice);
+
+    private const int POSIX_FADV_RANDOM = 1;
+
+    /// <summary>
+    /// No readahead on this descriptor (posix_fadvise RANDOM): each read fetches what it asks for and no more. For a
+    /// reader that knows where the data is and reads it in large pieces itself; readahead would also read (and zero
+    /// fill) the holes between them. A hint: ignored where unsupported.
+    /// </summary>
+    public static void AdviseNoReadahead(SafeFileHandle handle) =>
+        posix_fadvise((int)handle.DangerousGetHandle(), 0, 0, POSIX_FADV_RANDOM);
+
     public static void FDataSync(SafeFileHandle handle)
     {
         if (fdatasync((int)handle.DangerousGetHandle()) != 0)

@@ -198,6 +198,11 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
         sector[got..].Clear();
     }
 
+    public void StartWriteback()
+    {
+        if (!ReadOnly) Libc.StartWriteback(Handle, 0, 0);   // 0, 0: the whole file
+    }
+
     public void Flush()
     {
         if (ReadOnly) return;
@@ -216,6 +221,9 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
 
     /// <summary>Byte ranges that occupy host space (holes left out).</summary>
     public List<(long Offset, long Length)> DataRanges() => Libc.DataRanges(Handle, Length);
+
+    /// <summary>Reads fetch only what they ask for (no readahead): see <see cref="Libc.AdviseNoReadahead"/>.</summary>
+    public void AdviseNoReadahead() => Libc.AdviseNoReadahead(Handle);
 
     public bool Reserve(long length) => ReadOnly || Libc.Reserve(Handle, length);
 

@@ -21,6 +21,12 @@ public interface IStorageFile : IDisposable
 
     void SetLength(long length);
 
+    /// <summary>
+    /// A hint: start writing what is dirty to the disk without waiting (a long copy streams out as it goes instead
+    /// of leaving everything to its last <see cref="Flush"/>). Never a barrier; storage without it does nothing.
+    /// </summary>
+    void StartWriteback() { }
+
     /// <summary>Gives the range's space back (it reads as zeros); false where the storage cannot.</summary>
     bool PunchHole(long offset, long length);
 
