@@ -24,10 +24,12 @@ public static class AttachCommands
         var readOnly = new Option<bool>("--read-only") { Description = "Serve the image read-only; the loop device is read-only" };
         var foreground = new Option<bool>("--foreground") { Description = "Stay in the foreground until SIGTERM/SIGINT (for systemd and debugging)" };
         var nbd = new Option<string?>("--nbd") { Description = "Also serve the disk over NBD: 'unix' (/run/cowdisk/NAME.sock) or a loopback HOST:PORT" };
+        var ioUring = new Option<bool>("--io-uring") { Description = "Serve FUSE over io_uring (turns the kernel's switch on if needed; falls back to /dev/fuse with a notice). Setting: Attach:IoUring" };
+        var requireIoUring = new Option<bool>("--require-io-uring") { Description = "Like --io-uring, but fail instead of falling back" };
         var fuseThreads = new Option<int>("--fuse-threads") { Description = "FUSE worker threads (each on its own clone of /dev/fuse)", DefaultValueFactory = _ => 8 };
         var cmd = new Command("attach", "Attach an image as a block device (/dev/loopN and /dev/cowdisk/NAME)")
         {
-            image, name, overlay, readOnly, foreground, fuseThreads, nbd,
+            image, name, overlay, readOnly, foreground, fuseThreads, nbd, ioUring, requireIoUring,
         };
         cmd.SetAction(r => GlobalOptions.Run(() => Guarded(() =>
         {
@@ -39,6 +41,7 @@ public static class AttachCommands
                 Image = Path.GetFullPath(named.Path), Snapshot = named.Snapshot, Name = r.GetValue(name)!, Overlay = r.GetValue(overlay),
                 ReadOnly = r.GetValue(readOnly) || (named.Snapshot is not null && !r.GetValue(overlay)), FuseThreads = threads, Engine = GlobalOptions.Engine(r),
                 NbdUnix = r.GetValue(nbd) == "unix",
+                IoUring = r.GetValue(ioUring) || GlobalOptions.AttachIoUring(r), RequireIoUring = r.GetValue(requireIoUring),
                 NbdTcp = r.GetValue(nbd) is { } address and not "unix" ? Commands.ServeCommand.ParseListen(address) : null,
             };
             if (request.NbdTcp is { } tcp && !System.Net.IPAddress.IsLoopback(tcp.Address))
@@ -65,6 +68,8 @@ public static class AttachCommands
         var arguments = new List<string> { "attach", image, "--name", request.Name, "--foreground",
             "--fuse-threads", request.FuseThreads.ToString() };
         if (request.Overlay) arguments.Add("--overlay");
+        if (request.IoUring) arguments.Add("--io-uring");
+        if (request.RequireIoUring) arguments.Add("--require-io-uring");
         if (request.NbdUnix) arguments.AddRange(["--nbd", "unix"]);
         if (request.NbdTcp is { } tcp) arguments.AddRange(["--nbd", tcp.ToString()]);
         if (request.ReadOnly) arguments.Add("--read-only");

@@ -34,6 +34,17 @@ public static class CliSettings
         catch (Exception e) when (e is FormatException or InvalidDataException) { throw new CliException($"bad configuration: {e.Message}"); }
     }
 
+    /// <summary>The "Attach" section: IoUring (serve FUSE over io_uring, as --io-uring).</summary>
+    public static bool AttachIoUring(IConfiguration config)
+    {
+        var section = config.GetSection("Attach");
+        foreach (var child in section.GetChildren())
+            if (!string.Equals(child.Key, "IoUring", StringComparison.OrdinalIgnoreCase))
+                throw new CliException($"unknown setting Attach:{child.Key} (known: IoUring)");
+        try { return section.GetValue("IoUring", false); }
+        catch (InvalidOperationException e) { throw new CliException($"bad setting in section Attach: {e.InnerException?.Message ?? e.Message}"); }
+    }
+
     public static EngineSettings Engine(IConfiguration config)
     {
         var section = config.GetSection("Engine");

@@ -25,6 +25,10 @@ public static class GlobalOptions
         return settings;
     }
 
+    /// <summary>Setting Attach:IoUring (the default of attach --io-uring).</summary>
+    public static bool AttachIoUring(ParseResult result) =>
+        CliSettings.AttachIoUring(CliSettings.Build(result.GetValue(Config), result.GetValue(Set) ?? Array.Empty<string>()));
+
     /// <summary>Set to 1 to let unexpected exceptions through with their stack trace.</summary>
     public const string DebugVariable = "COWDISK_DEBUG";
 

@@ -31,3 +31,12 @@ public enum FuseInitFlags : uint
     SetXAttrExt = 1u << 29,
     InitExt = 1u << 30,
 }
+
+/// <summary>Capability bits of FUSE_INIT's flags2 (bits 32..63 of the flags; sent only with InitExt).</summary>
+[Flags]
+public enum FuseInitFlags2 : uint
+{
+    None = 0,
+    /// <summary>FUSE_OVER_IO_URING (bit 41): requests may come through io_uring queues instead of read(2) on /dev/fuse.</summary>
+    OverIoUring = 1u << 9,
+}

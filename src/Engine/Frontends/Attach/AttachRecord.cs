@@ -23,6 +23,10 @@ public sealed record AttachRecord
     /// <summary>The file the loop device is bound to (inside MountPoint).</summary>
     public string? BackingFile { get; init; }
     public bool? DirectIo { get; init; }
+    /// <summary>How FUSE requests reach the daemon: "io-uring" or "dev-fuse" (null before the mount).</summary>
+    public string? Transport { get; init; }
+    /// <summary>This daemon turned the kernel's FUSE io_uring switch on: whoever cleans up after it turns it back off.</summary>
+    public bool TurnedOnIoUring { get; init; }
     /// <summary>Where the image is served over NBD (serve, attach --nbd), as client URIs; null when it is not.</summary>
     public string[]? Nbd { get; init; }
     public string? Error { get; init; }

@@ -168,6 +168,7 @@ public sealed class AttachRegistry(AttachPaths paths)
         if (record?.LoopNumber is { } loop && record.BackingFile is { } backing)
             LoopDevice.DetachIfBoundTo(loop, backing, StaleLoopWait);
         RemoveLinkIfPointsTo(Paths.LinkPath(name), record?.Device);
+        if (record?.TurnedOnIoUring == true) Fuse.FuseUringSwitch.TurnOff(_ => { });   // the dead daemon's to undo
         try { Directory.Delete(mountPoint); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         try { File.Delete(Paths.ControlSocket(name)); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         try { if (Native.Libc.IsSocket(Paths.NbdSocket(name))) File.Delete(Paths.NbdSocket(name)); }   // only a socket: never a file a user put there

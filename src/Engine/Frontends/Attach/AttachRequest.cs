@@ -12,6 +12,10 @@ public sealed record AttachRequest
     public string? Snapshot { get; init; }
     /// <summary>FUSE worker threads serving the loop device's requests.</summary>
     public int FuseThreads { get; init; } = 8;
+    /// <summary>Serve FUSE over io_uring (falling back to /dev/fuse with a notice where the kernel cannot).</summary>
+    public bool IoUring { get; init; }
+    /// <summary>With <see cref="IoUring"/>: fail rather than fall back.</summary>
+    public bool RequireIoUring { get; init; }
     public EngineSettings Engine { get; init; } = new();
     /// <summary>Also serve the device over NBD: on this TCP address (loopback only), or on the Unix socket NAME.sock when <see cref="NbdUnix"/>.</summary>
     public System.Net.IPEndPoint? NbdTcp { get; init; }

@@ -81,10 +81,15 @@ public sealed class AttachSession : RegisteredSession
         _fuse = new FuseServer(_device, new FuseServerOptions
         {
             MountPoint = mountPoint, SourceName = $"cowdisk:{Record.Name}", WorkerThreads = request.FuseThreads, Log = Log,
+            Transport = request.IoUring || request.RequireIoUring ? FuseTransport.IoUring : FuseTransport.DevFuse,
+            RequireIoUring = request.RequireIoUring,
+            IoUringServeDataInline = !request.Engine.DirectIo,   // page cache on: reads and writes rarely wait on the disk
         });
         Record = Record with { MountPoint = mountPoint };
-        _fuse.Start();
-        Log($"fuse: mounted {mountPoint}, kernel protocol {_fuse.KernelProtocol}, max write {_fuse.Negotiated?.MaxWrite}, {request.FuseThreads} workers");
+        try { _fuse.Start(); }
+        catch (FuseUnavailableException e) when (request.RequireIoUring) { throw new AttachException(e.Message); }
+        Log($"fuse: mounted {mountPoint}, kernel protocol {_fuse.KernelProtocol}, max write {_fuse.Negotiated?.MaxWrite}, {request.FuseThreads} workers, transport {_fuse.ActiveTransport}");
+        Record = Record with { Transport = _fuse.ActiveTransport, TurnedOnIoUring = _fuse.TurnedOnIoUring };
 
         _loop = LoopDevice.Bind(_fuse.FilePath, request.ReadOnly, directIo: true);
         Log($"loop: {_loop.DevicePath} bound with {_loop.BindMethod}, direct I/O {(_loop.DirectIo ? "on" : "off")}");

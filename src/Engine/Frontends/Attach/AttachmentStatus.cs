@@ -13,6 +13,8 @@ public sealed record AttachmentStatus
     public required int Pid { get; init; }
     public required bool ReadOnly { get; init; }
     public bool? DirectIo { get; init; }
+    /// <summary>"io-uring" or "dev-fuse": how the kernel's FUSE requests reach the daemon.</summary>
+    public string? Transport { get; init; }
     /// <summary>NBD URIs clients connect to, for `serve` and `attach --nbd`.</summary>
     public string[]? Nbd { get; init; }
     public required DateTimeOffset Started { get; init; }
@@ -24,7 +26,7 @@ public sealed record AttachmentStatus
     public static AttachmentStatus From(AttachRecord record, string state) => new()
     {
         Name = record.Name, Image = record.Image, Overlay = record.Overlay, Snapshot = record.Snapshot, Device = record.Device, Link = record.Link,
-        Pid = record.Pid, ReadOnly = record.ReadOnly, DirectIo = record.DirectIo, Nbd = record.Nbd, Started = record.Started,
+        Pid = record.Pid, ReadOnly = record.ReadOnly, DirectIo = record.DirectIo, Transport = record.Transport, Nbd = record.Nbd, Started = record.Started,
         State = state, Error = record.Error,
     };
 }

@@ -24,13 +24,18 @@ public sealed class FuseServer : IDisposable
 
     private const FuseInitFlags WantedInitFlags =
         FuseInitFlags.AsyncRead | FuseInitFlags.BigWrites | FuseInitFlags.AsyncDio | FuseInitFlags.MaxPages;
+    private static readonly TimeSpan RegisterTimeout = TimeSpan.FromSeconds(5);
 
     private readonly FuseServerOptions _options;
     private readonly List<(Thread Thread, FuseWorker Worker)> _workers = [];
+    private readonly List<(Thread Thread, FuseUringQueue Queue)> _queues = [];
+    private FuseUringPool? _uringPool;
+    private readonly FuseRequestHandler _handler;
     private readonly ManualResetEventSlim _initDone = new();
     private int _fd = -1;
     private readonly List<int> _clones = [];
     private bool _mounted;
+    private bool _turnedUringOn;
     private string? _connectionId;
 
     internal IBlockDevice Device { get; }
@@ -40,6 +45,10 @@ public sealed class FuseServer : IDisposable
 
     /// <summary>What INIT settled on; null until the kernel has sent INIT (or if it was refused).</summary>
     public FuseInitOut? Negotiated { get; private set; }
+    /// <summary>This server turned the kernel's FUSE io_uring switch on (and turns it off when it stops).</summary>
+    public bool TurnedOnIoUring => _turnedUringOn;
+    /// <summary>How requests arrive once started: "io-uring" or "dev-fuse".</summary>
+    public string ActiveTransport { get; private set; } = "dev-fuse";
     /// <summary>The kernel's protocol version, as "7.x".</summary>
     public string? KernelProtocol { get; private set; }
     public string MountPoint { get; }
@@ -56,6 +65,7 @@ public sealed class FuseServer : IDisposable
         MountPoint = Path.GetFullPath(options.MountPoint);
         ReadOnly = (device.Capabilities & BlockDeviceCapabilities.ReadOnly) != 0;
         Tree = new FuseDiskTree(options.FileName, device.Size, ReadOnly);
+        _handler = new FuseRequestHandler(this);
     }
 
     internal void Log(string message) => _options.Log(message);
@@ -67,6 +77,8 @@ public sealed class FuseServer : IDisposable
         _fd = PosixFile.TryOpen(FuseDevicePath, PosixFile.O_RDWR);
         if (_fd < 0) throw new FuseUnavailableException($"cannot open {FuseDevicePath}: {Errno.Describe(-_fd)}");
 
+        // Read at INIT: on before the mount, or the kernel will not offer io_uring to this connection.
+        if (_options.Transport == FuseTransport.IoUring) _turnedUringOn = FuseUringSwitch.TurnOn(Log);
         Directory.CreateDirectory(MountPoint);
         if (Mount.IsMountPoint(MountPoint)) Mount.TryUnmount(MountPoint, lazy: true); // left by a killed daemon
         // rootmode is octal S_IFDIR; default_permissions makes the kernel enforce the 0600 mode we report.
@@ -93,22 +105,80 @@ public sealed class FuseServer : IDisposable
                 fd = _fd;
             }
             else if (fd != _fd) _clones.Add(fd);
-            var worker = new FuseWorker(this, fd, _options.MaxWrite);
+            var worker = new FuseWorker(this, _handler, fd, _options.MaxWrite);
             var thread = new Thread(worker.Run) { IsBackground = true, Name = $"fuse-worker-{i}" };
             _workers.Add((thread, worker));
             thread.Start();
         }
         if (!_initDone.Wait(InitTimeout)) throw new IOException("the kernel sent no FUSE INIT after mounting");
         if (Negotiated is null) throw new IOException($"FUSE INIT failed: kernel protocol {KernelProtocol} is not supported");
+        if (_options.Transport == FuseTransport.IoUring) StartIoUring();
+    }
+
+    /// <summary>
+    /// After INIT: one queue thread per possible CPU registers its entries; the kernel moves to the rings once all
+    /// have. Anything short of that falls back to /dev/fuse (whose workers serve on regardless), with a notice.
+    /// </summary>
+    private void StartIoUring()
+    {
+        string? why = (Negotiated!.Value.Flags2 & (uint)FuseInitFlags2.OverIoUring) == 0
+            ? FuseUringSwitch.Unavailable() ?? "the kernel did not offer FUSE over io_uring at INIT"
+            : null;
+        if (why is null)
+        {
+            int queues = ThreadAffinity.PossibleCpus();
+            _uringPool = new FuseUringPool(_options.WorkerThreads);
+            for (int q = 0; q < queues; q++)
+            {
+                var queue = new FuseUringQueue(this, _handler, _uringPool, _fd, (ushort)q, _options.IoUringEntries, (int)Negotiated.Value.MaxWrite,
+                    _options.IoUringServeDataInline);
+                var thread = new Thread(queue.Run) { IsBackground = true, Name = $"fuse-uring-{q}" };
+                _queues.Add((thread, queue));
+                thread.Start();
+            }
+            foreach (var (_, queue) in _queues) why ??= queue.WaitRegistered(RegisterTimeout);
+        }
+        if (why is null)
+        {
+            ActiveTransport = "io-uring";
+            Log($"fuse: serving through io_uring: {_queues.Count} queues of {_options.IoUringEntries} entries");
+            return;
+        }
+        StopIoUring();
+        if (_options.RequireIoUring) throw new FuseUnavailableException($"FUSE over io_uring is not available: {why}");
+        Log($"fuse: FUSE over io_uring is not available ({why}); serving through /dev/fuse");
+    }
+
+    private bool StopIoUring()
+    {
+        bool allStopped = true;
+        foreach (var (thread, queue) in _queues)
+        {
+            queue.Stop();
+            if (thread.Join(WorkerExitTimeout)) queue.Dispose();
+            else allStopped = false;   // its buffers stay: the kernel may still hold them
+        }
+        _queues.Clear();
+        if (_uringPool is not null)
+        {
+            if (_uringPool.Stop(WorkerExitTimeout)) _uringPool.Dispose();
+            else allStopped = false;
+            _uringPool = null;
+        }
+        return allStopped;
     }
 
     internal FuseInitOut Negotiate(FuseInitIn init)
     {
         KernelProtocol = $"{init.Major}.{init.Minor}";
         int maxPages = _options.MaxWrite / PageSize;
+        // FUSE over io_uring is a flags2 bit, which the kernel reads only with INIT_EXT.
+        bool uring = _options.Transport == FuseTransport.IoUring && (init.Flags & FuseInitFlags.InitExt) != 0
+                     && (init.Flags2 & (uint)FuseInitFlags2.OverIoUring) != 0;
+        var flags = init.Flags & WantedInitFlags | (uring ? FuseInitFlags.InitExt : FuseInitFlags.None);
         return new FuseInitOut(ProtocolMajor, Math.Min(init.Minor, SupportedProtocolMinor), init.MaxReadahead,
-            init.Flags & WantedInitFlags, _options.MaxBackground, (ushort)(_options.MaxBackground * 3 / 4),
-            (uint)_options.MaxWrite, 1, (ushort)maxPages, 0);
+            flags, _options.MaxBackground, (ushort)(_options.MaxBackground * 3 / 4),
+            (uint)_options.MaxWrite, 1, (ushort)maxPages, uring ? (uint)FuseInitFlags2.OverIoUring : 0);
     }
 
     internal void CompleteInit(FuseInitOut? negotiated)
@@ -133,7 +203,7 @@ public sealed class FuseServer : IDisposable
                 AbortConnection();
             }
         }
-        bool allStopped = true;
+        bool allStopped = StopIoUring();
         foreach (var (thread, worker) in _workers)
         {
             if (thread.Join(WorkerExitTimeout)) worker.Dispose();
@@ -148,6 +218,11 @@ public sealed class FuseServer : IDisposable
             _fd = -1;
         }
         try { Directory.Delete(MountPoint); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        if (_turnedUringOn)
+        {
+            _turnedUringOn = false;
+            FuseUringSwitch.TurnOff(Log);   // ours to undo; connections already on io_uring keep it
+        }
         return allStopped;
     }
 

@@ -17,6 +17,24 @@ public sealed record FuseServerOptions
     /// <summary>Threads reading requests from /dev/fuse; each serves one request at a time, synchronously.</summary>
     public int WorkerThreads { get; init; } = 8;
 
+    /// <summary>
+    /// How requests reach the server: /dev/fuse (read and write per request), or FUSE over io_uring (per-CPU
+    /// queues of registered buffers; falls back to /dev/fuse with a logged notice where the kernel cannot).
+    /// </summary>
+    public FuseTransport Transport { get; init; } = FuseTransport.DevFuse;
+
+    /// <summary>With <see cref="FuseTransport.IoUring"/>: refuse to start rather than fall back to /dev/fuse.</summary>
+    public bool RequireIoUring { get; init; }
+
+    /// <summary>
+    /// With io_uring: READ and WRITE are served on the queue threads (best when the device's I/O goes through the
+    /// page cache); off, they go to the worker pool (best when each waits on the disk, as with O_DIRECT).
+    /// </summary>
+    public bool IoUringServeDataInline { get; init; } = true;
+
+    /// <summary>io_uring entries per queue (one queue per possible CPU): requests a queue holds at once.</summary>
+    public int IoUringEntries { get; init; } = 32;
+
     /// <summary>Largest READ/WRITE payload offered at INIT (the kernel caps it at fs.fuse.max_pages_limit pages).</summary>
     public int MaxWrite { get; init; } = 1 << 20;
 
@@ -31,4 +49,13 @@ public sealed record FuseServerOptions
 
     /// <summary>Where the server reports I/O errors and protocol events; never called per request on success.</summary>
     public Action<string> Log { get; init; } = _ => { };
+}
+
+/// <summary>How FUSE requests reach the server.</summary>
+public enum FuseTransport
+{
+    /// <summary>read(2) a request from /dev/fuse, write(2) its reply.</summary>
+    DevFuse,
+    /// <summary>FUSE over io_uring: one COMMIT_AND_FETCH submission answers a request and takes the next.</summary>
+    IoUring,
 }
