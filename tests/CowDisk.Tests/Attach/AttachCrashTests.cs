@@ -22,17 +22,18 @@ public sealed class AttachCrashTests(ITestOutputHelper output)
     private const string DeviceSize = "128M";
     private static readonly TimeSpan FailTimeout = TimeSpan.FromSeconds(60);
 
-    [AttachFact]
-    public void Kill_9_under_random_io_keeps_every_fsynced_sector()
+    [AttachTheory]
+    [MemberData(nameof(AttachTransports.Both), MemberType = typeof(AttachTransports))]
+    public void Kill_9_under_random_io_keeps_every_fsynced_sector(string transport)
     {
         int rounds = KillRounds.FromEnvironment("COWDISK_KILL_ROUNDS", DefaultRounds);
         int seed = KillRounds.Seed();
-        output.WriteLine($"rounds {rounds}, seed {seed} (COWDISK_KILL_SEED), {Threads} threads on a {DeviceSize} device");
+        output.WriteLine($"rounds {rounds}, seed {seed} (COWDISK_KILL_SEED), {Threads} threads on a {DeviceSize} device, FUSE over {transport}");
         var random = new Random(seed);
         var totals = new Totals();
         long started = Environment.TickCount64;
 
-        using var scratch = new AttachScratch();
+        using var scratch = new AttachScratch(transport: transport);
         string image = scratch.CreateImage("disk.img", DeviceSize);
         string name = scratch.NewName();
         string link = scratch.Attach(image, name);

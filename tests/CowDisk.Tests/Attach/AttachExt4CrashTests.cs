@@ -24,18 +24,19 @@ public sealed class AttachExt4CrashTests(ITestOutputHelper output)
     private const int KeptFiles = 24;
     private static readonly TimeSpan FailTimeout = TimeSpan.FromSeconds(60);
 
-    [AttachFact]
-    public void Kill_9_under_ext4_keeps_every_fsynced_file_and_the_journal_replays_clean()
+    [AttachTheory]
+    [MemberData(nameof(AttachTransports.Both), MemberType = typeof(AttachTransports))]
+    public void Kill_9_under_ext4_keeps_every_fsynced_file_and_the_journal_replays_clean(string transport)
     {
         int rounds = KillRounds.FromEnvironment("COWDISK_EXT4_KILL_ROUNDS", DefaultRounds);
         int seed = KillRounds.Seed();
-        output.WriteLine($"rounds {rounds}, seed {seed} (COWDISK_KILL_SEED)");
+        output.WriteLine($"rounds {rounds}, seed {seed} (COWDISK_KILL_SEED), FUSE over {transport}");
         var random = new Random(seed);
         long started = Environment.TickCount64;
         int kills = 0;
         long filesWritten = 0, filesFsynced = 0, bytesWritten = 0, filesVerified = 0, bytesVerified = 0, lateFsyncsTotal = 0;
 
-        using var scratch = new AttachScratch();
+        using var scratch = new AttachScratch(transport: transport);
         string image = scratch.CreateImage("disk.img", "256M");
         string name = scratch.NewName();
         string link = scratch.Attach(image, name);

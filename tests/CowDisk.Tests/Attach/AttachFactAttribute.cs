@@ -43,6 +43,24 @@ public sealed class AttachFactAttribute : FactAttribute
     }
 }
 
+/// <summary>An attach test run once per FUSE transport (its data: <see cref="AttachTransports.Both"/>); skipped like <see cref="AttachFactAttribute"/>.</summary>
+public sealed class AttachTheoryAttribute : TheoryAttribute
+{
+    public AttachTheoryAttribute()
+    {
+        if (AttachFactAttribute.MissingPrerequisite() is { } missing && Environment.GetEnvironmentVariable("CI") != "true")
+            Skip = $"needs {missing} (set CI=true to make this a failure)";
+    }
+}
+
+/// <summary>The FUSE transports attach tests run on: /dev/fuse and FUSE over io_uring (required, never a silent fallback).</summary>
+public static class AttachTransports
+{
+    public const string DevFuse = "dev-fuse";
+    public const string IoUring = "io-uring";
+    public static TheoryData<string> Both => new() { DevFuse, IoUring };
+}
+
 /// <summary>Attach tests bind loop devices and mount; they run one at a time.</summary>
 [CollectionDefinition(Name)]
 public sealed class AttachCollection

@@ -6,10 +6,11 @@ namespace CowDisk.Tests.Attach;
 [Collection(AttachCollection.Name)]
 public sealed class AttachLifecycleTests
 {
-    [AttachFact]
-    public void Files_survive_detach_and_reattach()
+    [AttachTheory]
+    [MemberData(nameof(AttachTransports.Both), MemberType = typeof(AttachTransports))]
+    public void Files_survive_detach_and_reattach(string transport)
     {
-        using var scratch = new AttachScratch();
+        using var scratch = new AttachScratch(transport: transport);
         string image = scratch.CreateImage("disk.img", "512M");
         string name = scratch.NewName();
 
@@ -61,10 +62,11 @@ public sealed class AttachLifecycleTests
         scratch.Detach(overlayName);
     }
 
-    [AttachFact]
-    public void Read_only_attach_refuses_writes_and_leaves_the_image_unchanged()
+    [AttachTheory]
+    [MemberData(nameof(AttachTransports.Both), MemberType = typeof(AttachTransports))]
+    public void Read_only_attach_refuses_writes_and_leaves_the_image_unchanged(string transport)
     {
-        using var scratch = new AttachScratch();
+        using var scratch = new AttachScratch(transport: transport);
         string image = scratch.CreateImage("disk.img", "256M");
         string name = scratch.NewName();
         string link = scratch.Attach(image, name);
@@ -115,4 +117,70 @@ public sealed class AttachLifecycleTests
         Assert.Contains("invalid name", badName.Error);
         scratch.Detach(name);
     }
+
+    /// <summary>
+    /// --io-uring turns the kernel's switch on only while it is needed and back off after (also when the daemon was
+    /// killed: the cleanup does it), and a switch that was already on is left on.
+    /// </summary>
+    [AttachFact]
+    public void The_io_uring_switch_is_restored_by_whoever_turned_it_on()
+    {
+        const string parameter = "/sys/module/fuse/parameters/enable_uring";
+        using var scratch = new AttachScratch(transport: AttachTransports.IoUring);
+        string before = File.ReadAllText(parameter).Trim();
+        try
+        {
+            File.WriteAllText(parameter, "N");
+            string image = scratch.CreateImage("disk.img", "64M");
+            string name = scratch.NewName();
+            scratch.Attach(image, name);
+            Assert.Equal("Y", File.ReadAllText(parameter).Trim());
+            scratch.Detach(name);
+            Assert.Equal("N", File.ReadAllText(parameter).Trim());
+
+            scratch.Attach(image, name);
+            Posix.Kill9(scratch.Record(name).Pid);
+            long deadline = Environment.TickCount64 + 10_000;   // list cleans up after the dead daemon
+            while (scratch.List().Any(s => s.Name == name) && Environment.TickCount64 < deadline) Thread.Sleep(100);
+            Assert.DoesNotContain(scratch.List(), s => s.Name == name);
+            Assert.Equal("N", File.ReadAllText(parameter).Trim());
+
+            File.WriteAllText(parameter, "Y");   // on before us: not ours to turn off
+            scratch.Attach(image, name);
+            scratch.Detach(name);
+            Assert.Equal("Y", File.ReadAllText(parameter).Trim());
+        }
+        finally { File.WriteAllText(parameter, before); }
+    }
+
+    /// <summary>Where the kernel has no FUSE over io_uring, --io-uring falls back with a notice and --require-io-uring fails.</summary>
+    [AttachFact]
+    public void Without_kernel_support_io_uring_falls_back_or_fails_as_asked()
+    {
+        const string parameter = "/sys/module/fuse/parameters/enable_uring";
+        using var scratch = new AttachScratch();
+        string before = File.ReadAllText(parameter).Trim();
+        try
+        {
+            File.WriteAllText(parameter, "N");   // the kernel offers no io_uring at INIT...
+            var env = new Dictionary<string, string> { [FuseUringSwitchPathVariable] = Path.Combine(scratch.Folder, "no-such-switch") };   // ...and we cannot turn it on
+            string image = scratch.CreateImage("disk.img", "64M");
+            string name = scratch.NewName();
+            var fallback = CommandRunner.Run(CowdiskExecutable.Path, ["attach", image, "--name", name, "--io-uring"], environment: env);
+            Assert.True(fallback.ExitCode == 0, fallback.ToString());
+            Assert.Equal(AttachTransports.DevFuse, scratch.Record(name).Transport);
+            Assert.Contains("FUSE over io_uring is not available", File.ReadAllText(scratch.Paths.LogPath(name)));
+            scratch.Detach(name);
+
+            var required = CommandRunner.Run(CowdiskExecutable.Path, ["attach", image, "--name", name, "--require-io-uring"], environment: env);
+            Assert.NotEqual(0, required.ExitCode);
+            Assert.Contains("FUSE over io_uring is not available", required.Error);
+            Assert.Single(required.Error.Trim().Split('\n'));
+            Assert.DoesNotContain(scratch.List(), s => s.Name == name && s.State == "running");
+            Assert.Equal("N", File.ReadAllText(parameter).Trim());
+        }
+        finally { File.WriteAllText(parameter, before); }
+    }
+
+    private const string FuseUringSwitchPathVariable = "COWDISK_FUSE_URING_SWITCH";
 }

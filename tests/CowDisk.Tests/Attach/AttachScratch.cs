@@ -23,14 +23,22 @@ public sealed class AttachScratch : IDisposable
 
     public string Folder { get; } = Directory.CreateTempSubdirectory("cowdisk-attach-").FullName;
     public AttachPaths Paths { get; }
+    public string Transport { get; }
 
     /// <param name="privateRunDirectory">
     /// Keep records, locks and logs in a run folder of this test (COWDISK_RUN_DIR), where no other process's
     /// list or attach cleans them up: for tests that watch those files.
     /// </param>
-    public AttachScratch(bool privateRunDirectory = false)
+    /// <param name="transport">
+    /// How the attachments it makes take FUSE requests (<see cref="AttachTransports"/>): io-uring attaches with
+    /// --require-io-uring, so a fallback to /dev/fuse fails the test.
+    /// </param>
+    public AttachScratch(bool privateRunDirectory = false, string transport = AttachTransports.DevFuse)
     {
         if (AttachFactAttribute.MissingPrerequisite() is { } missing) Assert.Fail($"attach tests need {missing}");
+        Transport = transport;
+        if (transport == AttachTransports.IoUring && !File.Exists("/sys/module/fuse/parameters/enable_uring"))
+            Assert.Fail("the io-uring attach tests need a kernel with FUSE over io_uring (/sys/module/fuse/parameters/enable_uring)");
         Paths = AttachPaths.FromEnvironment();
         if (privateRunDirectory)
         {
@@ -68,11 +76,13 @@ public sealed class AttachScratch : IDisposable
     /// <summary>Attaches and returns the stable link; fails the test if attach fails.</summary>
     public string Attach(string image, string name, params string[] options)
     {
-        var result = Cow(["attach", image, "--name", name, .. options]);
+        string[] transport = Transport == AttachTransports.IoUring ? ["--require-io-uring"] : [];
+        var result = Cow(["attach", image, "--name", name, .. transport, .. options]);
         Assert.True(result.ExitCode == 0, $"attach failed: {result}");
         string link = Paths.LinkPath(name);
         Assert.Contains(link, result.Output);
         Assert.Contains("/dev/loop", result.Output);
+        Assert.Equal(Transport, Record(name).Transport);
         return link;
     }
 

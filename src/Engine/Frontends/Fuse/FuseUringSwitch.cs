@@ -7,7 +7,9 @@ namespace CowDisk.Engine.Frontends.Fuse;
 /// </summary>
 internal static class FuseUringSwitch
 {
-    public const string ParameterPath = "/sys/module/fuse/parameters/enable_uring";
+    /// <summary>The switch; COWDISK_FUSE_URING_SWITCH names another file (tests use it to play a kernel without the switch).</summary>
+    public static string ParameterPath =>
+        Environment.GetEnvironmentVariable("COWDISK_FUSE_URING_SWITCH") is { Length: > 0 } other ? other : "/sys/module/fuse/parameters/enable_uring";
 
     /// <summary>Why FUSE over io_uring cannot be had here, or null when the switch is on.</summary>
     public static string? Unavailable()
