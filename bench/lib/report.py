@@ -22,7 +22,7 @@ SECTIONS = [
     ("convert", "6. Convert: cowdisk convert vs qemu-img convert"),
 ]
 SUBJECTS = {   # section -> role -> subject name as the sections write it
-    "fio": {"cow": "cowdisk attach", "peer": "qsd FUSE+loop", "limit": "raw loop"},
+    "fio": {"cow": "cowdisk attach", "peer": "qsd FUSE+loop", "limit": "raw loop", "uring": "cowdisk attach --io-uring"},
     "copy": {"cow": "cowdisk attach", "peer": "qsd FUSE+loop", "limit": "raw loop"},
     "nbd": {"cow": "cowdisk serve", "peer": "qemu-nbd"},
     "snap": {"cow": "cowdisk", "peer": "qcow2"},
@@ -175,17 +175,21 @@ def sections(rows):
 
 
 def render(rows, subject_state, facts):
-    header = ["workload", "unit", "cowdisk", "peer", "limit", "cow/peer", "cow/limit", "peer/limit"]
+    header = ["workload", "unit", "cowdisk", "peer", "limit", "cow/peer", "cow/limit", "peer/limit", "io_uring", "uring/cow"]
     body = []
     for key, title, srows in sections(rows):
         names = SUBJECTS[base_of(key)]
-        who = "; ".join(f"{role}: {names[role]}" for role in ("cow", "peer", "limit") if role in names)
+        who = "; ".join(f"{role}: {names[role]}" for role in ("cow", "peer", "limit", "uring") if role in names)
         body.append(("title", f"{title}  ({who})"))
         for r in srows:
             cells = [r.workload, r.unit] + [cell(r, role, subject_state)[0] for role in ("cow", "peer", "limit")]
             for a, b in (("cow", "peer"), ("cow", "limit"), ("peer", "limit")):
                 x = ratio(r, a, b, subject_state)
                 cells.append(f"{x:.2f}x" if x is not None else "")
+            # cowdisk attach with FUSE over io_uring, beside the /dev/fuse transport (fio only)
+            cells.append(cell(r, "uring", subject_state)[0] if "uring" in names else "")
+            x = ratio(r, "uring", "cow", subject_state) if "uring" in names else None
+            cells.append(f"{x:.2f}x" if x is not None else "")
             body.append(("row", cells))
     widths = [len(h) for h in header]
     for kind, cells in body:

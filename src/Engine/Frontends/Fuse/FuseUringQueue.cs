@@ -161,7 +161,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     private void Dispatch(IoUring ring, int entry)
     {
         var header = FuseInHeader.Read(new ReadOnlySpan<byte>(Header(entry) + FuseUringHeader.InOutOffset, FuseInHeader.EncodedSize));
-        if (MayWait(header.Opcode)) _pool.Post(this, entry);
+        if (MayWait(header.Opcode, entry)) _pool.Post(this, entry);
         else
         {
             ServeEntry(entry);
@@ -170,13 +170,24 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     }
 
     /// <summary>
-    /// Requests that may wait long on the disk: FSYNC and FALLOCATE always; READ and WRITE only when the device
-    /// does its I/O directly (no page cache to absorb it). With the page cache on, serving them here costs less than
-    /// handing them over (fio 4 KiB QD32 here: random writes 129k IOPS here against 70k through the pool); with
-    /// O_DIRECT each waits on the disk, and the pool keeps many in flight (random reads 38k against 13k).
+    /// Requests that may take long: FSYNC and FALLOCATE always; READ and WRITE when the device does its I/O
+    /// directly (no page cache to absorb it), or when they are big (copying a megabyte here would hold up the
+    /// small requests behind it). With the page cache on, serving small ones here costs less than handing them
+    /// over (fio 4 KiB QD32 here: random writes 129k IOPS here against 70k through the pool); with O_DIRECT each
+    /// waits on the disk, and the pool keeps many in flight (random reads 38k against 13k).
     /// </summary>
-    private bool MayWait(FuseOpcode opcode) =>
-        opcode is FuseOpcode.Fsync or FuseOpcode.Fallocate || (!_inline && opcode is FuseOpcode.Read or FuseOpcode.Write);
+    private bool MayWait(FuseOpcode opcode, int entry)
+    {
+        if (opcode is FuseOpcode.Fsync or FuseOpcode.Fallocate) return true;
+        if (opcode is not (FuseOpcode.Read or FuseOpcode.Write)) return false;
+        if (!_inline) return true;
+        var argument = new ReadOnlySpan<byte>(Header(entry) + FuseUringHeader.OpInOffset, FuseUringHeader.OpInSize);
+        uint length = opcode == FuseOpcode.Read ? FuseReadIn.Read(argument).Length : FuseWriteIn.Read(argument).Length;
+        return length > InlineMaxBytes;
+    }
+
+    /// <summary>The largest READ or WRITE served on the queue thread when serving inline.</summary>
+    private const uint InlineMaxBytes = 64 << 10;
 
     /// <summary>Serves the entry's request and writes its answer into the entry (header and payload). Any thread.</summary>
     public void ServeEntry(int entry)
