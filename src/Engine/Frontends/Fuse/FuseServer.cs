@@ -151,20 +151,19 @@ public sealed class FuseServer : IDisposable
 
     private bool StopIoUring()
     {
+        // Queue threads first, then the pool (its workers may still be writing answers into entries), and only
+        // then the entries' memory.
         bool allStopped = true;
-        foreach (var (thread, queue) in _queues)
-        {
-            queue.Stop();
-            if (thread.Join(WorkerExitTimeout)) queue.Dispose();
-            else allStopped = false;   // its buffers stay: the kernel may still hold them
-        }
-        _queues.Clear();
+        foreach (var (_, queue) in _queues) queue.Stop();
+        foreach (var (thread, _) in _queues) allStopped &= thread.Join(WorkerExitTimeout);
         if (_uringPool is not null)
         {
             if (_uringPool.Stop(WorkerExitTimeout)) _uringPool.Dispose();
             else allStopped = false;
             _uringPool = null;
         }
+        if (allStopped) foreach (var (_, queue) in _queues) queue.Dispose();   // else the buffers stay: someone may still be in them
+        _queues.Clear();
         return allStopped;
     }
 

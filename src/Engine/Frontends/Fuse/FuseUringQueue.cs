@@ -10,7 +10,7 @@ namespace CowDisk.Engine.Frontends.Fuse;
 /// One FUSE-over-io_uring queue (the kernel keeps one per possible CPU and sends each request to the queue of the
 /// CPU it was made on). A thread pinned to that CPU owns an io_uring: it registers the queue's entries (each a
 /// 288-byte header and a payload buffer of max_write), and each completion of one is a request. Requests are served
-/// on the queue thread, except those that may wait long on the disk (see <see cref="MayWait"/>), which go to the
+/// on the queue thread, except those that may wait long on the disk (see <see cref="Placement"/>), which go to the
 /// server's pool, so such a request holds only its entry. A served entry goes back through COMMIT_AND_FETCH, which answers it and
 /// re-arms it in one submission; the pool hands entries back through a lock-free queue and wakes the thread,
 /// when it sleeps in io_uring_enter, through an eventfd whose read it keeps in the ring.
@@ -39,6 +39,8 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     private int _wakePending;
     private volatile bool _stopping;
     private int _live;                       // entries the kernel still holds or we are serving
+    private int _inPool;                     // entries the pool is serving
+    private readonly int[] _arrived;         // requests taken from one batch of completions
     private string? _failure;
 
     public FuseUringQueue(FuseServer server, FuseRequestHandler handler, FuseUringPool pool, int fd, ushort queueId, int entries, int payloadSize,
@@ -46,6 +48,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     {
         _server = server; _handler = handler; _pool = pool; _fd = fd; _queueId = queueId; _inline = serveDataInline;
         _entryCount = entries;
+        _arrived = new int[entries];
         _payloadSize = (payloadSize + Alignment - 1) / Alignment * Alignment;
         _memory = (byte*)NativeMemory.AlignedAlloc((nuint)(entries * EntryStride), Alignment);
         NativeMemory.Clear(_memory, (nuint)(entries * EntryStride));
@@ -91,7 +94,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
                 if (early.UserData == WakeTag) { ArmWake(ring); continue; }
                 if (early.Result < 0) { Fail($"FUSE_IO_URING_CMD_REGISTER failed: {Errno.Describe(-early.Result)}"); return; }
                 Volatile.Write(ref _live, _entryCount);
-                Dispatch(ring, (int)early.UserData);
+                Dispatch(ring, (int)early.UserData, alone: false);
             }
             Volatile.Write(ref _live, _entryCount);
             _registered.Set();
@@ -125,6 +128,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
 
     private void Serve(IoUring ring)
     {
+        int arrived = 0;
         while (true)
         {
             while (_served.TryDequeue(out int entry)) Commit(ring, entry);
@@ -152,16 +156,27 @@ internal sealed unsafe class FuseUringQueue : IDisposable
                     if (Interlocked.Decrement(ref _live) == 0) return;
                     continue;
                 }
-                Dispatch(ring, entry);
+                _arrived[arrived++] = entry;
             }
+            for (int i = 0; i < arrived; i++) Dispatch(ring, _arrived[i], alone: arrived == 1);
+            arrived = 0;
         }
     }
 
-    /// <summary>A request arrived in the entry: served here if cheap, else by the pool.</summary>
-    private void Dispatch(IoUring ring, int entry)
+    /// <summary>
+    /// A request arrived in the entry: served here if cheap, else by the pool. One that may wait on the disk is
+    /// served here too when it is alone (no other request arrived with it, none is with the pool): at queue depth
+    /// one a hand-over only adds two thread wake-ups to the wait.
+    /// </summary>
+    private void Dispatch(IoUring ring, int entry, bool alone)
     {
         var header = FuseInHeader.Read(new ReadOnlySpan<byte>(Header(entry) + FuseUringHeader.InOutOffset, FuseInHeader.EncodedSize));
-        if (MayWait(header.Opcode, entry)) _pool.Post(this, entry);
+        var where = Placement(header.Opcode, entry);
+        if (where == Place.Pool || (where == Place.PoolUnlessAlone && !(alone && Volatile.Read(ref _inPool) == 0)))
+        {
+            Interlocked.Increment(ref _inPool);
+            _pool.Post(this, entry);
+        }
         else
         {
             ServeEntry(entry);
@@ -169,21 +184,24 @@ internal sealed unsafe class FuseUringQueue : IDisposable
         }
     }
 
+    private enum Place { Here, PoolUnlessAlone, Pool }
+
     /// <summary>
-    /// Requests that may take long: FSYNC and FALLOCATE always; READ and WRITE when the device does its I/O
-    /// directly (no page cache to absorb it), or when they are big (copying a megabyte here would hold up the
-    /// small requests behind it). With the page cache on, serving small ones here costs less than handing them
-    /// over (fio 4 KiB QD32 here: random writes 129k IOPS here against 70k through the pool); with O_DIRECT each
-    /// waits on the disk, and the pool keeps many in flight (random reads 38k against 13k).
+    /// Where a request is served. FSYNC and FALLOCATE may take milliseconds: always the pool, so the reads behind
+    /// them go on. READ and WRITE go to the pool (unless alone) when the device does its I/O directly (no page cache
+    /// to absorb it) or when they are big (copying a megabyte here would hold up the small requests behind it).
+    /// With the page cache on, serving small ones here costs less than handing them over (fio 4 KiB QD32 here:
+    /// random writes 129k IOPS here against 70k through the pool); with O_DIRECT each waits on the disk, and the
+    /// pool keeps many in flight (random reads 38k against 13k).
     /// </summary>
-    private bool MayWait(FuseOpcode opcode, int entry)
+    private Place Placement(FuseOpcode opcode, int entry)
     {
-        if (opcode is FuseOpcode.Fsync or FuseOpcode.Fallocate) return true;
-        if (opcode is not (FuseOpcode.Read or FuseOpcode.Write)) return false;
-        if (!_inline) return true;
+        if (opcode is FuseOpcode.Fsync or FuseOpcode.Fallocate) return Place.Pool;
+        if (opcode is not (FuseOpcode.Read or FuseOpcode.Write)) return Place.Here;
+        if (!_inline) return Place.PoolUnlessAlone;
         var argument = new ReadOnlySpan<byte>(Header(entry) + FuseUringHeader.OpInOffset, FuseUringHeader.OpInSize);
         uint length = opcode == FuseOpcode.Read ? FuseReadIn.Read(argument).Length : FuseWriteIn.Read(argument).Length;
-        return length > InlineMaxBytes;
+        return length > InlineMaxBytes ? Place.PoolUnlessAlone : Place.Here;
     }
 
     /// <summary>The largest READ or WRITE served on the queue thread when serving inline.</summary>
@@ -211,6 +229,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     /// <summary>The pool has served the entry: the queue thread commits it.</summary>
     public void Served(int entry)
     {
+        Interlocked.Decrement(ref _inPool);
         _served.Enqueue(entry);   // a full fence: then the read of _sleeping (Dekker with the queue thread)
         if (Volatile.Read(ref _sleeping) == 1 && Interlocked.Exchange(ref _wakePending, 1) == 0) _wake.Signal();
     }
