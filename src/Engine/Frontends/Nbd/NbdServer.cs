@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
 using CowDisk.Format.Nbd;
@@ -23,7 +22,8 @@ public sealed class NbdServer : IDisposable
     /// <summary>This server created the Unix socket (only then may Stop remove it).</summary>
     private bool _boundUnix;
 
-    internal ArrayPool<byte> Buffers { get; } = ArrayPool<byte>.Create(NbdLimits.MaxPayload, 16);
+    /// <summary>Payload buffers; keeps what 2 clients' full in-flight budgets use, beyond that the GC takes them back.</summary>
+    internal NbdBufferPool Buffers { get; } = new(NbdLimits.MaxPayload, 128L << 20);
     internal NbdWorkers Workers { get; }
 
     /// <summary>Where clients connect, one URI per export: nbd+unix:///NAME?socket=PATH or nbd://HOST:PORT/NAME (nbds… with TLS).</summary>
