@@ -13,6 +13,7 @@ public sealed class NbdServer : IDisposable
 {
     private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(10);
     private const int SolSocket = 1, SoReuseAddr = 2;   // Linux values
+    private const int UnixSendBuffer = 1 << 20;
 
     private readonly NbdServerOptions _options;
     private readonly List<Socket> _listeners = [];
@@ -140,6 +141,9 @@ public sealed class NbdServer : IDisposable
             catch (Exception e) when (e is SocketException or ObjectDisposedException) { return; }   // closed by Stop
             string peer = client.RemoteEndPoint is IPEndPoint ip ? ip.ToString() : where;
             if (client.ProtocolType == ProtocolType.Tcp) client.NoDelay = true;   // replies are gathered into full sends already
+            // A Unix socket's default send buffer (208 KiB) is less than one 256 KiB read reply: the writer would
+            // block and be woken again for every reply. TCP sizes its buffers itself.
+            else client.SendBufferSize = UnixSendBuffer;
             var connection = new NbdConnection(this, client, _options, peer);
             lock (_connections)
             {
