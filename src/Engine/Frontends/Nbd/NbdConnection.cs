@@ -245,10 +245,10 @@ internal sealed class NbdConnection
             foreach (var segment in work.Segments)
                 if (!sender.Add(segment.Array, segment.Offset, segment.Length))
                 {
-                    sender.Send(block: true);   // a reply of over 1,024 segments (many contexts): in several calls
+                    sender.Send();   // a reply of over 1,024 segments (many contexts): in several calls
                     sender.Add(segment.Array, segment.Offset, segment.Length);
                 }
-        sender.Send(block: true);
+        sender.Send();
     }
 
     /// <summary>Gathers small reply pieces into one send; large data goes straight through.</summary>

@@ -14,7 +14,7 @@ internal sealed unsafe partial class NbdReplySender(Socket socket)
 {
     /// <summary>IOV_MAX: the kernel refuses more in one call.</summary>
     public const int MaxSegments = 1024;
-    private const int MsgDontWait = 0x40, MsgNoSignal = 0x4000;
+    private const int MsgNoSignal = 0x4000;
     private const int EINTR = 4, EAGAIN = 11;
 
     [StructLayout(LayoutKind.Sequential)]
@@ -54,13 +54,9 @@ internal sealed unsafe partial class NbdReplySender(Socket socket)
         return true;
     }
 
-    /// <summary>
-    /// Sends the batch. Blocking: waits for room (up to the socket's send timeout, then throws). Not blocking:
-    /// sends what the socket takes now and returns how many bytes that was (the batch is cleared either way).
-    /// </summary>
-    public long Send(bool block)
+    /// <summary>Sends the whole batch, waiting for room up to the socket's send timeout (then throws), and clears it.</summary>
+    public void Send()
     {
-        long sent = 0;
         bool added = false;
         var handle = socket.SafeHandle;
         try
@@ -72,22 +68,20 @@ internal sealed unsafe partial class NbdReplySender(Socket socket)
                 while (first < _count)
                 {
                     var message = new MsgHdr { Iov = iov + first, IovLength = (nuint)(_count - first) };
-                    nint n = sendmsg(handle.DangerousGetHandle(), &message, MsgNoSignal | (block ? 0 : MsgDontWait));
+                    // Blocking (SO_SNDTIMEO bounds the wait): a short count means the timeout or a signal cut it off.
+                    nint n = sendmsg(handle.DangerousGetHandle(), &message, MsgNoSignal);
                     if (n < 0)
                     {
                         int errno = Marshal.GetLastPInvokeError();
                         if (errno == EINTR) continue;
-                        if (errno == EAGAIN && !block) break;
                         throw new IOException(errno == EAGAIN ? "the client has not read its replies for the send timeout" : $"sendmsg: {Native.Errno.Describe(errno)}");
                     }
-                    sent += n;
                     // Step past what went: whole segments, then into the first one that went in part.
                     for (; first < _count && n >= (nint)iov[first].Length; first++) n -= (nint)iov[first].Length;
                     if (first < _count)
                     {
                         iov[first].Base += n;
                         iov[first].Length -= (nuint)n;
-                        if (!block) break;   // the socket is full: the caller hands on the rest
                     }
                 }
             }
@@ -97,6 +91,5 @@ internal sealed unsafe partial class NbdReplySender(Socket socket)
             if (added) handle.DangerousRelease();
             _count = 0;
         }
-        return sent;
     }
 }

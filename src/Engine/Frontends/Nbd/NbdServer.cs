@@ -142,7 +142,7 @@ public sealed class NbdServer : IDisposable
             string peer = client.RemoteEndPoint is IPEndPoint ip ? ip.ToString() : where;
             if (client.ProtocolType == ProtocolType.Tcp) client.NoDelay = true;   // replies are gathered into full sends already
             // A Unix socket's default send buffer (208 KiB) is less than one 256 KiB read reply: the writer would
-            // block and be woken again for every reply. TCP sizes its buffers itself.
+            // block and be woken again for every reply (the kernel caps it at net.core.wmem_max). TCP sizes its buffers itself.
             else client.SendBufferSize = UnixSendBuffer;
             var connection = new NbdConnection(this, client, _options, peer);
             lock (_connections)
