@@ -745,6 +745,61 @@ public sealed class NbdProtocolTests(ITestOutputHelper output)
         output.WriteLine($"{outOfOrder} of {count} read replies came out of request order");
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Reads_pipelined_past_the_in_flight_budget_beside_another_clients_writes_return_their_own_data(bool structured)
+    {
+        // Read payloads go out by address (sendmsg) and come back to a pool the other client's writes rent from:
+        // a buffer handed back while its reply was still being sent would show here as another region's bytes.
+        const long size = 64 * MiB;
+        const int regions = 32, readLength = 256 * KiB, reads = 600;
+        using var served = Served.Start(output, size: size);
+        var model = new byte[regions * MiB];
+        using (var loader = served.Open())
+            for (int r = 0; r < regions; r++)
+            {
+                var data = NonZeroPattern(MiB, 700 + r);
+                loader.WriteOk(r * (long)MiB, data);
+                data.CopyTo(model, r * MiB);
+            }
+
+        bool readsDone = false;
+        int writesDone = 0;
+        var writer = TestThread.Start("a client writing beside the pipelined reads", () =>
+        {
+            using var client = served.Open();
+            var payload = NonZeroPattern(readLength, 999);
+            while (!Volatile.Read(ref readsDone) || writesDone < 16)
+            {
+                // Above the regions being read, in the same payload size class.
+                client.WriteOk(regions * (long)MiB + writesDone % 64 * (long)readLength, payload);
+                writesDone++;
+            }
+        });
+        try
+        {
+            using var reader = served.Open(structured: structured);
+            long OffsetOf(int i) => (long)(i * 7 % regions) * MiB + i % 4 * readLength;
+            // Far more than the 128 requests and 64 MiB in flight: the server stops reading, replies fill the
+            // socket, and every buffer is reused many times while others are still being sent.
+            reader.SendRequests(Enumerable.Range(0, reads).Select(i =>
+                new NbdRequest(NbdMagic.Request, NbdCommandFlags.None, NbdCommand.Read, (ulong)i, (ulong)OffsetOf(i), readLength)));
+            var replies = ReadReplies(reader, reads, "pipelined reads");
+            foreach (var reply in replies)
+            {
+                int i = (int)reply.Cookie;
+                Assert.True(reply.Error == NbdError.None, $"read {i}: {reply}");
+                AssertSame(model, OffsetOf(i), RawNbdClient.Assemble(reply, OffsetOf(i), readLength), $"read {i} at {OffsetOf(i)}");
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref readsDone, true);
+            writer.Join(TimeSpan.FromSeconds(60));
+        }
+    }
+
     [Fact]
     public void Acknowledged_writes_of_two_connections_survive_a_flush_on_one_and_a_reopen()
     {
@@ -856,6 +911,18 @@ public sealed class NbdProtocolTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_client_that_reads_no_reply_for_the_send_timeout_is_dropped_and_others_are_still_served()
+    {
+        using var served = Served.Start(output, size: 64 * MiB, sendTimeout: TimeSpan.FromSeconds(1));
+        using var stuck = served.Open(structured: false);
+        // 512 MiB of replies: far more than both sockets' buffers hold, so a send waits on this client.
+        stuck.SendRequests(Enumerable.Range(0, 512).Select(i =>
+            new NbdRequest(NbdMagic.Request, NbdCommandFlags.None, NbdCommand.Read, (ulong)i, (ulong)(i % 64) * MiB, MiB)));
+        served.WaitForConnections(0, "a client that read none of its replies was not dropped after the send timeout");
+        served.AssertStillServes();
+    }
+
+    [Fact]
     public void A_client_silent_in_the_handshake_is_dropped_after_the_handshake_timeout()
     {
         using var served = Served.Start(output, handshakeTimeout: TimeSpan.FromSeconds(1));
@@ -923,6 +990,7 @@ public sealed class NbdProtocolTests(ITestOutputHelper output)
         private readonly ConcurrentQueue<string> _log = new();
         private bool _stopped;
         private TimeSpan _handshakeTimeout;
+        private TimeSpan _sendTimeout;
         private int _maxConnections;
 
         public CowImage Image { get; private set; }
@@ -939,7 +1007,7 @@ public sealed class NbdProtocolTests(ITestOutputHelper output)
         }
 
         public static Served Start(ITestOutputHelper output, long size = DiskSize, Func<CowImage, IReadOnlyList<NbdExport>>? exports = null,
-            TimeSpan? handshakeTimeout = null, int maxConnections = 64)
+            TimeSpan? handshakeTimeout = null, int maxConnections = 64, TimeSpan? sendTimeout = null)
         {
             var dir = new TempDir();
             CowImage? image = null;
@@ -950,6 +1018,7 @@ public sealed class NbdProtocolTests(ITestOutputHelper output)
                 {
                     // Long enough never to be what closes a connection in a test that expects the server to close it itself.
                     _handshakeTimeout = handshakeTimeout ?? TimeSpan.FromMinutes(10),
+                    _sendTimeout = sendTimeout ?? TimeSpan.FromMinutes(10),
                     _maxConnections = maxConnections,
                 };
                 try { served.StartServer(); }
@@ -974,6 +1043,7 @@ public sealed class NbdProtocolTests(ITestOutputHelper output)
                 Exports = _exports(Image),
                 UnixSocket = SocketPath,
                 HandshakeTimeout = _handshakeTimeout,
+                SendTimeout = _sendTimeout,
                 MaxConnections = _maxConnections,
                 Log = _log.Enqueue,
             });

@@ -9,8 +9,14 @@ internal static class NbdCommands
 {
     /// <summary>A read reply is split into at most this many data / hole chunks.</summary>
     private const int MaxReadChunks = 64;
-    /// <summary>Zero runs are found at this granularity (aligned to the disk), and sent as holes from this size.</summary>
-    private const int HoleGranule = 4096;
+    /// <summary>
+    /// All-zero stretches this size and aligned so (a cluster of a default image; partial at a read's ends) go as
+    /// holes. Not 4 KiB: data with scattered zero blocks would go as dozens of small chunks, which cost the client
+    /// a receive each; and a granule of data costs the scan only its first bytes.
+    /// </summary>
+    private const int HoleGranule = 64 << 10;
+    /// <summary>Reads shorter than this go as one data chunk, unscanned.</summary>
+    private const int MinScanned = 8 << 10;
     private static readonly byte[] s_zeros = new byte[1 << 20];
 
     [ThreadStatic] private static List<(uint Length, uint Flags)>? t_extents;
@@ -124,7 +130,7 @@ internal static class NbdCommands
     private static void ReadReply(NbdWork work, long offset, int length, bool dontFragment)
     {
         var data = work.Payload.AsSpan(0, length);
-        if (dontFragment || length < 2 * HoleGranule)
+        if (dontFragment || length < MinScanned)
         {
             work.DataChunk((ulong)offset, 0, length, done: true);
             return;

@@ -197,25 +197,36 @@ internal sealed class NbdConnection
 
     private void WriteLoop()
     {
-        var output = new ReplyWriter(_agreement!.Stream);
+        var stream = _agreement!.Stream;
+        // A plain socket gets every reply ready in one sendmsg; TLS goes through the stream, gathered by a copy.
+        var sender = stream is NetworkStream ? new NbdReplySender(_socket) : null;
+        var output = sender is null ? new ReplyWriter(stream) : null;
+        var batch = new List<NbdWork>();
         while (true)
         {
-            NbdWork work;
-            bool more;
             lock (_gate)
             {
                 while (_replies.Count == 0 && !(_readerDone && _requestsInFlight == 0))
                     Monitor.Wait(_gate);
                 if (_replies.Count == 0) break;
-                work = _replies.Dequeue();
-                more = _replies.Count > 0;
+                int segments = 0;
+                while (_replies.TryPeek(out var next) && (batch.Count == 0 || segments + next.Segments.Count <= NbdReplySender.MaxSegments))
+                {
+                    segments += next.Segments.Count;
+                    batch.Add(_replies.Dequeue());
+                }
             }
             if (!_broken)
             {
                 try
                 {
-                    foreach (var segment in work.Segments) output.Write(segment.Array, segment.Offset, segment.Length);
-                    if (!more) output.Flush();
+                    if (sender is not null) Send(sender, batch);
+                    else
+                    {
+                        foreach (var work in batch)
+                            foreach (var segment in work.Segments) output!.Write(segment.Array, segment.Offset, segment.Length);
+                        output!.Flush();
+                    }
                 }
                 catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
                 {
@@ -223,8 +234,21 @@ internal sealed class NbdConnection
                     Abort();
                 }
             }
-            Release(work);
+            foreach (var work in batch) Release(work);
+            batch.Clear();
         }
+    }
+
+    private static void Send(NbdReplySender sender, List<NbdWork> batch)
+    {
+        foreach (var work in batch)
+            foreach (var segment in work.Segments)
+                if (!sender.Add(segment.Array, segment.Offset, segment.Length))
+                {
+                    sender.Send();   // a reply of over 1,024 segments (many contexts): in several calls
+                    sender.Add(segment.Array, segment.Offset, segment.Length);
+                }
+        sender.Send();
     }
 
     /// <summary>Gathers small reply pieces into one send; large data goes straight through.</summary>

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
 using CowDisk.Format.Nbd;
@@ -14,6 +13,7 @@ public sealed class NbdServer : IDisposable
 {
     private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(10);
     private const int SolSocket = 1, SoReuseAddr = 2;   // Linux values
+    private const int UnixSendBuffer = 1 << 20;
 
     private readonly NbdServerOptions _options;
     private readonly List<Socket> _listeners = [];
@@ -23,7 +23,8 @@ public sealed class NbdServer : IDisposable
     /// <summary>This server created the Unix socket (only then may Stop remove it).</summary>
     private bool _boundUnix;
 
-    internal ArrayPool<byte> Buffers { get; } = ArrayPool<byte>.Create(NbdLimits.MaxPayload, 16);
+    /// <summary>Payload buffers; keeps what 2 clients' full in-flight budgets use, beyond that the GC takes them back.</summary>
+    internal NbdBufferPool Buffers { get; } = new(NbdLimits.MaxPayload, 128L << 20);
     internal NbdWorkers Workers { get; }
 
     /// <summary>Where clients connect, one URI per export: nbd+unix:///NAME?socket=PATH or nbd://HOST:PORT/NAME (nbds… with TLS).</summary>
@@ -140,6 +141,9 @@ public sealed class NbdServer : IDisposable
             catch (Exception e) when (e is SocketException or ObjectDisposedException) { return; }   // closed by Stop
             string peer = client.RemoteEndPoint is IPEndPoint ip ? ip.ToString() : where;
             if (client.ProtocolType == ProtocolType.Tcp) client.NoDelay = true;   // replies are gathered into full sends already
+            // A Unix socket's default send buffer (208 KiB) is less than one 256 KiB read reply: the writer would
+            // block and be woken again for every reply (the kernel caps it at net.core.wmem_max). TCP sizes its buffers itself.
+            else client.SendBufferSize = UnixSendBuffer;
             var connection = new NbdConnection(this, client, _options, peer);
             lock (_connections)
             {

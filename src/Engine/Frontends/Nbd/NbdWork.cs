@@ -12,7 +12,8 @@ internal sealed class NbdWork(NbdConnection connection)
 {
     public readonly record struct Segment(byte[] Array, int Offset, int Length);
 
-    private byte[] _headers = new byte[4096];
+    // Pinned, as the payloads are: segments go to sendmsg by address (NbdReplySender).
+    private byte[] _headers = GC.AllocateUninitializedArray<byte>(4096, pinned: true);
     private int _headersUsed;
 
     public NbdConnection Connection { get; } = connection;
@@ -43,7 +44,7 @@ internal sealed class NbdWork(NbdConnection connection)
         if (_headersUsed + length > _headers.Length)
         {
             // Segments still point into the old array, which stays alive through them: only new headers move.
-            _headers = new byte[Math.Max(_headers.Length * 2, length)];
+            _headers = GC.AllocateUninitializedArray<byte>(Math.Max(_headers.Length * 2, length), pinned: true);
             _headersUsed = 0;
         }
         var span = _headers.AsSpan(_headersUsed, length);
