@@ -238,7 +238,7 @@ public sealed class FuseServer : IDisposable
     }
 
     /// <summary>Ends a lazily unmounted connection whose file someone still holds, through fusectl.</summary>
-    private void AbortConnection()
+    internal void AbortConnection()
     {
         const string connections = "/sys/fs/fuse/connections";
         if (_connectionId is null || !Directory.Exists(connections)) return;

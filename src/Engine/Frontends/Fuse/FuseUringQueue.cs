@@ -100,9 +100,16 @@ internal sealed unsafe class FuseUringQueue : IDisposable
             _registered.Set();
             Serve(ring);
         }
-        catch (Exception e) when (e is IOException or InvalidOperationException)
+        catch (Exception e)
         {
-            Fail(e.Message);
+            if (!_registered.IsSet) Fail(e.Message);   // the server falls back to /dev/fuse
+            else if (!_stopping)
+            {
+                // The kernel routes this CPU's requests to this queue and nowhere else: without it they would wait
+                // forever. Ending the connection makes I/O on the device fail instead of hang.
+                _server.Log($"fuse: io_uring queue {_queueId} failed ({e.Message}); ending the FUSE connection");
+                _server.AbortConnection();
+            }
         }
         finally
         {
@@ -138,8 +145,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
             Interlocked.Exchange(ref _sleeping, 0);
             if (result < 0 && result != -Errno.EINTR && result != -Errno.EAGAIN && result != -Errno.EBUSY)
             {
-                _server.Log($"fuse: io_uring queue {_queueId}: io_uring_enter failed: {Errno.Describe(-result)}");
-                return;
+                throw new IOException($"io_uring_enter failed: {Errno.Describe(-result)}");
             }
             while (ring.TryTakeCompletion(out var completion))
             {
