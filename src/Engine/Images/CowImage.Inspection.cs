@@ -54,6 +54,9 @@ public sealed partial class CowImage
         report.LeakedClusters = leaks.Count + report.UnreadSnapshotClusters;
         if (repair)
         {
+            // A crashed image's leaks were given back by this very (writable) open: report them as repaired.
+            report.LeakedClusters += ReclaimedClusters;
+            report.LeaksFixed += ReclaimedClusters;
             // Free already (free space is derived), so only the host space is given back.
             foreach (long c in leaks)
                 if (_dataFile.PunchHole(c << shift, Geometry.ClusterSize)) report.LeaksFixed++;

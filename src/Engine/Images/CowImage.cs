@@ -40,9 +40,14 @@ public sealed partial class CowImage : IBlockDevice
     public ClusterGeometry Geometry { get; }
     public bool ReadOnly { get; }
     public Guid ImageId { get; }
-    /// <summary>The image was not closed cleanly last time (it needed no repair: free space is derived).</summary>
+    /// <summary>
+    /// The image was not closed cleanly last time. It needs no repair (free space is derived); a writable open
+    /// gives back the host space of clusters written but never committed (<see cref="ReclaimHostSpace"/>).
+    /// </summary>
     public bool WasUnclean { get; }
     public long ExtentsLoaded { get; }
+    /// <summary>Free clusters whose host space this open gave back: what a crash left written but uncommitted.</summary>
+    public long ReclaimedClusters { get; private init; }
     public IBlockDevice? Base => _base;
     public string? BackingFile => _store.Image.BackingFile;
     /// <summary>The block device holding the extents, or null when they are in the data file.</summary>
@@ -86,6 +91,40 @@ public sealed partial class CowImage : IBlockDevice
         var cache = settings.MappingCache ? new MappingCache(Geometry.BlockCount) : null;
         _ring = new RingClient(_region.RequestRing, _region.ResponseRing, _responderBell, _completionBell, cache, settings.MaxInFlightMaps);
         _target = new CowTarget(Geometry, dataFile, baseDevice, _ring, cache, readOnly);
+    }
+
+    /// <summary>
+    /// After a crash: clusters written but never committed, and clusters whose free was committed but not yet
+    /// punched, are free in the allocator (derived from the mappings) yet still hold host space. Gives that
+    /// space back, as `check --repair` would, so a crash leaves no leak behind once the image is reopened for
+    /// writing. Free clusters are named by no committed mapping, so no data is touched. Returns how many.
+    /// </summary>
+    private static long ReclaimHostSpace(IStorageFile data, ClusterAllocator allocator, ClusterGeometry geometry)
+    {
+        if (data is not HostStorageFile host) return 0;   // only a host file tells data from holes (SEEK_DATA)
+        int shift = geometry.ClusterShift;
+        long punched = 0;
+        foreach (var (offset, length) in host.DataRanges())
+        {
+            long c = Math.Max(ClusterGeometry.FirstDataCluster, offset >> shift);
+            long end = (offset + length + geometry.ClusterSize - 1) >> shift;
+            while (c < end)
+            {
+                if (allocator.IsUsed(c)) { c++; continue; }
+                long run = c + 1;
+                while (run < end && !allocator.IsUsed(run)) run++;
+                if (data.PunchHole(c << shift, (run - c) << shift)) punched += run - c;
+                c = run;
+            }
+        }
+        // The holes durable, like check --repair's. Housekeeping only: a failure here must not refuse the open
+        // (the holes may come back after another crash, and the next unclean open punches them again).
+        if (punched > 0)
+        {
+            try { data.Flush(); }
+            catch (StorageException) { }
+        }
+        return punched;
     }
 
     /// <summary>Free space is derived from the mappings: every cluster no mapping holds is free.</summary>
@@ -379,8 +418,9 @@ public sealed partial class CowImage : IBlockDevice
                 // Marked in use before any write; a crash leaves it unclean, which open reports.
                 store.Commit(Array.Empty<(long, byte[]?)>(), rec with { Clean = false });
             }
+            long reclaimed = !options.ReadOnly && wasUnclean && device is null ? ReclaimHostSpace(data, allocator, geometry) : 0;
             return new CowImage(files, extentFile, device is null ? null : data, header, store, baseDevice, options.ReadOnly,
-                options.Settings, table, allocator, extents, wasUnclean, history, snapshot, viewed);
+                options.Settings, table, allocator, extents, wasUnclean, history, snapshot, viewed) { ReclaimedClusters = reclaimed };
         }
         catch
         {
