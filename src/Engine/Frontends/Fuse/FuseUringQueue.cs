@@ -84,6 +84,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
             ProcessControl.MarkThreadAsIoFlusher();
             ThreadAffinity.PinCurrentThread(_queueId);   // the kernel's queue for this CPU: serving it here keeps it local
             ring = CreateRing((uint)_entryCount + 4);
+            Volatile.Write(ref _live, _entryCount);
             for (int i = 0; i < _entryCount; i++) QueueCommand(ring, i, FuseUringCommand.Register, 0);
             ArmWake(ring);
             int submitted = ring.SubmitAndWait(0);
@@ -93,10 +94,8 @@ internal sealed unsafe class FuseUringQueue : IDisposable
             {
                 if (early.UserData == WakeTag) { ArmWake(ring); continue; }
                 if (early.Result < 0) { Fail($"FUSE_IO_URING_CMD_REGISTER failed: {Errno.Describe(-early.Result)}"); return; }
-                Volatile.Write(ref _live, _entryCount);
                 Dispatch(ring, (int)early.UserData, alone: false);
             }
-            Volatile.Write(ref _live, _entryCount);
             _registered.Set();
             Serve(ring);
         }
