@@ -112,7 +112,7 @@ internal sealed unsafe partial class IoUring : IDisposable
     {
         uint toSubmit = _sqLocalTail - *_sqTail;
         Volatile.Write(ref *_sqTail, _sqLocalTail);   // release: the entries before the tail that publishes them
-        uint flags = IoUringLayout.EnterGetEvents;   // always: with deferred task work, requests arrive only inside GETEVENTS
+        uint flags = IoUringLayout.EnterGetEvents;   // always: it also runs pending task work (with DEFER_TASKRUN only this does)
         long n = Syscall6(SysIoUringEnter, _fd, (nint)toSubmit, (nint)minComplete, (nint)flags, 0, 0);
         return n < 0 ? -Marshal.GetLastPInvokeError() : (int)n;
     }
