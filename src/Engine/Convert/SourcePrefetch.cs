@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
 namespace CowDisk.Engine.Convert;
@@ -14,7 +13,7 @@ namespace CowDisk.Engine.Convert;
 /// read-only and unlocked; the image's locks are open-file-description locks (flock, OFD), which closing another
 /// descriptor leaves alone.
 /// </summary>
-internal sealed partial class SourcePrefetch : IDisposable
+internal sealed class SourcePrefetch : IDisposable
 {
     /// <summary>At most this much: more than the start-up lasts, little page cache for a big disk.</summary>
     private const long Budget = 256 << 20;
@@ -31,35 +30,21 @@ internal sealed partial class SourcePrefetch : IDisposable
         _thread.Start();
     }
 
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial long lseek(int fd, long offset, int whence);
-
-    private const int SEEK_DATA = 3, SEEK_HOLE = 4;
-
-    [LibraryImport("libc")]
-    private static partial int posix_fadvise(int fd, long offset, long len, int advice);
-
-    private const int POSIX_FADV_WILLNEED = 3;
-
     private void Run()
     {
         try
         {
             if (!Native.HostFile.IsRegularFile(_path)) return;   // never opens a FIFO or a device
             using SafeFileHandle file = File.OpenHandle(_path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-            int fd = (int)file.DangerousGetHandle();
             long end = RandomAccess.GetLength(file), advised = 0;
-            for (long at = 0; at < end && advised < Budget && !_stopped;)
+            // Range by range as it goes (a sparse file may have millions), up to the budget.
+            for (long at = 0; advised < Budget && !_stopped && Native.Libc.NextDataRange(file, at, end) is { } range;)
             {
-                // The next allocated range, found as it goes (a sparse file may have millions).
-                long data = lseek(fd, at, SEEK_DATA);
-                if (data < 0) return;   // no data past at (ENXIO), or no SEEK_DATA: nothing more to hint
-                long hole = lseek(fd, data, SEEK_HOLE);
-                if (hole < 0 || hole > end) hole = end;
-                for (at = data; at < hole && advised < Budget && !_stopped; at += AdviseBytes)
+                long hole = range.Offset + range.Length;
+                for (at = range.Offset; at < hole && advised < Budget && !_stopped; at += AdviseBytes)
                 {
                     long n = Math.Min(AdviseBytes, hole - at);
-                    posix_fadvise(fd, at, n, POSIX_FADV_WILLNEED);   // queues the read and returns; nothing is copied
+                    Native.Libc.AdviseWillNeed(file, at, n);   // queues the read and returns; nothing is copied
                     advised += n;
                 }
                 at = hole;

@@ -83,23 +83,25 @@ internal static partial class Libc
     public static List<(long Offset, long Length)> DataRanges(SafeFileHandle handle, long length)
     {
         var ranges = new List<(long, long)>();
-        int fd = (int)handle.DangerousGetHandle();
-        long pos = 0;
-        while (pos < length)
-        {
-            long data = lseek(fd, pos, SEEK_DATA);
-            if (data < 0)
-            {
-                if (Marshal.GetLastPInvokeError() == 6) break;   // ENXIO: no data past pos
-                ranges.Add((pos, length - pos));                // cannot tell: count it all as data
-                break;
-            }
-            long hole = lseek(fd, data, SEEK_HOLE);
-            if (hole < 0 || hole > length) hole = length;
-            ranges.Add((data, hole - data));
-            pos = hole;
-        }
+        for (long pos = 0; NextDataRange(handle, pos, length) is { } range; pos = range.Offset + range.Length) ranges.Add(range);
         return ranges;
+    }
+
+    /// <summary>
+    /// The first allocated range at or past <paramref name="at"/> (SEEK_DATA, then SEEK_HOLE), clipped to
+    /// <paramref name="length"/>; null when there is none. Where the file system cannot tell, the rest is data.
+    /// One at a time, for a walk that may stop early over a file with millions of them.
+    /// </summary>
+    public static (long Offset, long Length)? NextDataRange(SafeFileHandle handle, long at, long length)
+    {
+        if (at >= length) return null;
+        int fd = (int)handle.DangerousGetHandle();
+        long data = lseek(fd, at, SEEK_DATA);
+        if (data < 0) return Marshal.GetLastPInvokeError() == 6 ? null : (at, length - at);   // ENXIO: no data past at
+        if (data >= length) return null;
+        long hole = lseek(fd, data, SEEK_HOLE);
+        if (hole < 0 || hole > length) hole = length;
+        return (data, hole - data);
     }
 
     public const int FALLOC_FL_KEEP_SIZE = 0x01;
@@ -122,7 +124,11 @@ internal static partial class Libc
     [LibraryImport("libc")]
     private static partial int posix_fadvise(int fd, long offset, long len, int advice);
 
-    private const int POSIX_FADV_RANDOM = 1;
+    private const int POSIX_FADV_RANDOM = 1, POSIX_FADV_WILLNEED = 3;
+
+    /// <summary>Queues reads of the range into the page cache and returns (posix_fadvise WILLNEED); nothing is copied. A hint.</summary>
+    public static void AdviseWillNeed(SafeFileHandle handle, long offset, long length) =>
+        posix_fadvise((int)handle.DangerousGetHandle(), offset, length, POSIX_FADV_WILLNEED);
 
     /// <summary>
     /// No readahead on this descriptor (posix_fadvise RANDOM): each read fetches what it asks for and no more. For a
