@@ -20,6 +20,12 @@ public sealed record EngineSettings
     /// file system that caches itself). Unaligned I/O goes through an aligned bounce buffer.
     /// </summary>
     public bool DirectIo { get; init; }
+    /// <summary>
+    /// The data file grows ahead of allocation in steps of this many MiB (fallocate), so new clusters are
+    /// overwrites for the host file system, not allocations under its inode lock; 0 = grow only by writing.
+    /// The unused tail is cut off at a clean close.
+    /// </summary>
+    public int GrowStepMiB { get; init; } = 64;
     /// <summary>Follow a qcow2 base's backing file wherever its name points (absolute, or outside its folder); off by default.</summary>
     public bool AllowAnyBackingPath { get; init; }
 
@@ -31,11 +37,13 @@ public sealed record EngineSettings
         if (MaxInFlightMaps < 1 || MaxInFlightMaps > 65536) throw new ArgumentException($"Engine:MaxInFlightMaps must be 1..65536, not {MaxInFlightMaps}");
         if (CommitIntervalMs < 1) throw new ArgumentException($"Engine:CommitIntervalMs must be at least 1, not {CommitIntervalMs}");
         if (CommitMaxDirtyChunks < 1) throw new ArgumentException($"Engine:CommitMaxDirtyChunks must be at least 1, not {CommitMaxDirtyChunks}");
+        if (GrowStepMiB is < 0 or > 65536) throw new ArgumentException($"Engine:GrowStepMiB must be 0..65536, not {GrowStepMiB}");
         if (JournalFoldEntries < 1) throw new ArgumentException($"Engine:JournalFoldEntries must be at least 1, not {JournalFoldEntries}");
     }
 
     internal ResponderSettings Responder => new()
     {
         CommitIntervalMs = CommitIntervalMs, CommitMaxDirtyChunks = CommitMaxDirtyChunks, JournalFoldEntries = JournalFoldEntries,
+        GrowStepBytes = (long)GrowStepMiB << 20,
     };
 }

@@ -73,6 +73,13 @@ internal sealed class ClusterAllocator
         return start;
     }
 
+    /// <summary>The data file was cut back to <paramref name="clusters"/> (at least the high water): past it, everything reads as zeros again.</summary>
+    public void FileCut(long clusters)
+    {
+        if (clusters < HighWater) throw new InvalidOperationException($"cut to {clusters} clusters, below the high water {HighWater}");
+        _freshFrom = Math.Min(_freshFrom, Math.Max(clusters, ClusterGeometry.FirstDataCluster));
+    }
+
     public void Release(long cluster, int count)
     {
         for (long c = cluster; c < cluster + count; c++)

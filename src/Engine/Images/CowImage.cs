@@ -127,6 +127,23 @@ public sealed partial class CowImage : IBlockDevice
         return punched;
     }
 
+    /// <summary>
+    /// Cuts off free clusters past the highest one in use: the growth a crash left (the responder grows the file
+    /// ahead of its writes and trims it at a clean close). Housekeeping, like <see cref="ReclaimHostSpace"/>.
+    /// </summary>
+    private static void CutUnusedTail(IStorageFile data, ClusterAllocator allocator, ClusterGeometry geometry)
+    {
+        long keep = geometry.ClusterOffset(allocator.HighWater);
+        if (data.Length <= keep) return;
+        try
+        {
+            data.SetLength(keep);
+            data.Flush();   // the cut durable before any write lands past it as a fresh (unfilled) cluster
+            allocator.FileCut(allocator.HighWater);
+        }
+        catch (StorageException) { }   // the tail stays; its clusters are just not fresh
+    }
+
     /// <summary>Free space is derived from the mappings: every cluster no mapping holds is free.</summary>
     private static ClusterAllocator BuildAllocator(MappingTable table, History history, ClusterGeometry geometry, long dataFileLength, bool device)
     {
@@ -419,6 +436,7 @@ public sealed partial class CowImage : IBlockDevice
                 store.Commit(Array.Empty<(long, byte[]?)>(), rec with { Clean = false });
             }
             long reclaimed = !options.ReadOnly && wasUnclean && device is null ? ReclaimHostSpace(data, allocator, geometry) : 0;
+            if (!options.ReadOnly && device is null) CutUnusedTail(data, allocator, geometry);
             return new CowImage(files, extentFile, device is null ? null : data, header, store, baseDevice, options.ReadOnly,
                 options.Settings, table, allocator, extents, wasUnclean, history, snapshot, viewed) { ReclaimedClusters = reclaimed };
         }
@@ -710,6 +728,11 @@ public sealed partial class CowImage : IBlockDevice
                 _store.Commit(fold);
             }
             catch (Exception e) { failure = e; }
+            if (failure is null)
+            {
+                try { _responder.TrimGrowth(); }
+                catch (StorageException) { }   // housekeeping: the next writable open cuts the tail
+            }
         }
         _store.Dispose();
         _region.Dispose();

@@ -169,6 +169,23 @@ internal static partial class Libc
     public static bool Reserve(SafeFileHandle handle, long length) =>
         fallocate((int)handle.DangerousGetHandle(), FALLOC_FL_KEEP_SIZE, 0, length) == 0 || Marshal.GetLastPInvokeError() != 28;
 
+    [LibraryImport("libc", SetLastError = true)]
+    private static unsafe partial int fstatfs(int fd, byte* buf);
+
+    /// <summary>Bytes an unprivileged writer can still allocate on the file's file system (statfs f_bavail × f_bsize); -1 if unknown.</summary>
+    public static unsafe long FreeBytes(SafeFileHandle handle)
+    {
+        // struct statfs on 64-bit Linux: f_type, f_bsize, f_blocks, f_bfree, f_bavail, ... (8 bytes each; 120 in all).
+        byte* buf = stackalloc byte[128];
+        if (fstatfs((int)handle.DangerousGetHandle(), buf) != 0) return -1;
+        long blockSize = *(long*)(buf + 8), available = *(long*)(buf + 32);
+        return blockSize > 0 && available >= 0 ? available * blockSize : -1;
+    }
+
+    /// <summary>Allocates a byte range, growing the file if it passes the end (fallocate mode 0); false on any failure.</summary>
+    public static bool Preallocate(SafeFileHandle handle, long offset, long length) =>
+        fallocate((int)handle.DangerousGetHandle(), 0, offset, length) == 0;
+
     /// <summary>Returns host space for a byte range; false where the file system cannot punch holes.</summary>
     public static bool PunchHole(SafeFileHandle handle, long offset, long length) =>
         fallocate((int)handle.DangerousGetHandle(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) == 0;

@@ -34,6 +34,9 @@ internal sealed class MapResponder : IDisposable
     private readonly Doorbell _bell;
     private readonly Doorbell _targetBell;
     private readonly ResponderSettings _settings;
+    // Growth ahead of allocation, in clusters: the data file has host space below _grownTo (GrowAhead).
+    private long _growStep;
+    private long _grownTo;
     private readonly Thread _thread;
     private readonly History _history;
     private readonly ConcurrentQueue<ControlOp> _control = new();
@@ -97,6 +100,8 @@ internal sealed class MapResponder : IDisposable
         _geometry = geometry; _table = table; _allocator = allocator; _store = store; _dataFile = dataFile;
         _hasBase = hasBase; _requests = requests; _responses = responses; _bell = bell; _targetBell = targetBell;
         _settings = settings;
+        _growStep = settings.GrowStepBytes >> geometry.ClusterShift;
+        _grownTo = geometry.ClustersIn(dataFile.Length);
         if (store is not null) _committer = new GroupCommitter(store, dataFile, bell);
         _thread = new Thread(Run) { IsBackground = true, Name = "cowdisk-responder" };
         _thread.Start();
@@ -342,7 +347,7 @@ internal sealed class MapResponder : IDisposable
         {
             // A first partial write to a cluster a snapshot shares: a new cluster takes only the subclusters
             // written, layered over the shared one, so nothing else is copied (docs/FORMAT.md §9.6).
-            long cluster = _allocator.Allocate(1, out _, out _);
+            long cluster = AllocateClusters(1, out _, out _);
             if (cluster < 0) { Respond(Error(req, -ErrnoNoSpace)); return; }
             if (cluster > MappingEntry.MaxPhysicalCluster) throw new CorruptImageException("data file is past the addressable size");
             _allocating.Add(req.Block, new Pending(cluster, PendingKind.Layer, touched));
@@ -356,7 +361,7 @@ internal sealed class MapResponder : IDisposable
         {
             // A layered extent a snapshot shares: copied whole into a new extent (a layer never lies over a layer);
             // the fill is the block as it reads now, from both clusters.
-            long cluster = _allocator.Allocate(1, out _, out _);
+            long cluster = AllocateClusters(1, out _, out _);
             if (cluster < 0) { Respond(Error(req, -ErrnoNoSpace)); return; }
             if (cluster > MappingEntry.MaxPhysicalCluster) throw new CorruptImageException("data file is past the addressable size");
             _allocating.Add(req.Block, new Pending(cluster, PendingKind.New));
@@ -380,7 +385,7 @@ internal sealed class MapResponder : IDisposable
         else
             while (run < count && !_allocating.ContainsKey(req.Block + run) &&
                    _table.GetMapping(req.Block + run) is var m && !m.IsData && ReadsAsZero(m) == zeroFill) run++;
-        long physical = _allocator.Allocate(run, out int got, out bool fresh);
+        long physical = AllocateClusters(run, out int got, out bool fresh);
         if (physical < 0)
         {
             Respond(Error(req, -ErrnoNoSpace));   // the data device is full: the write fails, nothing changes
@@ -399,6 +404,52 @@ internal sealed class MapResponder : IDisposable
         rsp.Count = got;
         Respond(rsp);
     }
+
+    /// <summary>Allocates clusters for a write (see <see cref="ClusterAllocator.Allocate"/>), growing the data file ahead of them.</summary>
+    private long AllocateClusters(int maxCount, out int count, out bool fresh)
+    {
+        long physical = _allocator.Allocate(maxCount, out count, out fresh);
+        if (physical >= 0 && physical + count > _grownTo && _growStep > 0) GrowAhead(physical + count);
+        return physical;
+    }
+
+    /// <summary>
+    /// Gives the data file host space up to a step past <paramref name="end"/> (clusters), so a direct write to a new
+    /// cluster is an overwrite of allocated (unwritten) space for the host file system: served beside other
+    /// writes, not one by one under its inode lock. The space reads as zeros, so fresh clusters stay fresh. A step
+    /// takes at most a quarter of the file system's free space, so near a full disk it shrinks to nothing and
+    /// leaves the space to the writes themselves (and to other files). A file that cannot preallocate (a data
+    /// device, no support) grows by writing, as without a step.
+    /// </summary>
+    private void GrowAhead(long end)
+    {
+        long from = _dataFile.Length, to = _geometry.ClusterOffset(end + _growStep);
+        long free = _dataFile.FreeSpace;
+        if (free >= 0) to = Math.Min(to, from + (free / 4 & ~(long)(_geometry.ClusterSize - 1)));
+        _grownTo = end;   // at the latest, the next allocation past end tries again
+        if (to <= from) return;
+        GrewAhead = true;   // before the call: a failed fallocate may still have grown the file part way
+        if (!_dataFile.Preallocate(from, to - from))
+        {
+            if (free < 0) _growStep = 0;   // no way to tell a full disk from no support: stop trying
+            return;
+        }
+        _grownTo = _geometry.ClustersIn(to);
+    }
+
+    /// <summary>
+    /// Cuts the data file back to the highest cluster in use, dropping what <see cref="GrowAhead"/> reserved and no
+    /// write used (only free clusters lie past it). Called once the responder has stopped, at a clean close.
+    /// </summary>
+    public void TrimGrowth()
+    {
+        if (!GrewAhead) return;
+        long keep = _geometry.ClusterOffset(_allocator.HighWater);
+        if (_dataFile.Length > keep) _dataFile.SetLength(keep);
+    }
+
+    /// <summary>Set once the data file was grown ahead of its writes (the tail <see cref="TrimGrowth"/> cuts).</summary>
+    public bool GrewAhead { get; private set; }
 
     private void ApplyZero(in RingEvent req, int count)
     {

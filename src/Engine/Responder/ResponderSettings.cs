@@ -9,4 +9,6 @@ public sealed record ResponderSettings
     public int CommitMaxDirtyChunks { get; init; } = 256;
     /// <summary>Fold the mapping journal into whole chunks once it holds this many entries.</summary>
     public int JournalFoldEntries { get; init; } = 4096;
+    /// <summary>Grow the data file ahead of allocation by this much (0 = only by writing).</summary>
+    public long GrowStepBytes { get; init; }
 }

@@ -227,6 +227,10 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
 
     public bool Reserve(long length) => ReadOnly || Libc.Reserve(Handle, length);
 
+    public bool Preallocate(long offset, long length) => !ReadOnly && Libc.Preallocate(Handle, offset, length);
+
+    public long FreeSpace => Libc.FreeBytes(Handle);
+
     /// <summary>flock for cowdisk's own openers, and qemu's lock bytes so qemu sees (and is seen by) this use.</summary>
     public bool TryLock(bool exclusive) => FileLock.TryLock(Handle, exclusive, patient: true) && QemuImageLock.TryTake(Handle, write: exclusive);
 

@@ -27,6 +27,15 @@ public interface IStorageFile : IDisposable
     /// </summary>
     void StartWriteback() { }
 
+    /// <summary>
+    /// Gives the range host space ahead of its writes (fallocate, growing the file if the range passes its end;
+    /// the new bytes read as zeros, existing data is kept): false where the storage cannot (no room, unsupported).
+    /// </summary>
+    bool Preallocate(long offset, long length) => false;
+
+    /// <summary>Bytes still free for this file to grow into (the file system's free space); -1 where unknown.</summary>
+    long FreeSpace => -1;
+
     /// <summary>Gives the range's space back (it reads as zeros); false where the storage cannot.</summary>
     bool PunchHole(long offset, long length);
 

@@ -13,7 +13,8 @@ namespace CowDisk.Tests.Allocation;
 public class LargeImageAllocationTests
 {
     private const int Cs = 4096;
-    private static readonly EngineSettings Patient = new() { CommitIntervalMs = 600_000, CommitMaxDirtyChunks = 1 << 20 };
+    // No growth ahead: the data file's length in clusters is what these tests count (growth: CrashImageTests).
+    private static readonly EngineSettings Patient = new() { CommitIntervalMs = 600_000, CommitMaxDirtyChunks = 1 << 20, GrowStepMiB = 0 };
 
     [Fact]
     public void More_than_4096_clusters_are_allocated_freed_reused_and_read_back_after_a_reopen()

@@ -277,6 +277,23 @@ public sealed class PowerLossStorage : IStorage
             }
         }
 
+        /// <summary>Grows the file with zeros like a resize (durable only after a barrier); refused when the disk is full.</summary>
+        public bool Preallocate(long offset, long length)
+        {
+            if (ReadOnly) return false;
+            lock (storage._lock)
+            {
+                if (storage.NoRoomToReserve) return false;
+                long end = offset + length;
+                if (end <= inode.Current.Length) return true;
+                try { storage.Count(StorageOp.SetLength, Path); }
+                catch (StorageException) { return false; }   // an injected fault: fallocate failed, nothing changed
+                Array.Resize(ref inode.Current, (int)end);
+                inode.Pending.Add((0, null, end));
+                return true;
+            }
+        }
+
         public bool TryLock(bool exclusive) => true;
 
         public void Dispose() { }

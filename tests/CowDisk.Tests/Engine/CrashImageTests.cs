@@ -23,10 +23,11 @@ public class CrashImageTests
         return copy;
     }
 
-    // cp(1), since .NET's own copy honours the writer's flock and would (rightly) be refused.
+    // cp(1), since .NET's own copy honours the writer's flock and would (rightly) be refused. Sparse always: the
+    // data file's preallocated tail reads as zeros and holds no data (SEEK_DATA skips it); a dense copy would.
     private static void Copy(string from, string to)
     {
-        using var cp = System.Diagnostics.Process.Start("cp", new[] { "--", from, to })!;
+        using var cp = System.Diagnostics.Process.Start("cp", new[] { "--sparse=always", "--", from, to })!;
         cp.WaitForExit();
         Assert.Equal(0, cp.ExitCode);
     }
@@ -118,5 +119,69 @@ public class CrashImageTests
         using var snapshot = CowImage.Open(copy, new ImageOpenOptions { ReadOnly = true, Snapshot = "s" });
         snapshot.Read(0, read);
         Assert.Equal(flushed, read);
+    }
+
+    /// <summary>
+    /// The data file grows ahead of its writes (fallocate, a step at a time) and a clean close cuts the unused tail
+    /// off, so an image at rest is as long as its highest cluster in use. A crash leaves the tail; the next writable
+    /// open cuts it, and a cluster allocated past the cut is fresh again: a partial write there reads zeros around it.
+    /// </summary>
+    [Fact]
+    public void The_data_file_grows_ahead_of_writes_and_loses_the_unused_tail_at_close_or_after_a_crash()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("g.img");
+        const int cs = 4096;
+        var settings = NoBackgroundCommit with { GrowStepMiB = 1 };
+        var data = ModelRunner.Pattern(3 * cs, 0x31);
+        using (var image = CowImage.Create(path, new ImageCreateOptions { Size = 1024 * cs, ClusterSize = cs }, settings))
+        {
+            image.Write(0, data);                                  // clusters 1..3
+            image.Flush();
+            Assert.True(new FileInfo(path).Length >= 4 * cs + (1 << 20), $"grown to {new FileInfo(path).Length}, not a step ahead");
+        }
+        Assert.Equal(4 * cs, new FileInfo(path).Length);           // cut back to the high water at the clean close
+
+        using (var image = CowImage.Open(path, new ImageOpenOptions { Settings = settings }))
+        {
+            image.Write(500 * cs + 100, ModelRunner.Pattern(200, 0x32));   // cluster 4, inside a new step; never flushed
+            image.Write(3 * cs, ModelRunner.Pattern(cs, 0x33));             // cluster 5
+            image.Flush();
+            image.Write(600 * cs, ModelRunner.Pattern(cs, 0x34));           // cluster 6: never committed
+            string copy = CrashCopy(dir, path, "crashed.img");
+            Assert.True(new FileInfo(copy).Length > 7 * cs);
+            using (var reopened = CowImage.Open(copy, new ImageOpenOptions { Settings = NoBackgroundCommit with { GrowStepMiB = 0 } }))
+            {
+                Assert.True(reopened.WasUnclean);
+                Assert.Equal(6 * cs, new FileInfo(copy).Length);   // cut at the open: cluster 5 is the highest in use
+                reopened.Write(700 * cs + 10, ModelRunner.Pattern(10, 0x35));  // a fresh cluster past the cut: no fill needed
+                var block = new byte[cs];
+                reopened.Read(700 * cs, block);
+                Assert.True(block.AsSpan(0, 10).IndexOfAnyExcept((byte)0) < 0 && block.AsSpan(20).IndexOfAnyExcept((byte)0) < 0,
+                    "stale bytes of an uncommitted write show around a new one");
+                reopened.Read(600 * cs, block);
+                Assert.True(block.AsSpan().IndexOfAnyExcept((byte)0) < 0, "a write that was never flushed shows");
+                reopened.CheckInvariants();
+            }
+            using var again = CowImage.Open(copy, new ImageOpenOptions { ReadOnly = true });
+            var report = again.Check(repair: false);
+            Assert.True(report.ExitCode == 0, $"check: {report.LeakedClusters} leaked, {string.Join("; ", report.Corruptions)}");
+            var read = new byte[4 * cs];
+            again.Read(0, read);
+            Assert.Equal(data, read.AsSpan(0, 3 * cs).ToArray());
+            Assert.Equal(ModelRunner.Pattern(cs, 0x33), read.AsSpan(3 * cs).ToArray());
+        }
+    }
+
+    [Fact]
+    public void With_no_grow_step_the_data_file_grows_only_by_its_writes()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("s.img");
+        const int cs = 4096;
+        using var image = CowImage.Create(path, new ImageCreateOptions { Size = 1024 * cs, ClusterSize = cs }, NoBackgroundCommit with { GrowStepMiB = 0 });
+        image.Write(0, ModelRunner.Pattern(100, 0x41));
+        image.Flush();
+        Assert.Equal(cs + 100, new FileInfo(path).Length);   // the header cluster, then the 100 bytes written into cluster 1
     }
 }

@@ -16,8 +16,9 @@ public class LayerTests
 {
     private const int Cs = 64 * 1024;
 
+    // No growth ahead of allocation: a test here counts the host space the data file holds while open.
     private static CowImage NewImage(TempDir dir, long size = 4L << 20, int clusterSize = Cs) =>
-        CowImage.Create(dir.File("d.img"), new ImageCreateOptions { Size = size, ClusterSize = clusterSize });
+        CowImage.Create(dir.File("d.img"), new ImageCreateOptions { Size = size, ClusterSize = clusterSize }, new CowDisk.Engine.EngineSettings { GrowStepMiB = 0 });
 
     private static byte[] Read(CowImage image, long offset, int length)
     {

@@ -54,6 +54,7 @@ internal sealed class GateStorage(IStorage inner) : IStorage
         public void SetLength(long length) => f.SetLength(length);
         public bool PunchHole(long offset, long length) => f.PunchHole(offset, length);
         public bool Reserve(long length) => f.Reserve(length);
+        public bool Preallocate(long offset, long length) => f.Preallocate(offset, length);
         public bool TryLock(bool exclusive) => f.TryLock(exclusive);
         public void Dispose() => f.Dispose();
     }
