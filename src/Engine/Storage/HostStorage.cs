@@ -116,8 +116,50 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
             WriteThroughBounce(offset, data);
             return;
         }
+        if (_directAlignment != 0 && data.Length > PieceThreshold)
+        {
+            WriteDirectPieces(offset, data);
+            return;
+        }
+        WriteAligned(offset, data);
+    }
+
+    private void WriteAligned(long offset, ReadOnlySpan<byte> data)
+    {
         try { RandomAccess.Write(Handle, data, offset); }
         catch (IOException e) { throw StorageException.From($"write to {Path} failed", e); }
+    }
+
+    // One file system block: a write within it is all written space, all unwritten or all hole.
+    private const int PieceThreshold = 4096;
+
+    /// <summary>
+    /// A direct write in pieces of one kind of host space each: written, or unwritten/hole (SEEK_DATA tells them
+    /// apart; the boundaries are file system blocks, so pieces stay aligned). ext4 serves a direct write that
+    /// spans both kinds under its exclusive inode lock and waits for it to complete there, so such writes (a
+    /// cluster whose first write was partial) went one at a time; each piece alone is an overwrite, issued
+    /// beside the other writes. A range of one kind is one write, after two lseeks.
+    /// </summary>
+    private void WriteDirectPieces(long offset, ReadOnlySpan<byte> data)
+    {
+        long end = offset + data.Length;
+        for (long pos = offset; pos < end;)
+        {
+            if (Libc.NextDataRange(Handle, pos, end) is not { } range)
+            {
+                WriteAligned(pos, data[(int)(pos - offset)..]);   // no data up to the end (or past the end of the file)
+                return;
+            }
+            long rangeEnd = range.Offset + range.Length;
+            if (((range.Offset | rangeEnd) & (_directAlignment - 1)) != 0)
+            {
+                WriteAligned(pos, data[(int)(pos - offset)..]);   // an unaligned end of file (written without O_DIRECT): no pieces
+                return;
+            }
+            if (range.Offset > pos) WriteAligned(pos, data[(int)(pos - offset)..(int)(range.Offset - offset)]);
+            WriteAligned(range.Offset, data[(int)(range.Offset - offset)..(int)(rangeEnd - offset)]);
+            pos = rangeEnd;
+        }
     }
 
     /// <summary>Reads the whole sectors around [offset, offset + length) into the bounce buffer, piece by piece.</summary>

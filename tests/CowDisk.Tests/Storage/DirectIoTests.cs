@@ -65,4 +65,69 @@ public sealed class DirectIoTests
         for (int w = 0; w < writers; w++)
             Assert.True(sector.AsSpan(w * slice, slice).IndexOfAnyExcept((byte)(rounds % 256)) < 0, $"writer {w}'s bytes were undone by another");
     }
+
+    /// <summary>
+    /// Aligned direct writes over written space, unwritten (preallocated) space and holes are split where the kind
+    /// changes (WriteDirectPieces); every byte lands where it was written, whatever the mix.
+    /// </summary>
+    [Fact]
+    public unsafe void Aligned_writes_across_written_unwritten_and_hole_space_match_a_model()
+    {
+        using var dir = new TempDir();
+        const int size = 4 << 20, block = 4096;
+        using var file = OpenDirect(dir.File("data"), size);
+        Assert.True(file.Preallocate(1 << 20, 1 << 20));   // [1, 2) MiB unwritten, the rest a hole
+        var model = new byte[size];
+        var rng = new Random(11);
+        byte* memory = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(1 << 20, block);
+        try
+        {
+            var buffer = new Span<byte>(memory, 1 << 20);
+            for (int i = 0; i < 300; i++)
+            {
+                // Small islands of written space first, then writes that span them and what lies around.
+                int length = i < 100 ? block : rng.Next(2, 257) * block;
+                int offset = rng.Next(0, (size - length) / block + 1) * block;
+                rng.NextBytes(buffer[..length]);
+                file.Write(offset, buffer[..length]);
+                buffer[..length].CopyTo(model.AsSpan(offset));
+                buffer[..length].Clear();
+                Assert.Equal(length, file.Read(offset, buffer[..length]));   // now: a later write would hide a misplaced piece
+                Assert.True(buffer[..length].SequenceEqual(model.AsSpan(offset, length)), $"write {i} at {offset}+{length} reads back differently");
+            }
+            for (int offset = 0; offset < size; offset += 1 << 20)
+            {
+                Assert.Equal(1 << 20, file.Read(offset, buffer));
+                Assert.True(buffer.SequenceEqual(model.AsSpan(offset, 1 << 20)), $"the MiB at {offset} differs from the model");
+            }
+        }
+        finally { System.Runtime.InteropServices.NativeMemory.AlignedFree(memory); }
+    }
+
+    /// <summary>A file whose end is not on the alignment (written without O_DIRECT): a write across it is one write.</summary>
+    [Fact]
+    public unsafe void An_aligned_write_across_an_unaligned_end_of_file_lands_whole()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("data");
+        var start = new byte[(1 << 20) + 100];
+        new Random(3).NextBytes(start);
+        File.WriteAllBytes(path, start);
+        using var file = (HostStorageFile)HostStorage.Instance.Open(path, StorageAccess.ReadWrite);
+        file.EnableDirectIo();
+        const int length = 256 << 10;
+        byte* memory = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(length, 4096);
+        try
+        {
+            var buffer = new Span<byte>(memory, length);
+            new Random(4).NextBytes(buffer);
+            file.Write((1 << 20) - (128 << 10), buffer);
+            var expected = buffer.ToArray();
+            buffer.Clear();
+            Assert.Equal(length, file.Read((1 << 20) - (128 << 10), buffer));
+            Assert.True(buffer.SequenceEqual(expected));
+            Assert.Equal((1 << 20) + (128 << 10), file.Length);
+        }
+        finally { System.Runtime.InteropServices.NativeMemory.AlignedFree(memory); }
+    }
 }
