@@ -100,7 +100,7 @@ internal sealed class MapResponder : IDisposable
         _geometry = geometry; _table = table; _allocator = allocator; _store = store; _dataFile = dataFile;
         _hasBase = hasBase; _requests = requests; _responses = responses; _bell = bell; _targetBell = targetBell;
         _settings = settings;
-        _growStep = settings.GrowStepBytes >> geometry.ClusterShift;
+        _growStep = settings.GrowStepBytes > 0 ? Math.Max(1, settings.GrowStepBytes >> geometry.ClusterShift) : 0;   // at least a cluster
         _grownTo = geometry.ClustersIn(dataFile.Length);
         if (store is not null) _committer = new GroupCommitter(store, dataFile, bell);
         _thread = new Thread(Run) { IsBackground = true, Name = "cowdisk-responder" };
@@ -418,8 +418,8 @@ internal sealed class MapResponder : IDisposable
     /// cluster is an overwrite of allocated (unwritten) space for the host file system: served beside other
     /// writes, not one by one under its inode lock. The space reads as zeros, so fresh clusters stay fresh. A step
     /// takes at most a quarter of the file system's free space, so near a full disk it shrinks to nothing and
-    /// leaves the space to the writes themselves (and to other files). A file that cannot preallocate (a data
-    /// device, no support) grows by writing, as without a step.
+    /// leaves the space to the writes themselves (and to other files). After a failed step (a data device, no
+    /// support, a race for the last free space) the file grows by writing, as without a step, until the next open.
     /// </summary>
     private void GrowAhead(long end)
     {
@@ -431,7 +431,7 @@ internal sealed class MapResponder : IDisposable
         GrewAhead = true;   // before the call: a failed fallocate may still have grown the file part way
         if (!_dataFile.Preallocate(from, to - from))
         {
-            if (free < 0) _growStep = 0;   // no way to tell a full disk from no support: stop trying
+            _growStep = 0;   // unsupported, or out of room despite the quarter rule: this open stops trying
             return;
         }
         _grownTo = _geometry.ClustersIn(to);
@@ -445,7 +445,9 @@ internal sealed class MapResponder : IDisposable
     {
         if (!GrewAhead) return;
         long keep = _geometry.ClusterOffset(_allocator.HighWater);
-        if (_dataFile.Length > keep) _dataFile.SetLength(keep);
+        if (_dataFile.Length <= keep) return;
+        _dataFile.SetLength(keep);
+        _dataFile.Flush();   // the cut durable now: the next open finds the file ending at its high water
     }
 
     /// <summary>Set once the data file was grown ahead of its writes (the tail <see cref="TrimGrowth"/> cuts).</summary>

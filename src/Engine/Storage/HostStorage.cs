@@ -134,33 +134,38 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
     private const int PieceThreshold = 4096;
 
     /// <summary>
-    /// A direct write in pieces of one kind of host space each: written, or unwritten/hole (SEEK_DATA tells them
-    /// apart; the boundaries are file system blocks, so pieces stay aligned). ext4 serves a direct write that
-    /// spans both kinds under its exclusive inode lock and waits for it to complete there, so such writes (a
-    /// cluster whose first write was partial) went one at a time; each piece alone is an overwrite, issued
-    /// beside the other writes. A range of one kind is one write, after two lseeks.
+    /// A direct write in pieces of one kind of host space each: written, unwritten (preallocated) or hole, as
+    /// FIEMAP reports them for just this range (extents are file system blocks, so pieces stay aligned). ext4
+    /// serves a direct write that spans written and unwritten space (or a hole) under its exclusive inode lock
+    /// and waits for it to complete there, so such writes (a cluster whose first write was partial) went one at
+    /// a time; a piece of written or unwritten space alone is an overwrite, issued beside the other writes. A
+    /// range of one kind is one write, after one ioctl.
     /// </summary>
     private void WriteDirectPieces(long offset, ReadOnlySpan<byte> data)
     {
-        long end = offset + data.Length;
-        for (long pos = offset; pos < end;)
+        var state = t_pieces ??= new PieceState();
+        int count = FileExtents.Runs(Handle, offset, data.Length, state.Buffer, state.Runs);
+        if (count <= 1)
         {
-            if (Libc.NextDataRange(Handle, pos, end) is not { } range)
-            {
-                WriteAligned(pos, data[(int)(pos - offset)..]);   // no data up to the end (or past the end of the file)
-                return;
-            }
-            long rangeEnd = range.Offset + range.Length;
-            if (((range.Offset | rangeEnd) & (_directAlignment - 1)) != 0)
-            {
-                WriteAligned(pos, data[(int)(pos - offset)..]);   // an unaligned end of file (written without O_DIRECT): no pieces
-                return;
-            }
-            if (range.Offset > pos) WriteAligned(pos, data[(int)(pos - offset)..(int)(range.Offset - offset)]);
-            WriteAligned(range.Offset, data[(int)(range.Offset - offset)..(int)(rangeEnd - offset)]);
-            pos = rangeEnd;
+            WriteAligned(offset, data);   // one kind, or a file system that cannot tell
+            return;
         }
+        var runs = state.Runs.AsSpan(0, count);
+        foreach (var run in runs)
+            if (((run.Start | run.End) & (_directAlignment - 1)) != 0)
+            {
+                WriteAligned(offset, data);   // an unaligned end of file (written without O_DIRECT): no pieces
+                return;
+            }
+        foreach (var run in runs) WriteAligned(run.Start, data[(int)(run.Start - offset)..(int)(run.End - offset)]);
     }
+
+    private sealed class PieceState
+    {
+        public readonly byte[] Buffer = new byte[FileExtents.BufferSize];
+        public readonly (long Start, long End, SpaceKind Kind)[] Runs = new (long, long, SpaceKind)[FileExtents.MaxExtents + 1];
+    }
+    [ThreadStatic] private static PieceState? t_pieces;
 
     /// <summary>Reads the whole sectors around [offset, offset + length) into the bounce buffer, piece by piece.</summary>
     private int ReadThroughBounce(long offset, Span<byte> buffer)
