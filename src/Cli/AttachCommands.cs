@@ -26,20 +26,24 @@ public static class AttachCommands
         var nbd = new Option<string?>("--nbd") { Description = "Also serve the disk over NBD: 'unix' (/run/cowdisk/NAME.sock) or a loopback HOST:PORT" };
         var ioUring = new Option<bool>("--io-uring") { Description = "Serve FUSE over io_uring (turns the kernel's switch on if needed; falls back to /dev/fuse with a notice). Setting: Attach:IoUring" };
         var requireIoUring = new Option<bool>("--require-io-uring") { Description = "Like --io-uring, but fail instead of falling back" };
-        var fuseThreads = new Option<int>("--fuse-threads") { Description = "FUSE worker threads (each on its own clone of /dev/fuse)", DefaultValueFactory = _ => 8 };
+        var fuseThreads = new Option<int?>("--fuse-threads") { Description = "FUSE worker threads (each on its own clone of /dev/fuse; with --io-uring the pool for requests that may wait on the disk). Default 8, or 32 with Engine:DirectIo" };
         var cmd = new Command("attach", "Attach an image as a block device (/dev/loopN and /dev/cowdisk/NAME)")
         {
             image, name, overlay, readOnly, foreground, fuseThreads, nbd, ioUring, requireIoUring,
         };
         cmd.SetAction(r => GlobalOptions.Run(() => Guarded(() =>
         {
-            int threads = r.GetValue(fuseThreads);
+            var engine = GlobalOptions.Engine(r);
+            // With O_DIRECT every READ and WRITE waits on the disk in its thread: fewer threads than fio's or a file
+            // system's queue depth would cap the I/O in flight (4 KiB random reads QD32 over io_uring: 57k IOPS with
+            // 32 threads, 40k with 8). With the page cache, more threads only add wake-ups.
+            int threads = r.GetValue(fuseThreads) ?? (engine.DirectIo ? DirectIoFuseThreads : DefaultFuseThreads);
             if (threads is < 1 or > 256) throw new CliException($"--fuse-threads must be 1..256, not {threads}");
             var named = ImageRef.Parse(r.GetValue(image)!);
             var request = new AttachRequest
             {
                 Image = Path.GetFullPath(named.Path), Snapshot = named.Snapshot, Name = r.GetValue(name)!, Overlay = r.GetValue(overlay),
-                ReadOnly = r.GetValue(readOnly) || (named.Snapshot is not null && !r.GetValue(overlay)), FuseThreads = threads, Engine = GlobalOptions.Engine(r),
+                ReadOnly = r.GetValue(readOnly) || (named.Snapshot is not null && !r.GetValue(overlay)), FuseThreads = threads, Engine = engine,
                 NbdUnix = r.GetValue(nbd) == "unix",
                 IoUring = r.GetValue(ioUring) || GlobalOptions.AttachIoUring(r), RequireIoUring = r.GetValue(requireIoUring),
                 NbdTcp = r.GetValue(nbd) is { } address and not "unix" ? Commands.ServeCommand.ParseListen(address) : null,
@@ -61,6 +65,8 @@ public static class AttachCommands
         })));
         return cmd;
     }
+
+    private const int DefaultFuseThreads = 8, DirectIoFuseThreads = 32;
 
     private static List<string> DaemonArguments(ParseResult r, AttachRequest request)
     {

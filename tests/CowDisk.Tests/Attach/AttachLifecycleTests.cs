@@ -153,6 +153,30 @@ public sealed class AttachLifecycleTests
         finally { File.WriteAllText(parameter, before); }
     }
 
+    /// <summary>
+    /// With O_DIRECT every request waits on the disk in its thread, so the default worker count follows
+    /// Engine:DirectIo (8, or 32); an explicit --fuse-threads wins. The daemon names its count in its log.
+    /// </summary>
+    [AttachFact]
+    public void The_default_fuse_thread_count_follows_direct_io_and_an_explicit_count_wins()
+    {
+        using var scratch = new AttachScratch();
+        string image = scratch.CreateImage("disk.img", "64M");
+        foreach (var (options, workers) in new[]
+        {
+            (Array.Empty<string>(), 8),
+            (new[] { "--set", "Engine:DirectIo=true" }, 32),
+            (new[] { "--set", "Engine:DirectIo=true", "--fuse-threads", "5" }, 5),
+        })
+        {
+            string name = scratch.NewName();
+            scratch.Attach(image, name, options);
+            string log = File.ReadAllText(scratch.Paths.LogPath(name));
+            scratch.Detach(name);
+            Assert.True(log.Contains($", {workers} workers,"), $"attach {string.Join(' ', options)}: expected {workers} workers in the log: {log}");
+        }
+    }
+
     /// <summary>Where the kernel has no FUSE over io_uring, --io-uring falls back with a notice and --require-io-uring fails.</summary>
     [AttachFact]
     public void Without_kernel_support_io_uring_falls_back_or_fails_as_asked()
