@@ -20,6 +20,7 @@ namespace CowDisk.Engine.Images;
 public sealed partial class CowImage : IBlockDevice
 {
     private readonly IStorageFile _dataFile;
+    private readonly ClusterAllocator _allocator;   // the responder's; read only at close, once it has stopped
     private readonly IStorageFile? _headerFile;   // with a data device: the image file, holding the header and the lock
     private readonly MetadataStore _store;
     private readonly IBlockDevice? _base;
@@ -79,6 +80,7 @@ public sealed partial class CowImage : IBlockDevice
         if ((headerFile ?? dataFile) is HostStorageFile imageFile)
             history.ViewReaders = () => !SnapshotViewLock.NoReaders(imageFile.Handle);
         Files = files; _dataFile = dataFile; _headerFile = headerFile; _store = store; _base = baseDevice; ReadOnly = readOnly;
+        _allocator = allocator;
         ImageId = header.ImageId;
         Geometry = new ClusterGeometry(header.ClusterSize, header.VirtualSize);
         WasUnclean = wasUnclean;
@@ -128,8 +130,9 @@ public sealed partial class CowImage : IBlockDevice
     }
 
     /// <summary>
-    /// Cuts off free clusters past the highest one in use: the growth a crash left (the responder grows the file
-    /// ahead of its writes and trims it at a clean close). Housekeeping, like <see cref="ReclaimHostSpace"/>.
+    /// Cuts off free clusters past the highest one in use: what the responder's growth ahead of allocation
+    /// reserved and no write used. At a clean close, and at a writable open for the tail a crash left.
+    /// Housekeeping, like <see cref="ReclaimHostSpace"/>: a failure leaves the tail, whose clusters are then not fresh.
     /// </summary>
     private static void CutUnusedTail(IStorageFile data, ClusterAllocator allocator, ClusterGeometry geometry)
     {
@@ -728,11 +731,8 @@ public sealed partial class CowImage : IBlockDevice
                 _store.Commit(fold);
             }
             catch (Exception e) { failure = e; }
-            if (failure is null)
-            {
-                try { _responder.TrimGrowth(); }
-                catch (StorageException) { }   // housekeeping: the next writable open cuts the tail
-            }
+            // The responder has stopped, so its allocator can be read here; a data device is never cut.
+            if (failure is null && _headerFile is null) CutUnusedTail(_dataFile, _allocator, Geometry);
         }
         _store.Dispose();
         _region.Dispose();

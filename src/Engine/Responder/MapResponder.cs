@@ -428,7 +428,6 @@ internal sealed class MapResponder : IDisposable
         if (free >= 0) to = Math.Min(to, from + (free / 4 & ~(long)(_geometry.ClusterSize - 1)));
         _grownTo = end;   // at the latest, the next allocation past end tries again
         if (to <= from) return;
-        GrewAhead = true;   // before the call: a failed fallocate may still have grown the file part way
         if (!_dataFile.Preallocate(from, to - from))
         {
             _growStep = 0;   // unsupported, or out of room despite the quarter rule: this open stops trying
@@ -436,22 +435,6 @@ internal sealed class MapResponder : IDisposable
         }
         _grownTo = _geometry.ClustersIn(to);
     }
-
-    /// <summary>
-    /// Cuts the data file back to the highest cluster in use, dropping what <see cref="GrowAhead"/> reserved and no
-    /// write used (only free clusters lie past it). Called once the responder has stopped, at a clean close.
-    /// </summary>
-    public void TrimGrowth()
-    {
-        if (!GrewAhead) return;
-        long keep = _geometry.ClusterOffset(_allocator.HighWater);
-        if (_dataFile.Length <= keep) return;
-        _dataFile.SetLength(keep);
-        _dataFile.Flush();   // the cut durable now: the next open finds the file ending at its high water
-    }
-
-    /// <summary>Set once the data file was grown ahead of its writes (the tail <see cref="TrimGrowth"/> cuts).</summary>
-    public bool GrewAhead { get; private set; }
 
     private void ApplyZero(in RingEvent req, int count)
     {
