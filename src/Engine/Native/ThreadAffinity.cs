@@ -25,10 +25,28 @@ internal static unsafe partial class ThreadAffinity
         catch (Exception e) when (e is IOException or FormatException or UnauthorizedAccessException) { return Environment.ProcessorCount; }
     }
 
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int sched_getaffinity(int pid, nuint size, ulong* mask);
+
+    private const int MaskWords = 16;   // up to 1024 CPUs
+
+    /// <summary>The CPUs the calling thread may run on now (to go back to after a pin), or null where unknown.</summary>
+    public static ulong[]? CurrentCpus()
+    {
+        var mask = new ulong[MaskWords];
+        fixed (ulong* m = mask) return sched_getaffinity(0, MaskWords * sizeof(ulong), m) >= 0 ? mask : null;
+    }
+
+    /// <summary>Lets the calling thread run on the given CPUs again (a mask from <see cref="CurrentCpus"/>).</summary>
+    public static bool SetCurrentCpus(ulong[] mask)
+    {
+        fixed (ulong* m = mask) return sched_setaffinity(0, (nuint)(mask.Length * sizeof(ulong)), m) == 0;
+    }
+
     /// <summary>True when the thread now runs only on <paramref name="cpu"/>; false where it cannot (the CPU is offline, say).</summary>
     public static bool PinCurrentThread(int cpu)
     {
-        const int words = 16;   // up to 1024 CPUs
+        const int words = MaskWords;
         if (cpu < 0 || cpu >= words * 64) return false;
         ulong* mask = stackalloc ulong[words];
         for (int i = 0; i < words; i++) mask[i] = 0;
