@@ -128,20 +128,26 @@ public sealed class FuseServer : IDisposable
         {
             int queues = ThreadAffinity.PossibleCpus();
             _uringPool = new FuseUringPool(_options.WorkerThreads);
+            // Serving data in place, two threads share each queue's entries: the loop device's one worker makes
+            // nearly every request on one CPU, so one thread would serve them all in turn (4 KiB random reads at
+            // QD32: 173-178k IOPS against 137-147k). With the pool serving, one thread per queue only hands over.
+            int threadsPerQueue = _options.IoUringServeDataInline ? 2 : 1;
+            int entries = Math.Max(1, _options.IoUringEntries / threadsPerQueue);
             for (int q = 0; q < queues; q++)
-            {
-                var queue = new FuseUringQueue(this, _handler, _uringPool, _fd, (ushort)q, _options.IoUringEntries, (int)Negotiated.Value.MaxWrite,
-                    _options.IoUringServeDataInline);
-                var thread = new Thread(queue.Run) { IsBackground = true, Name = $"fuse-uring-{q}" };
-                _queues.Add((thread, queue));
-                thread.Start();
-            }
+                for (int t = 0; t < threadsPerQueue; t++)
+                {
+                    var queue = new FuseUringQueue(this, _handler, _uringPool, _fd, (ushort)q, entries, (int)Negotiated.Value.MaxWrite,
+                        _options.IoUringServeDataInline);
+                    var thread = new Thread(queue.Run) { IsBackground = true, Name = $"fuse-uring-{q}.{t}" };
+                    _queues.Add((thread, queue));
+                    thread.Start();
+                }
             foreach (var (_, queue) in _queues) why ??= queue.WaitRegistered(RegisterTimeout);
         }
         if (why is null)
         {
             ActiveTransport = "io-uring";
-            Log($"fuse: serving through io_uring: {_queues.Count} queues of {_options.IoUringEntries} entries");
+            Log($"fuse: serving through io_uring: {ThreadAffinity.PossibleCpus()} queues, {_queues.Count} queue threads");
             return;
         }
         StopIoUring();

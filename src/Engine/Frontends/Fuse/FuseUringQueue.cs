@@ -7,9 +7,11 @@ using CowDisk.Format.IoUring;
 namespace CowDisk.Engine.Frontends.Fuse;
 
 /// <summary>
-/// One FUSE-over-io_uring queue (the kernel keeps one per possible CPU and sends each request to the queue of the
-/// CPU it was made on). A thread pinned to that CPU owns an io_uring: it registers the queue's entries (each a
-/// 288-byte header and a payload buffer of max_write), and each completion of one is a request. (Under load the
+/// One thread's share of a FUSE-over-io_uring queue (the kernel keeps one queue per possible CPU and sends each
+/// request to the queue of the CPU it was made on, into whichever of its entries was re-armed last; a queue may
+/// have several threads, see FuseServer.StartIoUring). A thread pinned to that CPU owns an io_uring: it registers
+/// its entries of the queue (each a 288-byte header and a payload buffer of max_write), and each completion of one
+/// is a request. (Under load the
 /// thread may leave the CPU: see <see cref="FollowLoad"/>.) Requests are served
 /// on the queue thread, except those that may wait long on the disk (see <see cref="Placement"/>), which go to the
 /// server's pool, so such a request holds only its entry. A served entry goes back through COMMIT_AND_FETCH, which answers it and
