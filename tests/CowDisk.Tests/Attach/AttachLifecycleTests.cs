@@ -177,6 +177,45 @@ public sealed class AttachLifecycleTests
         }
     }
 
+    /// <summary>
+    /// Over io_uring, two threads share each CPU's queue when the queue threads serve data themselves (page cache
+    /// on) and one does with Engine:DirectIo (the pool serves): counted by name among the daemon's threads, and in its log.
+    /// </summary>
+    [AttachFact]
+    public void Io_uring_queues_get_two_threads_with_the_page_cache_and_one_with_direct_io()
+    {
+        const string parameter = "/sys/module/fuse/parameters/enable_uring";
+        using var scratch = new AttachScratch(transport: AttachTransports.IoUring);
+        string before = File.ReadAllText(parameter).Trim();
+        int queues = PossibleCpus();
+        try
+        {
+            string image = scratch.CreateImage("disk.img", "64M");
+            foreach (var (options, perQueue) in new[] { (Array.Empty<string>(), 2), (new[] { "--set", "Engine:DirectIo=true" }, 1) })
+            {
+                string name = scratch.NewName();
+                scratch.Attach(image, name, options);
+                int pid = scratch.Record(name).Pid;
+                var threads = Directory.GetDirectories($"/proc/{pid}/task")
+                    .Select(task => { try { return File.ReadAllText(Path.Combine(task, "comm")).Trim(); } catch (IOException) { return ""; } })
+                    .Where(comm => System.Text.RegularExpressions.Regex.IsMatch(comm, @"^fuse-uring-\d+\.\d+$"))
+                    .ToList();
+                string log = File.ReadAllText(scratch.Paths.LogPath(name));
+                scratch.Detach(name);
+                Assert.True(threads.Count == queues * perQueue, $"attach {string.Join(' ', options)}: expected {queues * perQueue} queue threads, found {string.Join(", ", threads)}");
+                for (int q = 0; q < queues; q++)
+                    for (int t = 0; t < perQueue; t++) Assert.Contains($"fuse-uring-{q}.{t}", threads);
+                Assert.Contains($"{queues} queues, {queues * perQueue} queue threads", log);
+            }
+        }
+        finally { File.WriteAllText(parameter, before); }
+    }
+
+    /// <summary>Highest possible CPU + 1, as the kernel counts FUSE's io_uring queues.</summary>
+    private static int PossibleCpus() =>
+        File.ReadAllText("/sys/devices/system/cpu/possible").Trim().Split(',')
+            .Max(part => int.Parse(part.Split('-')[^1], System.Globalization.CultureInfo.InvariantCulture)) + 1;
+
     /// <summary>Where the kernel has no FUSE over io_uring, --io-uring falls back with a notice and --require-io-uring fails.</summary>
     [AttachFact]
     public void Without_kernel_support_io_uring_falls_back_or_fails_as_asked()
