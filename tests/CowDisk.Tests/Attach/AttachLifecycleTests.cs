@@ -186,7 +186,7 @@ public sealed class AttachLifecycleTests
     {
         const string parameter = "/sys/module/fuse/parameters/enable_uring";
         using var scratch = new AttachScratch(transport: AttachTransports.IoUring);
-        string before = File.ReadAllText(parameter).Trim();
+        string before = File.ReadAllText(parameter).Trim();   // attach turns the switch on when off; put it back as found
         int queues = PossibleCpus();
         try
         {
@@ -198,15 +198,47 @@ public sealed class AttachLifecycleTests
                 int pid = scratch.Record(name).Pid;
                 var threads = Directory.GetDirectories($"/proc/{pid}/task")
                     .Select(task => { try { return File.ReadAllText(Path.Combine(task, "comm")).Trim(); } catch (IOException) { return ""; } })
-                    .Where(comm => System.Text.RegularExpressions.Regex.IsMatch(comm, @"^fuse-uring-\d+\.\d+$"))
+                    .Where(comm => System.Text.RegularExpressions.Regex.IsMatch(comm, @"^fuse-q\d+\.\d+$"))
                     .ToList();
                 string log = File.ReadAllText(scratch.Paths.LogPath(name));
                 scratch.Detach(name);
                 Assert.True(threads.Count == queues * perQueue, $"attach {string.Join(' ', options)}: expected {queues * perQueue} queue threads, found {string.Join(", ", threads)}");
                 for (int q = 0; q < queues; q++)
-                    for (int t = 0; t < perQueue; t++) Assert.Contains($"fuse-uring-{q}.{t}", threads);
+                    for (int t = 0; t < perQueue; t++) Assert.Contains($"fuse-q{q}.{t}", threads);
                 Assert.Contains($"{queues} queues, {queues * perQueue} queue threads", log);
             }
+        }
+        finally { File.WriteAllText(parameter, before); }
+    }
+
+    /// <summary>
+    /// A queue thread that fails after the kernel took another thread's entries (the same queue's, or another
+    /// queue's) must fail the attach, cleanly: a fallback to /dev/fuse then leaves requests on rings nobody serves.
+    /// </summary>
+    [AttachFact]
+    public void A_queue_thread_failing_after_the_kernel_took_entries_fails_the_attach_cleanly()
+    {
+        const string parameter = "/sys/module/fuse/parameters/enable_uring";
+        using var scratch = new AttachScratch(transport: AttachTransports.IoUring);
+        string before = File.ReadAllText(parameter).Trim();   // attach turns the switch on when off; put it back as found
+        try
+        {
+            string image = scratch.CreateImage("disk.img", "64M");
+            // 0.1: queue 0's second thread (page cache on); 0.0 with Engine:DirectIo: queue 0's only thread.
+            foreach (var (thread, options) in new[] { ("0.1", Array.Empty<string>()), ("0.0", new[] { "--set", "Engine:DirectIo=true" }) })
+            {
+                string name = scratch.NewName();
+                var env = new Dictionary<string, string> { ["COWDISK_FUSE_URING_FAIL_THREAD"] = thread };
+                var failed = CommandRunner.Run(CowdiskExecutable.Path, ["attach", image, "--name", name, "--io-uring", .. options], environment: env);
+                Assert.True(failed.ExitCode != 0, failed.ToString());
+                Assert.Contains("failed after the kernel took entries", failed.Error);
+                Assert.DoesNotContain(scratch.List(), s => s.Name == name);
+                Assert.DoesNotContain(image, CommandRunner.Run("losetup", ["-a"]).Output);
+                Assert.DoesNotContain($"/{name}.fuse ", File.ReadAllText("/proc/self/mounts"));
+            }
+            string again = scratch.NewName();   // the image is free again
+            scratch.Attach(image, again);
+            scratch.Detach(again);
         }
         finally { File.WriteAllText(parameter, before); }
     }

@@ -116,41 +116,60 @@ public sealed class FuseServer : IDisposable
     }
 
     /// <summary>
-    /// After INIT: one queue thread per possible CPU registers its entries; the kernel moves to the rings once all
-    /// have. Anything short of that falls back to /dev/fuse (whose workers serve on regardless), with a notice.
+    /// After INIT: the queue threads of every possible CPU register their entries; the kernel moves to the rings
+    /// once every queue has an entry. A refusal before the kernel took any entry falls back to /dev/fuse (whose
+    /// workers serve on regardless), with a notice; after it took one, the connection is ended and the attach fails
+    /// instead of leaving requests on rings nobody serves.
     /// </summary>
     private void StartIoUring()
     {
         string? why = (Negotiated!.Value.Flags2 & (uint)FuseInitFlags2.OverIoUring) == 0
             ? FuseUringSwitch.Unavailable() ?? "the kernel did not offer FUSE over io_uring at INIT"
             : null;
+        int queues = 0;
         if (why is null)
         {
-            int queues = ThreadAffinity.PossibleCpus();
+            queues = ThreadAffinity.PossibleCpus();
             _uringPool = new FuseUringPool(_options.WorkerThreads);
             // Serving data in place, two threads share each queue's entries: the loop device's one worker makes
             // nearly every request on one CPU, so one thread would serve them all in turn (4 KiB random reads at
-            // QD32: 173-178k IOPS against 137-147k). With the pool serving, one thread per queue only hands over.
-            int threadsPerQueue = _options.IoUringServeDataInline ? 2 : 1;
-            int entries = Math.Max(1, _options.IoUringEntries / threadsPerQueue);
+            // QD32: 172-185k IOPS against 137-147k). With the pool serving, one thread per queue only hands over.
+            int threadsPerQueue = Math.Min(_options.IoUringServeDataInline ? 2 : 1, Math.Max(1, _options.IoUringEntries));
             for (int q = 0; q < queues; q++)
                 for (int t = 0; t < threadsPerQueue; t++)
                 {
-                    var queue = new FuseUringQueue(this, _handler, _uringPool, _fd, (ushort)q, entries, (int)Negotiated.Value.MaxWrite,
-                        _options.IoUringServeDataInline);
-                    var thread = new Thread(queue.Run) { IsBackground = true, Name = $"fuse-uring-{q}.{t}" };
+                    int entries = _options.IoUringEntries / threadsPerQueue + (t == 0 ? _options.IoUringEntries % threadsPerQueue : 0);
+                    var queue = new FuseUringQueue(this, _handler, _uringPool, _fd, (ushort)q, Math.Max(1, entries), (int)Negotiated.Value.MaxWrite,
+                        _options.IoUringServeDataInline, failBeforeRegistering: _options.IoUringFailThread == $"{q}.{t}");
+                    // Linux keeps 15 characters of a thread's name: "fuse-q" leaves room for any CPU number.
+                    var thread = new Thread(queue.Run) { IsBackground = true, Name = $"fuse-q{q}.{t}" };
                     _queues.Add((thread, queue));
                     thread.Start();
                 }
-            foreach (var (_, queue) in _queues) why ??= queue.WaitRegistered(RegisterTimeout);
+            // Every thread's outcome, not only up to the first failure: one that registered later may still have
+            // moved the kernel to the rings.
+            foreach (var (_, queue) in _queues)
+            {
+                string? outcome = queue.WaitRegistered(RegisterTimeout);
+                why ??= outcome;
+            }
         }
         if (why is null)
         {
             ActiveTransport = "io-uring";
-            Log($"fuse: serving through io_uring: {ThreadAffinity.PossibleCpus()} queues, {_queues.Count} queue threads");
+            Log($"fuse: serving through io_uring: {queues} queues, {_queues.Count} queue threads");
             return;
         }
+        // Once the kernel has taken any entry, /dev/fuse no longer serves this connection reliably: seen here, a
+        // fallback after one queue's entries were taken (another queue's thread failing first) left the loop
+        // device's first requests unanswered. So any entry taken (or maybe taken: a thread still registering) ends it.
+        bool kernelMayHaveMoved = _queues.Any(q => q.Queue.Registered || !q.Queue.Settled);
         StopIoUring();
+        if (kernelMayHaveMoved)
+        {
+            AbortConnection();
+            throw new FuseUnavailableException($"FUSE over io_uring failed after the kernel took entries ({why}); the connection was ended");
+        }
         if (_options.RequireIoUring) throw new FuseUnavailableException($"FUSE over io_uring is not available: {why}");
         Log($"fuse: FUSE over io_uring is not available ({why}); serving through /dev/fuse");
     }

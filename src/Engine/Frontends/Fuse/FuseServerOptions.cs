@@ -32,6 +32,12 @@ public sealed record FuseServerOptions
     /// </summary>
     public bool IoUringServeDataInline { get; init; } = true;
 
+    /// <summary>
+    /// Tests only: the queue thread "Q.T" fails before registering, as one whose ring the kernel refused would
+    /// (COWDISK_FUSE_URING_FAIL_THREAD), to check what a partial registration does.
+    /// </summary>
+    public string? IoUringFailThread { get; init; } = Environment.GetEnvironmentVariable("COWDISK_FUSE_URING_FAIL_THREAD");
+
     /// <summary>io_uring entries per queue (one queue per possible CPU): requests a queue holds at once.</summary>
     public int IoUringEntries { get; init; } = 32;
 

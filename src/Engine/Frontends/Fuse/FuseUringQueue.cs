@@ -44,21 +44,25 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     private int _live;                       // entries the kernel still holds or we are serving
     private int _inPool;                     // entries the pool is serving
     private readonly int[] _arrived;         // requests taken from one batch of completions
+    private readonly bool[] _slow;           // entries whose FSYNC or FALLOCATE the pool is serving (counted in the pool)
     private string? _failure;
     private double _batchAverage = 1;        // requests per wake-up, moving average
     private bool _pinned;
-    // A READ came in the batch being dispatched. WRITEs then go to the pool rather than ahead of it on this thread:
+    // A READ came in the batch being dispatched. WRITEs then go to the pool rather than ahead of it on this thread
+    // (so do they while the pool serves an FSYNC or FALLOCATE of any queue):
     // QD1 4 KiB reads beside a writer that fsyncs every 4 KiB write had a p50 of 160-180 us with the writes served
     // here, 41-44 us with them in the pool (/dev/fuse 57-70 us); writes alone (random writes at QD32) stay here.
     private bool _batchHasRead;
     private ulong[]? _freeCpus;              // where the thread may run when not pinned (the process's CPUs)
 
     public FuseUringQueue(FuseServer server, FuseRequestHandler handler, FuseUringPool pool, int fd, ushort queueId, int entries, int payloadSize,
-        bool serveDataInline)
+        bool serveDataInline, bool failBeforeRegistering = false)
     {
+        _failBeforeRegistering = failBeforeRegistering;
         _server = server; _handler = handler; _pool = pool; _fd = fd; _queueId = queueId; _inline = serveDataInline;
         _entryCount = entries;
         _arrived = new int[entries];
+        _slow = new bool[entries];
         _payloadSize = (payloadSize + Alignment - 1) / Alignment * Alignment;
         _memory = (byte*)NativeMemory.AlignedAlloc((nuint)(entries * EntryStride), Alignment);
         NativeMemory.Clear(_memory, (nuint)(entries * EntryStride));
@@ -73,6 +77,14 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     }
 
     public ushort QueueId => _queueId;
+
+    /// <summary>The kernel accepted this thread's entries (it may then have moved the connection to the rings).</summary>
+    public bool Registered { get; private set; }
+
+    /// <summary>The thread has registered or given up (false while it may still register).</summary>
+    public bool Settled => _registered.IsSet;
+
+    private readonly bool _failBeforeRegistering;
 
     private byte* Header(int entry) => _memory + (long)entry * EntryStride;
     private byte* Iovecs(int entry) => Header(entry) + FuseUringHeader.EncodedSize + 16;
@@ -93,7 +105,9 @@ internal sealed unsafe class FuseUringQueue : IDisposable
         {
             ProcessControl.MarkThreadAsIoFlusher();
             _freeCpus = ThreadAffinity.CurrentCpus();
-            _pinned = ThreadAffinity.PinCurrentThread(_queueId);   // the kernel's queue for this CPU: serving it here keeps it local
+            _pinned = ThreadAffinity.PinCurrentThread(_queueId);
+            if (!_pinned) _freeCpus = null;   // its CPU is not ours (a cpuset, taskset): leave the thread where it may run   // the kernel's queue for this CPU: serving it here keeps it local
+            if (_failBeforeRegistering) { Fail("failing before registering, as asked (a test)"); return; }
             ring = CreateRing((uint)_entryCount + 4);
             Volatile.Write(ref _live, _entryCount);
             for (int i = 0; i < _entryCount; i++) QueueCommand(ring, i, FuseUringCommand.Register, 0);
@@ -107,6 +121,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
                 if (early.Result < 0) { Fail($"FUSE_IO_URING_CMD_REGISTER failed: {Errno.Describe(-early.Result)}"); return; }
                 Dispatch(ring, (int)early.UserData, alone: false);
             }
+            Registered = true;
             _registered.Set();
             Serve(ring);
         }
@@ -178,7 +193,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
             }
             if (arrived > 0 && _inline) FollowLoad(arrived);
             _batchHasRead = false;
-            for (int i = 0; i < arrived && !_batchHasRead; i++) _batchHasRead = OpcodeOf(_arrived[i]) == FuseOpcode.Read;
+            for (int i = 0; _inline && i < arrived && !_batchHasRead; i++) _batchHasRead = OpcodeOf(_arrived[i]) == FuseOpcode.Read;
             for (int i = 0; i < arrived; i++) Dispatch(ring, _arrived[i], alone: arrived == 1);
             arrived = 0;
         }
@@ -199,12 +214,17 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     private void FollowLoad(int arrived)
     {
         _batchAverage = _batchAverage * 0.9 + arrived * 0.1;
-        if (_pinned && _batchAverage > UnpinAbove && _freeCpus is not null)
+        if (_freeCpus is null) return;   // cannot move between pinned and free: one refusal stops the asking
+        if (_pinned && _batchAverage > UnpinAbove)
         {
             _pinned = !ThreadAffinity.SetCurrentCpus(_freeCpus);
-            if (_pinned) _freeCpus = null;   // refused: stay pinned rather than ask on every wake-up
+            if (_pinned) _freeCpus = null;
         }
-        else if (!_pinned && _batchAverage < RepinBelow) _pinned = ThreadAffinity.PinCurrentThread(_queueId);
+        else if (!_pinned && _batchAverage < RepinBelow)
+        {
+            _pinned = ThreadAffinity.PinCurrentThread(_queueId);
+            if (!_pinned) _freeCpus = null;
+        }
     }
 
     /// <summary>
@@ -219,6 +239,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
         if (where == Place.Pool || (where == Place.PoolUnlessAlone && !(alone && Volatile.Read(ref _inPool) == 0)))
         {
             Interlocked.Increment(ref _inPool);
+            if (header.Opcode is FuseOpcode.Fsync or FuseOpcode.Fallocate) { _slow[entry] = true; _pool.SlowStarted(); }
             _pool.Post(this, entry);
         }
         else
@@ -247,8 +268,8 @@ internal sealed unsafe class FuseUringQueue : IDisposable
         if (opcode is not (FuseOpcode.Read or FuseOpcode.Write)) return Place.Here;
         if (!_inline) return Place.PoolUnlessAlone;
         // A write served here holds up every request behind it on this thread; reads beside writes wait least
-        // when the writes go to the pool (see _batchHasRead).
-        if (opcode == FuseOpcode.Write && (_batchHasRead || Volatile.Read(ref _inPool) > 0)) return Place.Pool;
+        // when the writes go to the pool (see _batchHasRead), as do writes while an FSYNC or FALLOCATE is served.
+        if (opcode == FuseOpcode.Write && (_batchHasRead || _pool.SlowInFlight > 0)) return Place.Pool;
         var argument = new ReadOnlySpan<byte>(Header(entry) + FuseUringHeader.OpInOffset, FuseUringHeader.OpInSize);
         uint length = opcode == FuseOpcode.Read ? FuseReadIn.Read(argument).Length : FuseWriteIn.Read(argument).Length;
         return length > InlineMaxBytes ? Place.PoolUnlessAlone : Place.Here;
@@ -279,6 +300,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     /// <summary>The pool has served the entry: the queue thread commits it.</summary>
     public void Served(int entry)
     {
+        if (_slow[entry]) { _slow[entry] = false; _pool.SlowEnded(); }
         Interlocked.Decrement(ref _inPool);
         _served.Enqueue(entry);   // a full fence: then the read of _sleeping (Dekker with the queue thread)
         if (Volatile.Read(ref _sleeping) == 1 && Interlocked.Exchange(ref _wakePending, 1) == 0) _wake.Signal();
@@ -347,6 +369,13 @@ internal sealed class FuseUringPool : IDisposable
     }
 
     public void Post(FuseUringQueue queue, int entry) => _work.Add((queue, entry));
+
+    private int _slowInFlight;
+
+    /// <summary>FSYNCs and FALLOCATEs being served, from every queue.</summary>
+    public int SlowInFlight => Volatile.Read(ref _slowInFlight);
+    public void SlowStarted() => Interlocked.Increment(ref _slowInFlight);
+    public void SlowEnded() => Interlocked.Decrement(ref _slowInFlight);
 
     private void Work()
     {
