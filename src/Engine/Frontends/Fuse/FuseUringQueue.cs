@@ -11,9 +11,8 @@ namespace CowDisk.Engine.Frontends.Fuse;
 /// request to the queue of the CPU it was made on, into whichever of its entries was re-armed last; a queue may
 /// have several threads, see FuseServer.StartIoUring). A thread pinned to that CPU owns an io_uring: it registers
 /// its entries of the queue (each a 288-byte header and a payload buffer of max_write), and each completion of one
-/// is a request. (Under load the
-/// thread may leave the CPU: see <see cref="FollowLoad"/>.) Requests are served
-/// on the queue thread, except those that may wait long on the disk (see <see cref="Placement"/>), which go to the
+/// is a request (under load the thread may leave the CPU: see <see cref="FollowLoad"/>). Requests are served on
+/// the queue thread, except those that may wait long on the disk (see <see cref="Placement"/>), which go to the
 /// server's pool, so such a request holds only its entry. A served entry goes back through COMMIT_AND_FETCH, which answers it and
 /// re-arms it in one submission; the pool hands entries back through a lock-free queue and wakes the thread,
 /// when it sleeps in io_uring_enter, through an eventfd whose read it keeps in the ring.
@@ -105,8 +104,8 @@ internal sealed unsafe class FuseUringQueue : IDisposable
         {
             ProcessControl.MarkThreadAsIoFlusher();
             _freeCpus = ThreadAffinity.CurrentCpus();
-            _pinned = ThreadAffinity.PinCurrentThread(_queueId);
-            if (!_pinned) _freeCpus = null;   // its CPU is not ours (a cpuset, taskset): leave the thread where it may run   // the kernel's queue for this CPU: serving it here keeps it local
+            _pinned = ThreadAffinity.PinCurrentThread(_queueId);   // the kernel's queue for this CPU: serving it here keeps it local
+            if (!_pinned) _freeCpus = null;   // its CPU is not ours (a cpuset, taskset): leave the thread where it may run
             if (_failBeforeRegistering) { Fail("failing before registering, as asked (a test)"); return; }
             ring = CreateRing((uint)_entryCount + 4);
             Volatile.Write(ref _live, _entryCount);
