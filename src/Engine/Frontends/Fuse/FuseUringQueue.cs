@@ -233,12 +233,12 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     /// </summary>
     private void Dispatch(IoUring ring, int entry, bool alone)
     {
-        var header = FuseInHeader.Read(new ReadOnlySpan<byte>(Header(entry) + FuseUringHeader.InOutOffset, FuseInHeader.EncodedSize));
-        var where = Placement(header.Opcode, entry);
+        var opcode = OpcodeOf(entry);
+        var where = Placement(opcode, entry);
         if (where == Place.Pool || (where == Place.PoolUnlessAlone && !(alone && Volatile.Read(ref _inPool) == 0)))
         {
             Interlocked.Increment(ref _inPool);
-            if (header.Opcode is FuseOpcode.Fsync or FuseOpcode.Fallocate) { _slow[entry] = true; _pool.SlowStarted(); }
+            if (opcode is FuseOpcode.Fsync or FuseOpcode.Fallocate) { _slow[entry] = true; _pool.SlowStarted(); }
             _pool.Post(this, entry);
         }
         else
