@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Text.Json;
 using CowDisk.Engine.Images;
 
 namespace CowDisk.Cli.Commands;
@@ -7,7 +6,6 @@ namespace CowDisk.Cli.Commands;
 /// <summary>cowdisk info IMAGE [--output human|json]: sizes, files and the whole backing chain.</summary>
 public static class InfoCommand
 {
-    private static readonly JsonSerializerOptions Json = CliJson.Options;
 
     public static Command Build()
     {
@@ -22,7 +20,7 @@ public static class InfoCommand
             // Held by a running attachment: its daemon knows the snapshots.
             if (info.InUse && AttachedDaemon.Writing(info.Path) is { } attached)
                 info = info with { Snapshots = AttachedDaemon.Ask(attached, new CowDisk.Engine.Frontends.Attach.ControlRequest("snapshot-list")).Snapshots };
-            if (r.GetValue(output) == "json") Console.WriteLine(JsonSerializer.Serialize(info, Json));
+            if (r.GetValue(output) == "json") CliJson.Print(info);
             else WriteHuman(info);
             return 0;
         }));

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Text.Json;
 using CowDisk.Engine.Devices;
 using CowDisk.Engine.Images;
 
@@ -8,8 +7,6 @@ namespace CowDisk.Cli.Commands;
 /// <summary>check, map and diff: read-only looks at an image's mappings (check writes only with --repair).</summary>
 public static class InspectCommands
 {
-    private static readonly JsonSerializerOptions Json = CliJson.Options;
-
     private static Option<string> OutputOption()
     {
         var output = new Option<string>("--output") { Description = "human or json", DefaultValueFactory = _ => "human" };
@@ -48,19 +45,11 @@ public static class InspectCommands
             }
             if (r.GetValue(output) == "json")
             {
-                Console.WriteLine(JsonSerializer.Serialize(new
-                {
-                    Filename = report.Path, Format = "cowdisk", CheckErrors = 0, Corruptions = report.Corruptions.Count,
-                    Leaks = report.LeakedClusters, LeaksFixed = report.LeaksFixed,
-                    // Unknown (null) when the image could not be opened far enough to count.
-                    TotalClusters = report.ClusterSize > 0 ? report.TotalClusters : (long?)null,
-                    AllocatedClusters = report.ClusterSize > 0 ? report.DataClusters : (long?)null,
-                    SnapshotClusters = report.ClusterSize > 0 ? report.SnapshotOnlyClusters : (long?)null,
-                    FreeClusters = report.ClusterSize > 0 ? report.FreeClusters : (long?)null,
-                    Snapshots = report.ClusterSize > 0 ? report.Snapshots : (int?)null,
-                    ClusterSize = report.ClusterSize > 0 ? report.ClusterSize : (int?)null,
-                    ImageEndOffset = report.ClusterSize > 0 ? report.ImageEndOffset : (long?)null, Errors = report.Corruptions,
-                }, Json));
+                bool counted = report.ClusterSize > 0;   // unknown (null) when the image could not be opened far enough to count
+                CliJson.Print(new CheckOutput(report.Path, "cowdisk", 0, report.Corruptions.Count, report.LeakedClusters, report.LeaksFixed,
+                    counted ? report.TotalClusters : null, counted ? report.DataClusters : null, counted ? report.SnapshotOnlyClusters : null,
+                    counted ? report.FreeClusters : null, counted ? report.Snapshots : null, counted ? report.ClusterSize : null,
+                    counted ? report.ImageEndOffset : null, report.Corruptions));
                 return report.ExitCode;
             }
             foreach (var c in report.Corruptions) Console.WriteLine($"ERROR {c}");
@@ -98,14 +87,11 @@ public static class InspectCommands
             }
             if (r.GetValue(output) == "json")
             {
-                Console.WriteLine(JsonSerializer.Serialize(runs.Select(x => new
-                {
-                    x.Start, x.Length, x.Depth,
-                    Present = x.Source != MapSource.Unallocated,
-                    Zero = x.Source is MapSource.Zero or MapSource.Unallocated,
-                    Data = x.Source is MapSource.Own or MapSource.Shared or MapSource.Base,
-                    Offset = x.FileOffset, Source = SourceName(x.Source), File = x.File,
-                }), Json));
+                CliJson.Print(runs.Select(x => new MapOutput(x.Start, x.Length, x.Depth,
+                    Present: x.Source != MapSource.Unallocated,
+                    Zero: x.Source is MapSource.Zero or MapSource.Unallocated,
+                    Data: x.Source is MapSource.Own or MapSource.Shared or MapSource.Base,
+                    Offset: x.FileOffset, Source: SourceName(x.Source), File: x.File)));
                 return 0;
             }
             Console.WriteLine($"{"Offset",-18} {"Length",-18} {"Source",-12} {"Depth",5}  {"Mapped to",-18} File");
@@ -152,11 +138,7 @@ public static class InspectCommands
             long total = ranges.Sum(x => x.Length);
             if (r.GetValue(output) == "json")
             {
-                Console.WriteLine(JsonSerializer.Serialize(new
-                {
-                    From = a.ToString(), To = b.ToString(), ChangedBytes = total,
-                    Ranges = ranges.Select(x => new { Start = x.Offset, x.Length }),
-                }, Json));
+                CliJson.Print(new DiffOutput(a.ToString(), b.ToString(), total, ranges.Select(x => new DiffRangeOutput(x.Offset, x.Length))));
                 return 0;
             }
             foreach (var (offset, length) in ranges) Console.WriteLine($"0x{offset:x} 0x{length:x}");

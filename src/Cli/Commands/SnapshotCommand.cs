@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Diagnostics;
-using System.Text.Json;
 using CowDisk.Engine.Frontends.Attach;
 using CowDisk.Engine.Images;
 using CowDisk.Engine.Snapshots;
@@ -10,7 +9,6 @@ namespace CowDisk.Cli.Commands;
 /// <summary>cowdisk snapshot create|list|delete|revert IMAGE [NAME]: internal snapshots, like qemu-img snapshot.</summary>
 public static class SnapshotCommand
 {
-    private static readonly JsonSerializerOptions Json = CliJson.Options;
 
     public static Command Build()
     {
@@ -88,7 +86,7 @@ public static class SnapshotCommand
             }
             if (r.GetValue(output) == "json")
             {
-                Console.WriteLine(JsonSerializer.Serialize(list, Json));   // id, name, created (UTC), exclusive-bytes: as in info
+                CliJson.Print(list);   // id, name, created (UTC), exclusive-bytes: as in info
                 return 0;
             }
             if (list.Count == 0) { Console.WriteLine($"{shown} has no snapshots"); return 0; }

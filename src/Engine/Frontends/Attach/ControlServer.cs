@@ -66,9 +66,9 @@ internal sealed class ControlServer : IDisposable
             length += n;
             if (Array.IndexOf(buffer, (byte)'\n', 0, length) >= 0) break;
         }
-        var request = JsonSerializer.Deserialize<ControlRequest>(buffer.AsSpan(0, length).TrimEnd((byte)'\n'), ControlClient.Json);
+        var request = JsonSerializer.Deserialize(buffer.AsSpan(0, length).TrimEnd((byte)'\n'), ControlJsonContext.Default.ControlRequest);
         var reply = request is null ? new ControlReply(false, "empty request") : Handle(request);
-        stream.Write(Encoding.UTF8.GetBytes(JsonSerializer.Serialize(reply, ControlClient.Json) + "\n"));
+        stream.Write(Encoding.UTF8.GetBytes(JsonSerializer.Serialize(reply, ControlJsonContext.Default.ControlReply) + "\n"));
     }
 
     private ControlReply Handle(ControlRequest request)
