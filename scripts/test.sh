@@ -4,7 +4,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(qemu-utils libnbd-bin fuse3 fio qemu-system-common e2fsprogs util-linux kmod openssl)
+# gcc: scripts/install.sh links the Native AOT build with it (the tests run the installed build).
+packages=(qemu-utils libnbd-bin fuse3 fio qemu-system-common e2fsprogs util-linux kmod openssl gcc)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -21,6 +22,14 @@ command -v dotnet >/dev/null || { echo "the .NET SDK (dotnet) is not installed";
 [ "${CI:-}" = true ] && [ "$(id -u)" != 0 ] && { echo "CI must run as root: the attach tests mount FUSE and bind loop devices"; exit 1; }
 
 export COWDISK_TEST_REQUIRE_ALL="${CI:-false}"
+# The end-to-end tests run what a user installs: scripts/install.sh's build (Native AOT, with the JIT build that
+# serves in server/), into a folder of its own.
+installed=$(mktemp -d /tmp/cowdisk-installed.XXXXXX)
+trap 'rm -rf "$installed"' EXIT
+echo "building the installed cowdisk (scripts/install.sh) into $installed"
+PREFIX="$installed" bash scripts/install.sh >/dev/null || { echo "scripts/install.sh failed"; exit 1; }
+[ "${CI:-}" = true ] && [ ! -d "$installed/lib/cowdisk/server" ] && { echo "scripts/install.sh made no Native AOT build (is gcc installed?)"; exit 1; }
+export COWDISK_TEST_EXECUTABLE="$installed/bin/cowdisk"
 log=$(mktemp)
 dotnet test CowDisk.sln -c Release --nologo 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
@@ -30,6 +39,7 @@ passed=$(sed -nE 's/.*Passed: *([0-9]+).*/\1/p' <<<"$summary")
 failed=$(sed -nE 's/.*Failed: *([0-9]+),.*/\1/p' <<<"$summary")
 skipped=$(sed -nE 's/.*Skipped: *([0-9]+).*/\1/p' <<<"$summary")
 rm -f "$log"
+rm -rf "$installed"
 if [ -z "$passed" ]; then echo "no test summary found"; exit 1; fi
 echo "${passed} passed, ${failed:-0} failed, ${skipped:-0} skipped"
 exit "$status"

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Text.Json;
 using CowDisk.Cli.Attach;
 using CowDisk.Engine.Frontends.Attach;
 using CowDisk.Engine.Images;
@@ -50,7 +49,11 @@ public static class AttachCommands
             };
             if (request.NbdTcp is { } tcp && !System.Net.IPAddress.IsLoopback(tcp.Address))
                 throw new CliException($"attach --nbd listens on loopback or a Unix socket only, not {tcp} (serve a snapshot or a detached image with `cowdisk serve` for TLS)");
-            if (r.GetValue(foreground)) return AttachDaemon.Run(request);
+            if (r.GetValue(foreground))
+            {
+                ServerBuild.HandOver();
+                return AttachDaemon.Run(request);
+            }
 
             // Fail fast here on what the daemon would refuse anyway; it re-checks everything itself.
             AttachPrerequisites.Check();
@@ -93,7 +96,7 @@ public static class AttachCommands
         {
             var statuses = new AttachRegistry(AttachPaths.FromEnvironment()).List();
             if (r.GetValue(output) == "json")
-                Console.WriteLine(JsonSerializer.Serialize(statuses, CliJson.Options));   // one JSON look for every command
+                CliJson.Print(statuses);   // one JSON look for every command
             else WriteTable(statuses);
             return 0;
         })));

@@ -16,7 +16,7 @@ internal static class AttachLauncher
     public static int Launch(IReadOnlyList<string> daemonArguments, AttachRegistry registry, string name)
     {
         string logPath = registry.Paths.LogPath(name);
-        var start = new ProcessStartInfo(Environment.ProcessPath ?? throw new CliException("cannot find the cowdisk executable"))
+        var start = new ProcessStartInfo(ServerBuild.Path ?? Environment.ProcessPath ?? throw new CliException("cannot find the cowdisk executable"))
         {
             RedirectStandardInput = true,
             RedirectStandardOutput = true,

@@ -61,7 +61,11 @@ public static class ServeCommand
                     UnixSocket = tcp is null ? Path.GetFullPath(r.GetValue(socket) ?? registry.Paths.NbdSocket(registryName)) : null,
                     TlsCertificate = certificate, RequireTls = certificate is not null, Engine = GlobalOptions.Engine(r),
                 };
-                if (!r.GetValue(daemon)) return Run(request);
+                if (!r.GetValue(daemon))
+                {
+                    ServerBuild.HandOver();
+                    return Run(request);
+                }
 
                 if (registry.IsAlive(registryName)) throw new CliException($"name '{registryName}' is already in use (see `cowdisk list`)");
                 registry.EnsureDirectories();

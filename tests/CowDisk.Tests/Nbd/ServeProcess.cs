@@ -19,6 +19,7 @@ public sealed class ServeProcess : IDisposable
     /// <summary>The addresses the server printed (nbd+unix://… or nbd://…).</summary>
     public List<string> Addresses { get; } = [];
     public string Uri => Addresses[0];
+    public int Pid => _process.Id;
 
     private ServeProcess(Process process, string runDirectory)
     {
