@@ -42,6 +42,13 @@ internal sealed class Qcow2Target : IConvertTarget
     private readonly Dictionary<long, int> _sharedRefcounts = [];
     private readonly HashSet<long> _compressedClusters = [];
     private long _lastOffset = -1;
+    /// <summary>
+    /// The file is written front to back: the disk is asked to write it out every this many bytes, in large requests
+    /// (a hint per write, 1 MiB for a disk whose data comes in 1 MiB pieces, made as many requests: 1000 per GiB
+    /// against qemu-img's 270).
+    /// </summary>
+    private const long WritebackEvery = 16 << 20;
+    private long _writebackFrom;
     private bool _completed;
 
     /// <summary>qemu's limit on the active L1 table (32 MiB of entries): a bigger one no qemu opens.</summary>
@@ -89,13 +96,17 @@ internal sealed class Qcow2Target : IConvertTarget
                 int n = (int)Math.Min(data.Length, rangeEnd - offset);
                 long host = _end;
                 RandomAccess.Write(_file, data[..n], host);
-                Native.Libc.StartWriteback(_file, host, n);   // the disk writes while we read on
                 int count = (n + _clusterSize - 1) >> _clusterBits;
                 for (int i = 0; i < count; i++)
                     SetL2(cluster + i, Qcow2L2Entry.Standard((ulong)(host + ((long)i << _clusterBits))));
                 _end += (long)count << _clusterBits;
                 data = data[n..];
                 offset += n;
+            }
+            if (_end - _writebackFrom >= WritebackEvery)
+            {
+                Native.Libc.StartWriteback(_file, _writebackFrom, _end - _writebackFrom);   // the disk writes while we read on
+                _writebackFrom = _end;
             }
         }
     }
