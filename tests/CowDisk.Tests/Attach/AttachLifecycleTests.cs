@@ -243,6 +243,44 @@ public sealed class AttachLifecycleTests
         finally { File.WriteAllText(parameter, before); }
     }
 
+    /// <summary>
+    /// A daemon killed while starting, after it turned the io_uring switch on but before it mounted: the cleanup
+    /// of its record (here by `list`) turns the switch back off, as a clean detach would.
+    /// </summary>
+    [AttachFact]
+    public void A_daemon_killed_right_after_turning_io_uring_on_leaves_the_switch_as_it_was()
+    {
+        const string parameter = "/sys/module/fuse/parameters/enable_uring";
+        using var scratch = new AttachScratch(transport: AttachTransports.IoUring);
+        string before = File.ReadAllText(parameter).Trim();
+        try
+        {
+            File.WriteAllText(parameter, "N");
+            string image = scratch.CreateImage("disk.img", "64M");
+            string name = scratch.NewName();
+            var env = new Dictionary<string, string> { ["COWDISK_FUSE_URING_HANG_AFTER_SWITCH"] = "1" };
+            using var daemon = CommandRunner.Start(CowdiskExecutable.Path, ["attach", image, "--name", name, "--io-uring", "--foreground"], env);
+            try
+            {
+                var deadline = DateTime.UtcNow.AddSeconds(60);
+                while (!(File.ReadAllText(parameter).Trim() == "Y" && File.Exists(scratch.Paths.RecordPath(name)) && scratch.Record(name).TurnedOnIoUring))
+                {
+                    Assert.False(daemon.HasExited, "the daemon exited before it turned io_uring on");
+                    Assert.True(DateTime.UtcNow < deadline, "the daemon did not turn io_uring on within 60 s");
+                    Thread.Sleep(50);
+                }
+                daemon.Kill();
+                daemon.WaitForExit(10_000);
+            }
+            finally { if (!daemon.HasExited) daemon.Kill(); }
+            var listed = scratch.Cow("list");
+            Assert.True(listed.ExitCode == 0, listed.ToString());
+            Assert.Equal("N", File.ReadAllText(parameter).Trim());
+            Assert.False(File.Exists(scratch.Paths.RecordPath(name)), "the dead daemon's record is still there");
+        }
+        finally { File.WriteAllText(parameter, before); }
+    }
+
     /// <summary>Highest possible CPU + 1, as the kernel counts FUSE's io_uring queues.</summary>
     private static int PossibleCpus() =>
         File.ReadAllText("/sys/devices/system/cpu/possible").Trim().Split(',')

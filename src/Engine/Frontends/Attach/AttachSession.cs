@@ -84,6 +84,11 @@ public sealed class AttachSession : RegisteredSession
             Transport = request.IoUring || request.RequireIoUring ? FuseTransport.IoUring : FuseTransport.DevFuse,
             RequireIoUring = request.RequireIoUring,
             IoUringServeDataInline = !request.Engine.DirectIo,   // page cache on: reads and writes rarely wait on the disk
+            IoUringSwitchTurnedOn = () =>
+            {
+                Record = Record with { TurnedOnIoUring = true };
+                Registry.Write(Record);   // before anything can hang: a killed daemon's cleanup then turns it off
+            },
         });
         Record = Record with { MountPoint = mountPoint };
         try { _fuse.Start(); }

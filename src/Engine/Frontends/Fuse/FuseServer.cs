@@ -78,7 +78,12 @@ public sealed class FuseServer : IDisposable
         if (_fd < 0) throw new FuseUnavailableException($"cannot open {FuseDevicePath}: {Errno.Describe(-_fd)}");
 
         // Read at INIT: on before the mount, or the kernel will not offer io_uring to this connection.
-        if (_options.Transport == FuseTransport.IoUring) _turnedUringOn = FuseUringSwitch.TurnOn(Log);
+        if (_options.Transport == FuseTransport.IoUring)
+        {
+            _turnedUringOn = FuseUringSwitch.TurnOn(Log);
+            if (_turnedUringOn) _options.IoUringSwitchTurnedOn?.Invoke();
+            if (_options.IoUringHangAfterSwitch) Thread.Sleep(Timeout.Infinite);
+        }
         Directory.CreateDirectory(MountPoint);
         if (Mount.IsMountPoint(MountPoint)) Mount.TryUnmount(MountPoint, lazy: true); // left by a killed daemon
         // rootmode is octal S_IFDIR; default_permissions makes the kernel enforce the 0600 mode we report.

@@ -38,6 +38,18 @@ public sealed record FuseServerOptions
     /// </summary>
     public string? IoUringFailThread { get; init; } = Environment.GetEnvironmentVariable("COWDISK_FUSE_URING_FAIL_THREAD");
 
+    /// <summary>
+    /// Called as soon as this server has turned the kernel's io_uring switch on, before it mounts: the attachment's
+    /// record says so at once, so whoever cleans up after a daemon killed from here on turns the switch back off.
+    /// </summary>
+    public Action? IoUringSwitchTurnedOn { get; init; }
+
+    /// <summary>
+    /// Tests only: the server stops for good right after turning the io_uring switch on
+    /// (COWDISK_FUSE_URING_HANG_AFTER_SWITCH=1), as one stuck there would, to check the cleanup after it is killed.
+    /// </summary>
+    public bool IoUringHangAfterSwitch { get; init; } = Environment.GetEnvironmentVariable("COWDISK_FUSE_URING_HANG_AFTER_SWITCH") == "1";
+
     /// <summary>io_uring entries per queue (one queue per possible CPU): requests a queue holds at once.</summary>
     public int IoUringEntries { get; init; } = 32;
 
