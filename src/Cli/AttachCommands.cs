@@ -62,7 +62,7 @@ public static class AttachCommands
             ImagePath.RequireNotFolder(request.Image);
             if (!File.Exists(ImageFiles.For(request.Image).DataPath)) throw new CliException($"image {request.Image} does not exist");
             var registry = new AttachRegistry(AttachPaths.FromEnvironment());
-            if (registry.IsAlive(request.Name)) throw new CliException($"name '{request.Name}' is already attached");
+            if (registry.IsTaken(request.Name)) throw new CliException($"name '{request.Name}' is already attached");
             registry.EnsureDirectories();
             return AttachLauncher.Launch(DaemonArguments(r, request), registry, request.Name);
         })));

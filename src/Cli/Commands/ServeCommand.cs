@@ -67,7 +67,7 @@ public static class ServeCommand
                     return Run(request);
                 }
 
-                if (registry.IsAlive(registryName)) throw new CliException($"name '{registryName}' is already in use (see `cowdisk list`)");
+                if (registry.IsTaken(registryName)) throw new CliException($"name '{registryName}' is already in use (see `cowdisk list`)");
                 registry.EnsureDirectories();
                 var arguments = new List<string> { "serve" };
                 arguments.AddRange(refs.Select(i => Path.GetFullPath(i.Path) + (i.Snapshot is null ? "" : "@" + i.Snapshot)));

@@ -63,6 +63,12 @@ public sealed class AttachRegistry(AttachPaths paths)
         ? LifetimeLock.IsHeld(Paths.LockPath(name))
         : Read(name) is { } record && DaemonProcess.IsRunning(record.Pid, name);
 
+    /// <summary>
+    /// Whether a running daemon has the name: its lock is held and its record's process still runs it. A lock held
+    /// by a daemon killed a moment ago (still exiting) or by a cleanup is not: a new daemon waits for it (Claim).
+    /// </summary>
+    public bool IsTaken(string name) => IsAlive(name) && Read(name) is { } record && DaemonProcess.IsRunning(record.Pid, name);
+
     /// <summary>A detach waits for this name's outcome: the record stays until it has read it.</summary>
     public bool IsBeingDetached(string name) => LifetimeLock.IsHeld(Paths.DetachLockPath(name));
 
