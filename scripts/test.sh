@@ -25,6 +25,7 @@ export COWDISK_TEST_REQUIRE_ALL="${CI:-false}"
 # The end-to-end tests run what a user installs: scripts/install.sh's build (Native AOT, with the JIT build that
 # serves in server/), into a folder of its own.
 installed=$(mktemp -d /tmp/cowdisk-installed.XXXXXX)
+chmod 755 "$installed"   # as /usr/local is: the tests run `cowdisk list` as a user who is not root too
 trap 'rm -rf "$installed"' EXIT
 echo "building the installed cowdisk (scripts/install.sh) into $installed"
 PREFIX="$installed" bash scripts/install.sh >/dev/null || { echo "scripts/install.sh failed"; exit 1; }

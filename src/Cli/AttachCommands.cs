@@ -32,6 +32,7 @@ public static class AttachCommands
         };
         cmd.SetAction(r => GlobalOptions.Run(() => Guarded(() =>
         {
+            if (r.GetValue(foreground)) ServerBuild.HandOver();   // before anything is read (a --config pipe reads once)
             var engine = GlobalOptions.Engine(r);
             // With O_DIRECT every READ and WRITE waits on the disk in its thread: fewer threads than fio's or a file
             // system's queue depth would cap the I/O in flight (4 KiB random reads QD32 over io_uring: 57k IOPS with
@@ -49,11 +50,7 @@ public static class AttachCommands
             };
             if (request.NbdTcp is { } tcp && !System.Net.IPAddress.IsLoopback(tcp.Address))
                 throw new CliException($"attach --nbd listens on loopback or a Unix socket only, not {tcp} (serve a snapshot or a detached image with `cowdisk serve` for TLS)");
-            if (r.GetValue(foreground))
-            {
-                ServerBuild.HandOver();
-                return AttachDaemon.Run(request);
-            }
+            if (r.GetValue(foreground)) return AttachDaemon.Run(request);
 
             // Fail fast here on what the daemon would refuse anyway; it re-checks everything itself.
             AttachPrerequisites.Check();

@@ -21,7 +21,13 @@ internal static partial class ServerBuild
         if (Environment.ProcessPath is not { } self) return null;
         string resolved = new FileInfo(self).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? self;
         string candidate = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(resolved)!, "server", "cowdisk");
-        return File.Exists(candidate) ? candidate : null;
+        try
+        {
+            // Only a complete install: scripts/install.sh moves the whole folder into place at the end.
+            return (File.GetUnixFileMode(candidate) & UnixFileMode.UserExecute) != 0 ? candidate : null;
+        }
+        catch (IOException) { return null; }   // none
+        catch (UnauthorizedAccessException) { return null; }
     }
 
     /// <summary>

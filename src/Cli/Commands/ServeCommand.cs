@@ -32,6 +32,8 @@ public static class ServeCommand
         };
         cmd.SetAction(r => GlobalOptions.Run(() =>
         {
+            // Before anything is read: a one-shot input (a pipe as --tls-key or --config) can be read only once.
+            if (!r.GetValue(daemon)) ServerBuild.HandOver();
             try
             {
                 foreach (string text in r.GetValue(images)!)
@@ -61,11 +63,7 @@ public static class ServeCommand
                     UnixSocket = tcp is null ? Path.GetFullPath(r.GetValue(socket) ?? registry.Paths.NbdSocket(registryName)) : null,
                     TlsCertificate = certificate, RequireTls = certificate is not null, Engine = GlobalOptions.Engine(r),
                 };
-                if (!r.GetValue(daemon))
-                {
-                    ServerBuild.HandOver();
-                    return Run(request);
-                }
+                if (!r.GetValue(daemon)) return Run(request);
 
                 if (registry.IsTaken(registryName)) throw new CliException($"name '{registryName}' is already in use (see `cowdisk list`)");
                 registry.EnsureDirectories();
