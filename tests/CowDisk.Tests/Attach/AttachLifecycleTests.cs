@@ -125,32 +125,27 @@ public sealed class AttachLifecycleTests
     [AttachFact]
     public void The_io_uring_switch_is_restored_by_whoever_turned_it_on()
     {
-        const string parameter = "/sys/module/fuse/parameters/enable_uring";
         using var scratch = new AttachScratch(transport: AttachTransports.IoUring);
-        string before = File.ReadAllText(parameter).Trim();
-        try
-        {
-            File.WriteAllText(parameter, "N");
-            string image = scratch.CreateImage("disk.img", "64M");
-            string name = scratch.NewName();
-            scratch.Attach(image, name);
-            Assert.Equal("Y", File.ReadAllText(parameter).Trim());
-            scratch.Detach(name);
-            Assert.Equal("N", File.ReadAllText(parameter).Trim());
+        using var uring = new UringSwitch();   // put back as found at the end
+        uring.Value = "N";
+        string image = scratch.CreateImage("disk.img", "64M");
+        string name = scratch.NewName();
+        scratch.Attach(image, name);
+        Assert.Equal("Y", uring.Value);
+        scratch.Detach(name);
+        Assert.Equal("N", uring.Value);
 
-            scratch.Attach(image, name);
-            Posix.Kill9(scratch.Record(name).Pid);
-            long deadline = Environment.TickCount64 + 10_000;   // list cleans up after the dead daemon
-            while (scratch.List().Any(s => s.Name == name) && Environment.TickCount64 < deadline) Thread.Sleep(100);
-            Assert.DoesNotContain(scratch.List(), s => s.Name == name);
-            Assert.Equal("N", File.ReadAllText(parameter).Trim());
+        scratch.Attach(image, name);
+        Posix.Kill9(scratch.Record(name).Pid);
+        long deadline = Environment.TickCount64 + 10_000;   // list cleans up after the dead daemon
+        while (scratch.List().Any(s => s.Name == name) && Environment.TickCount64 < deadline) Thread.Sleep(100);
+        Assert.DoesNotContain(scratch.List(), s => s.Name == name);
+        Assert.Equal("N", uring.Value);
 
-            File.WriteAllText(parameter, "Y");   // on before us: not ours to turn off
-            scratch.Attach(image, name);
-            scratch.Detach(name);
-            Assert.Equal("Y", File.ReadAllText(parameter).Trim());
-        }
-        finally { File.WriteAllText(parameter, before); }
+        uring.Value = "Y";   // on before us: not ours to turn off
+        scratch.Attach(image, name);
+        scratch.Detach(name);
+        Assert.Equal("Y", uring.Value);
     }
 
     /// <summary>
@@ -184,31 +179,26 @@ public sealed class AttachLifecycleTests
     [AttachFact]
     public void Io_uring_queues_get_two_threads_with_the_page_cache_and_one_with_direct_io()
     {
-        const string parameter = "/sys/module/fuse/parameters/enable_uring";
         using var scratch = new AttachScratch(transport: AttachTransports.IoUring);
-        string before = File.ReadAllText(parameter).Trim();   // attach turns the switch on when off; put it back as found
+        using var uring = new UringSwitch();   // put back as found at the end
         int queues = PossibleCpus();
-        try
+        string image = scratch.CreateImage("disk.img", "64M");
+        foreach (var (options, perQueue) in new[] { (Array.Empty<string>(), 2), (new[] { "--set", "Engine:DirectIo=true" }, 1) })
         {
-            string image = scratch.CreateImage("disk.img", "64M");
-            foreach (var (options, perQueue) in new[] { (Array.Empty<string>(), 2), (new[] { "--set", "Engine:DirectIo=true" }, 1) })
-            {
-                string name = scratch.NewName();
-                scratch.Attach(image, name, options);
-                int pid = scratch.Record(name).Pid;
-                var threads = Directory.GetDirectories($"/proc/{pid}/task")
-                    .Select(task => { try { return File.ReadAllText(Path.Combine(task, "comm")).Trim(); } catch (IOException) { return ""; } })
-                    .Where(comm => System.Text.RegularExpressions.Regex.IsMatch(comm, @"^fuse-q\d+\.\d+$"))
-                    .ToList();
-                string log = File.ReadAllText(scratch.Paths.LogPath(name));
-                scratch.Detach(name);
-                Assert.True(threads.Count == queues * perQueue, $"attach {string.Join(' ', options)}: expected {queues * perQueue} queue threads, found {string.Join(", ", threads)}");
-                for (int q = 0; q < queues; q++)
-                    for (int t = 0; t < perQueue; t++) Assert.Contains($"fuse-q{q}.{t}", threads);
-                Assert.Contains($"{queues} queues, {queues * perQueue} queue threads", log);
-            }
+            string name = scratch.NewName();
+            scratch.Attach(image, name, options);
+            int pid = scratch.Record(name).Pid;
+            var threads = Directory.GetDirectories($"/proc/{pid}/task")
+                .Select(task => { try { return File.ReadAllText(Path.Combine(task, "comm")).Trim(); } catch (IOException) { return ""; } })
+                .Where(comm => System.Text.RegularExpressions.Regex.IsMatch(comm, @"^fuse-q\d+\.\d+$"))
+                .ToList();
+            string log = File.ReadAllText(scratch.Paths.LogPath(name));
+            scratch.Detach(name);
+            Assert.True(threads.Count == queues * perQueue, $"attach {string.Join(' ', options)}: expected {queues * perQueue} queue threads, found {string.Join(", ", threads)}");
+            for (int q = 0; q < queues; q++)
+                for (int t = 0; t < perQueue; t++) Assert.Contains($"fuse-q{q}.{t}", threads);
+            Assert.Contains($"{queues} queues, {queues * perQueue} queue threads", log);
         }
-        finally { File.WriteAllText(parameter, before); }
     }
 
     /// <summary>
@@ -218,29 +208,24 @@ public sealed class AttachLifecycleTests
     [AttachFact]
     public void A_queue_thread_failing_after_the_kernel_took_entries_fails_the_attach_cleanly()
     {
-        const string parameter = "/sys/module/fuse/parameters/enable_uring";
         using var scratch = new AttachScratch(transport: AttachTransports.IoUring);
-        string before = File.ReadAllText(parameter).Trim();   // attach turns the switch on when off; put it back as found
-        try
+        using var uring = new UringSwitch();   // put back as found at the end
+        string image = scratch.CreateImage("disk.img", "64M");
+        // 0.1: queue 0's second thread (page cache on); 0.0 with Engine:DirectIo: queue 0's only thread.
+        foreach (var (thread, options) in new[] { ("0.1", Array.Empty<string>()), ("0.0", new[] { "--set", "Engine:DirectIo=true" }) })
         {
-            string image = scratch.CreateImage("disk.img", "64M");
-            // 0.1: queue 0's second thread (page cache on); 0.0 with Engine:DirectIo: queue 0's only thread.
-            foreach (var (thread, options) in new[] { ("0.1", Array.Empty<string>()), ("0.0", new[] { "--set", "Engine:DirectIo=true" }) })
-            {
-                string name = scratch.NewName();
-                var env = new Dictionary<string, string> { ["COWDISK_FUSE_URING_FAIL_THREAD"] = thread };
-                var failed = CommandRunner.Run(CowdiskExecutable.Path, ["attach", image, "--name", name, "--io-uring", .. options], environment: env);
-                Assert.True(failed.ExitCode != 0, failed.ToString());
-                Assert.Contains("failed after the kernel took entries", failed.Error);
-                Assert.DoesNotContain(scratch.List(), s => s.Name == name);
-                Assert.DoesNotContain(image, CommandRunner.Run("losetup", ["-a"]).Output);
-                Assert.DoesNotContain($"/{name}.fuse ", File.ReadAllText("/proc/self/mounts"));
-            }
-            string again = scratch.NewName();   // the image is free again
-            scratch.Attach(image, again);
-            scratch.Detach(again);
+            string name = scratch.NewName();
+            var env = new Dictionary<string, string> { ["COWDISK_FUSE_URING_FAIL_THREAD"] = thread };
+            var failed = CommandRunner.Run(CowdiskExecutable.Path, ["attach", image, "--name", name, "--io-uring", .. options], environment: env);
+            Assert.True(failed.ExitCode != 0, failed.ToString());
+            Assert.Contains("failed after the kernel took entries", failed.Error);
+            Assert.DoesNotContain(scratch.List(), s => s.Name == name);
+            Assert.DoesNotContain(image, CommandRunner.Run("losetup", ["-a"]).Output);
+            Assert.DoesNotContain($"/{name}.fuse ", File.ReadAllText("/proc/self/mounts"));
         }
-        finally { File.WriteAllText(parameter, before); }
+        string again = scratch.NewName();   // the image is free again
+        scratch.Attach(image, again);
+        scratch.Detach(again);
     }
 
     /// <summary>
@@ -250,35 +235,45 @@ public sealed class AttachLifecycleTests
     [AttachFact]
     public void A_daemon_killed_right_after_turning_io_uring_on_leaves_the_switch_as_it_was()
     {
-        const string parameter = "/sys/module/fuse/parameters/enable_uring";
         using var scratch = new AttachScratch(transport: AttachTransports.IoUring);
-        string before = File.ReadAllText(parameter).Trim();
+        using var uring = new UringSwitch();   // put back as found at the end
+        uring.Value = "N";
+        string image = scratch.CreateImage("disk.img", "64M");
+        string name = scratch.NewName();
+        var env = new Dictionary<string, string> { ["COWDISK_FUSE_URING_HANG_AFTER_SWITCH"] = "1" };
+        using var daemon = CommandRunner.Start(CowdiskExecutable.Path, ["attach", image, "--name", name, "--io-uring", "--foreground"], env);
         try
         {
-            File.WriteAllText(parameter, "N");
-            string image = scratch.CreateImage("disk.img", "64M");
-            string name = scratch.NewName();
-            var env = new Dictionary<string, string> { ["COWDISK_FUSE_URING_HANG_AFTER_SWITCH"] = "1" };
-            using var daemon = CommandRunner.Start(CowdiskExecutable.Path, ["attach", image, "--name", name, "--io-uring", "--foreground"], env);
-            try
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            while (!(uring.Value == "Y" && File.Exists(scratch.Paths.RecordPath(name)) && scratch.Record(name).TurnedOnIoUring))
             {
-                var deadline = DateTime.UtcNow.AddSeconds(60);
-                while (!(File.ReadAllText(parameter).Trim() == "Y" && File.Exists(scratch.Paths.RecordPath(name)) && scratch.Record(name).TurnedOnIoUring))
-                {
-                    Assert.False(daemon.HasExited, "the daemon exited before it turned io_uring on");
-                    Assert.True(DateTime.UtcNow < deadline, "the daemon did not turn io_uring on within 60 s");
-                    Thread.Sleep(50);
-                }
-                daemon.Kill();
-                daemon.WaitForExit(10_000);
+                Assert.False(daemon.HasExited, "the daemon exited before it turned io_uring on");
+                Assert.True(DateTime.UtcNow < deadline, "the daemon did not turn io_uring on within 60 s");
+                Thread.Sleep(50);
             }
-            finally { if (!daemon.HasExited) daemon.Kill(); }
-            var listed = scratch.Cow("list");
-            Assert.True(listed.ExitCode == 0, listed.ToString());
-            Assert.Equal("N", File.ReadAllText(parameter).Trim());
-            Assert.False(File.Exists(scratch.Paths.RecordPath(name)), "the dead daemon's record is still there");
+            daemon.Kill();
+            daemon.WaitForExit(10_000);
         }
-        finally { File.WriteAllText(parameter, before); }
+        finally { if (!daemon.HasExited) daemon.Kill(); }
+        var listed = scratch.Cow("list");
+        Assert.True(listed.ExitCode == 0, listed.ToString());
+        Assert.Equal("N", uring.Value);
+        Assert.False(File.Exists(scratch.Paths.RecordPath(name)), "the dead daemon's record is still there");
+    }
+
+    /// <summary>The kernel's FUSE-over-io_uring switch, which these tests flip: put back as found when disposed.</summary>
+    private sealed class UringSwitch : IDisposable
+    {
+        private const string Parameter = "/sys/module/fuse/parameters/enable_uring";
+        private readonly string _before = File.ReadAllText(Parameter).Trim();
+
+        public string Value
+        {
+            get => File.ReadAllText(Parameter).Trim();
+            set => File.WriteAllText(Parameter, value);
+        }
+
+        public void Dispose() => File.WriteAllText(Parameter, _before);
     }
 
     /// <summary>Highest possible CPU + 1, as the kernel counts FUSE's io_uring queues.</summary>
@@ -290,29 +285,24 @@ public sealed class AttachLifecycleTests
     [AttachFact]
     public void Without_kernel_support_io_uring_falls_back_or_fails_as_asked()
     {
-        const string parameter = "/sys/module/fuse/parameters/enable_uring";
         using var scratch = new AttachScratch();
-        string before = File.ReadAllText(parameter).Trim();
-        try
-        {
-            File.WriteAllText(parameter, "N");   // the kernel offers no io_uring at INIT...
-            var env = new Dictionary<string, string> { [FuseUringSwitchPathVariable] = Path.Combine(scratch.Folder, "no-such-switch") };   // ...and we cannot turn it on
-            string image = scratch.CreateImage("disk.img", "64M");
-            string name = scratch.NewName();
-            var fallback = CommandRunner.Run(CowdiskExecutable.Path, ["attach", image, "--name", name, "--io-uring"], environment: env);
-            Assert.True(fallback.ExitCode == 0, fallback.ToString());
-            Assert.Equal(AttachTransports.DevFuse, scratch.Record(name).Transport);
-            Assert.Contains("FUSE over io_uring is not available", File.ReadAllText(scratch.Paths.LogPath(name)));
-            scratch.Detach(name);
+        using var uring = new UringSwitch();   // put back as found at the end
+        uring.Value = "N";   // the kernel offers no io_uring at INIT...
+        var env = new Dictionary<string, string> { [FuseUringSwitchPathVariable] = Path.Combine(scratch.Folder, "no-such-switch") };   // ...and we cannot turn it on
+        string image = scratch.CreateImage("disk.img", "64M");
+        string name = scratch.NewName();
+        var fallback = CommandRunner.Run(CowdiskExecutable.Path, ["attach", image, "--name", name, "--io-uring"], environment: env);
+        Assert.True(fallback.ExitCode == 0, fallback.ToString());
+        Assert.Equal(AttachTransports.DevFuse, scratch.Record(name).Transport);
+        Assert.Contains("FUSE over io_uring is not available", File.ReadAllText(scratch.Paths.LogPath(name)));
+        scratch.Detach(name);
 
-            var required = CommandRunner.Run(CowdiskExecutable.Path, ["attach", image, "--name", name, "--require-io-uring"], environment: env);
-            Assert.NotEqual(0, required.ExitCode);
-            Assert.Contains("FUSE over io_uring is not available", required.Error);
-            Assert.Single(required.Error.Trim().Split('\n'));
-            Assert.DoesNotContain(scratch.List(), s => s.Name == name && s.State == "running");
-            Assert.Equal("N", File.ReadAllText(parameter).Trim());
-        }
-        finally { File.WriteAllText(parameter, before); }
+        var required = CommandRunner.Run(CowdiskExecutable.Path, ["attach", image, "--name", name, "--require-io-uring"], environment: env);
+        Assert.NotEqual(0, required.ExitCode);
+        Assert.Contains("FUSE over io_uring is not available", required.Error);
+        Assert.Single(required.Error.Trim().Split('\n'));
+        Assert.DoesNotContain(scratch.List(), s => s.Name == name && s.State == "running");
+        Assert.Equal("N", uring.Value);
     }
 
     private const string FuseUringSwitchPathVariable = "COWDISK_FUSE_URING_SWITCH";
