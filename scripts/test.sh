@@ -40,7 +40,6 @@ passed=$(sed -nE 's/.*Passed: *([0-9]+).*/\1/p' <<<"$summary")
 failed=$(sed -nE 's/.*Failed: *([0-9]+),.*/\1/p' <<<"$summary")
 skipped=$(sed -nE 's/.*Skipped: *([0-9]+).*/\1/p' <<<"$summary")
 rm -f "$log"
-rm -rf "$installed"
 if [ -z "$passed" ]; then echo "no test summary found"; exit 1; fi
 echo "${passed} passed, ${failed:-0} failed, ${skipped:-0} skipped"
 exit "$status"

@@ -6,7 +6,6 @@ namespace CowDisk.Cli.Commands;
 /// <summary>cowdisk info IMAGE [--output human|json]: sizes, files and the whole backing chain.</summary>
 public static class InfoCommand
 {
-
     public static Command Build()
     {
         var image = new Argument<string>("image") { Description = "Image to describe" };

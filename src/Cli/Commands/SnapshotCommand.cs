@@ -9,7 +9,6 @@ namespace CowDisk.Cli.Commands;
 /// <summary>cowdisk snapshot create|list|delete|revert IMAGE [NAME]: internal snapshots, like qemu-img snapshot.</summary>
 public static class SnapshotCommand
 {
-
     public static Command Build()
     {
         var cmd = new Command("snapshot", "Create, list, delete or revert to internal snapshots of an image");

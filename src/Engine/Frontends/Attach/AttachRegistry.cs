@@ -33,7 +33,7 @@ public sealed class AttachRegistry(AttachPaths paths)
         // Held, but not by a running daemon of this name: a `list` or `attach` elsewhere is cleaning up after a dead
         // one (it holds the lock for that moment). Wait for it rather than fail.
         for (long until = Environment.TickCount64 + 10_000; claim is null && Environment.TickCount64 < until &&
-             !(Read(name) is { } rec && DaemonProcess.IsRunningDaemon(rec.Pid));)
+             !(Read(name) is { } rec && DaemonProcess.IsRunning(rec.Pid, name: null));)
         {
             Thread.Sleep(20);
             claim = TryClaim(name);
@@ -67,7 +67,7 @@ public sealed class AttachRegistry(AttachPaths paths)
     /// Whether a running daemon has the name: its lock is held and its record's process still runs it. A lock held
     /// by a daemon killed a moment ago (still exiting) or by a cleanup is not: a new daemon waits for it (Claim).
     /// </summary>
-    public bool IsTaken(string name) => IsAlive(name) && Read(name) is { } record && DaemonProcess.IsRunningDaemon(record.Pid);
+    public bool IsTaken(string name) => IsAlive(name) && Read(name) is { } record && DaemonProcess.IsRunning(record.Pid, name: null);
 
     /// <summary>A detach waits for this name's outcome: the record stays until it has read it.</summary>
     public bool IsBeingDetached(string name) => LifetimeLock.IsHeld(Paths.DetachLockPath(name));

@@ -16,25 +16,13 @@ public static class DaemonProcess
         ProcessControl.RedirectStandardStreams(inputPath, outputPath);
 
     /// <summary>
-    /// Whether pid is a cowdisk daemon (attach or serve) that is still running, for a name whose lock is held: the
-    /// lock says the name is taken, this tells its daemon apart from one killed a moment ago (an exiting process has
-    /// an empty command line) or a cleanup holding the lock. Any name: `serve IMAGE` takes its name from the file.
+    /// Whether pid is an attach or serve daemon of name: its command line holds "attach" or "serve" and
+    /// "--name NAME". Pids get reused, so a live pid alone is not enough; an unreadable command line falls back to
+    /// the pid being live. Without a name, any daemon: for a name whose lock is held, this tells its daemon apart
+    /// from one killed a moment ago (an exiting process has an empty command line) or a cleanup holding the lock
+    /// (`serve IMAGE` takes its name from the file, with no --name to match).
     /// </summary>
-    public static bool IsRunningDaemon(int pid)
-    {
-        if (pid <= 0) return false;
-        string[] arguments;
-        try { arguments = File.ReadAllText($"/proc/{pid}/cmdline").Split('\0'); }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { return false; }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return ProcessControl.IsAlive(pid); }
-        return arguments.Contains("attach") || arguments.Contains("serve");
-    }
-
-    /// <summary>
-    /// Whether pid is an attach daemon of name: its command line holds "attach" and "--name NAME". Pids get
-    /// reused, so a live pid alone is not enough; an unreadable command line falls back to the pid being live.
-    /// </summary>
-    public static bool IsRunning(int pid, string name)
+    public static bool IsRunning(int pid, string? name)
     {
         if (pid <= 0) return false;
         string[] arguments;
@@ -42,6 +30,7 @@ public static class DaemonProcess
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { return false; }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return ProcessControl.IsAlive(pid); }
         if (!arguments.Contains("attach") && !arguments.Contains("serve")) return false;
+        if (name is null) return true;
         for (int i = 0; i < arguments.Length; i++)
         {
             if (arguments[i] == "--name" && i + 1 < arguments.Length && arguments[i + 1] == name) return true;
