@@ -43,6 +43,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     private int _live;                       // entries the kernel still holds or we are serving
     private int _inPool;                     // entries the pool is serving
     private readonly int[] _arrived;         // requests taken from one batch of completions
+    private readonly FuseOpcode[] _opcodes;  // their opcodes, read once per request
     private readonly bool[] _slow;           // entries whose FSYNC or FALLOCATE the pool is serving (counted in the pool)
     private string? _failure;
     private double _batchAverage = 1;        // requests per wake-up, moving average
@@ -61,6 +62,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
         _server = server; _handler = handler; _pool = pool; _fd = fd; _queueId = queueId; _inline = serveDataInline;
         _entryCount = entries;
         _arrived = new int[entries];
+        _opcodes = new FuseOpcode[entries];
         _slow = new bool[entries];
         _payloadSize = (payloadSize + Alignment - 1) / Alignment * Alignment;
         _memory = (byte*)NativeMemory.AlignedAlloc((nuint)(entries * EntryStride), Alignment);
@@ -118,7 +120,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
             {
                 if (early.UserData == WakeTag) { ArmWake(ring); continue; }
                 if (early.Result < 0) { Fail($"FUSE_IO_URING_CMD_REGISTER failed: {Errno.Describe(-early.Result)}"); return; }
-                Dispatch(ring, (int)early.UserData, alone: false);
+                Dispatch(ring, (int)early.UserData, OpcodeOf((int)early.UserData), alone: false);
             }
             Registered = true;
             _registered.Set();
@@ -192,8 +194,12 @@ internal sealed unsafe class FuseUringQueue : IDisposable
             }
             if (arrived > 0 && _inline) FollowLoad(arrived);
             _batchHasRead = false;
-            for (int i = 0; _inline && i < arrived && !_batchHasRead; i++) _batchHasRead = OpcodeOf(_arrived[i]) == FuseOpcode.Read;
-            for (int i = 0; i < arrived; i++) Dispatch(ring, _arrived[i], alone: arrived == 1);
+            for (int i = 0; i < arrived; i++)
+            {
+                _opcodes[i] = OpcodeOf(_arrived[i]);
+                _batchHasRead |= _inline && _opcodes[i] == FuseOpcode.Read;
+            }
+            for (int i = 0; i < arrived; i++) Dispatch(ring, _arrived[i], _opcodes[i], alone: arrived == 1);
             arrived = 0;
         }
     }
@@ -231,9 +237,8 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     /// served here too when it is alone (no other request arrived with it, none is with the pool): at queue depth
     /// one a hand-over only adds two thread wake-ups to the wait.
     /// </summary>
-    private void Dispatch(IoUring ring, int entry, bool alone)
+    private void Dispatch(IoUring ring, int entry, FuseOpcode opcode, bool alone)
     {
-        var opcode = OpcodeOf(entry);
         var where = Placement(opcode, entry);
         if (where == Place.Pool || (where == Place.PoolUnlessAlone && !(alone && Volatile.Read(ref _inPool) == 0)))
         {
