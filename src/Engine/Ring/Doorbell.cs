@@ -7,8 +7,9 @@ namespace CowDisk.Engine.Ring;
 /// </summary>
 internal sealed class Doorbell : IDisposable
 {
-    // A short spin, then yields: on two cores a long spin starves the very thread being waited for.
-    private const int SpinIterations = 16, YieldIterations = 32;
+    // A short spin (~6 µs), then yields: on two cores a long spin starves the very thread being waited for. The bell
+    // is looked at after every pause unit, not every ten: a coarse spin added ~0.2 µs per wait to each round trip.
+    private const int SpinIterations = 160, YieldIterations = 32;
     private readonly SemaphoreSlim _semaphore = new(0);
     private int _rung;
     private int _sleeping;
@@ -34,7 +35,7 @@ internal sealed class Doorbell : IDisposable
     public void Wait(int timeoutMs)
     {
         if (IsClosed) return;
-        for (int i = 0; i < SpinIterations && Volatile.Read(ref _rung) == 0; i++) Thread.SpinWait(10);
+        for (int i = 0; i < SpinIterations && Volatile.Read(ref _rung) == 0; i++) Thread.SpinWait(1);
         for (int i = 0; i < YieldIterations && Volatile.Read(ref _rung) == 0; i++) Thread.Yield();
         if (Volatile.Read(ref _rung) == 0)
         {

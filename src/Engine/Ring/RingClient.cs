@@ -27,6 +27,7 @@ internal sealed class RingClient : IDisposable
         public int InUse;       // 1 while a call owns the slot
         public int Completed;   // 1 once Response holds the answer
         public int Following;   // 1 while the caller sleeps on Wake waiting for a leader
+        public long Calls;      // round trips completed through this slot (written by its owner only)
     }
 
     private const int IdSlotBits = 16;
@@ -40,20 +41,23 @@ internal sealed class RingClient : IDisposable
     private readonly MappingCache? _cache;
     private readonly object _produceLock = new();
     private readonly CallSlot[] _slots;
-    private readonly Stack<int> _freeSlots;
-    private readonly SemaphoreSlim _slotsAvailable;
     // Slots for reads made while this thread holds an allocation (a copy on write that reads the block as it is
     // now before its MAP_BLOCK_DONE). They cannot share the pool: requests deferred behind that allocation keep
     // their slots until its DONE, and could hold them all. A read is never deferred, so this pool always drains.
     private const int NestedSlots = 8;
     private readonly int _firstNested;
-    private readonly Stack<int> _freeNested;
-    private readonly SemaphoreSlim _nestedAvailable;
+    // A caller claims a slot by compare-and-swap on its InUse, starting at the slot it had last: with fewer callers
+    // than slots each thread keeps finding its own, and no lock or shared counter is touched. All taken: wait.
+    [ThreadStatic] private static int t_lastSlot, t_lastNested;   // 1 + the slot this thread claimed last (0: none yet)
+    private int _nextFirstSlot;                     // where a thread's first claim starts: threads spread from 0 up
+    private int _claimWaiters;                      // callers waiting because every slot of their pool was taken
+    private readonly SemaphoreSlim _slotFreed = new(0);
     private readonly int _waitMs;
     private int _consumer;   // 1 while a caller holds the consumer (leader) role
+    private int _followers;  // callers between announcing themselves as followers and leaving that state
+    private int _slotHighWater;   // the highest slot index claimed so far: followers are found at or below it
     private volatile bool _stopping;
     private volatile string? _broken;   // why the response ring can no longer be trusted (set by a leader)
-    private long _calls;
 
     public RingClient(SpscRing requests, SpscRing responses, Doorbell responderBell, Doorbell responseBell,
         MappingCache? cache, int maxInFlight, int waitMs = DefaultWaitMs)
@@ -63,18 +67,21 @@ internal sealed class RingClient : IDisposable
         _cache = cache;
         maxInFlight = Math.Clamp(maxInFlight, 1, (1 << IdSlotBits) - NestedSlots);
         _slots = new CallSlot[maxInFlight + NestedSlots];
-        _freeSlots = new Stack<int>(maxInFlight);
-        for (int i = maxInFlight - 1; i >= 0; i--) { _slots[i] = new CallSlot(); _freeSlots.Push(i); }
-        _slotsAvailable = new SemaphoreSlim(maxInFlight);
+        for (int i = 0; i < _slots.Length; i++) _slots[i] = new CallSlot();
         _firstNested = maxInFlight;
-        _freeNested = new Stack<int>(NestedSlots);
-        for (int i = _slots.Length - 1; i >= _firstNested; i--) { _slots[i] = new CallSlot(); _freeNested.Push(i); }
-        _nestedAvailable = new SemaphoreSlim(NestedSlots);
         _waitMs = waitMs;
     }
 
     /// <summary>Round trips through the ring so far (for benchmarks and info).</summary>
-    public long Calls => Interlocked.Read(ref _calls);
+    public long Calls
+    {
+        get
+        {
+            long n = 0;
+            foreach (var slot in _slots) n += Volatile.Read(ref slot.Calls);
+            return n;
+        }
+    }
 
     /// <summary>A call whose request is in the ring and whose response is not yet taken.</summary>
     public readonly record struct PendingCall(int Slot);
@@ -91,14 +98,11 @@ internal sealed class RingClient : IDisposable
     private PendingCall Begin(RingEvent request, bool nested)
     {
         ThrowIfUnusable();
-        var pool = nested ? _freeNested : _freeSlots;
-        (nested ? _nestedAvailable : _slotsAvailable).Wait();
-        int index;
-        lock (pool) index = pool.Pop();
+        int index = Claim(nested);
+        if (index > Volatile.Read(ref _slotHighWater)) RaiseHighWater(index);
         var slot = _slots[index];
         while (slot.Wake.CurrentCount > 0) slot.Wake.Wait(0);   // stale wakes from an earlier call
         Volatile.Write(ref slot.Completed, 0);
-        Volatile.Write(ref slot.InUse, 1);
         try
         {
             request.Id = ((ulong)slot.Generation << IdSlotBits) | (uint)index;
@@ -107,7 +111,7 @@ internal sealed class RingClient : IDisposable
         }
         catch
         {
-            Return(slot, index);
+            Return(slot);
             throw;
         }
     }
@@ -118,20 +122,43 @@ internal sealed class RingClient : IDisposable
         try
         {
             WaitFor(slot);
-            Interlocked.Increment(ref _calls);
+            Volatile.Write(ref slot.Calls, slot.Calls + 1);
             return slot.Response;
         }
-        finally { Return(slot, call.Slot); }
+        finally { Return(slot); }
     }
 
-    private void Return(CallSlot slot, int index)
+    private int Claim(bool nested)
     {
-        Volatile.Write(ref slot.InUse, 0);
-        slot.Generation++;
-        bool nested = index >= _firstNested;
-        var pool = nested ? _freeNested : _freeSlots;
-        lock (pool) pool.Push(index);
-        (nested ? _nestedAvailable : _slotsAvailable).Release();
+        int first = nested ? _firstNested : 0, count = nested ? NestedSlots : _firstNested;
+        int start = (nested ? t_lastNested : t_lastSlot) - 1 - first;
+        if ((uint)start >= (uint)count) start = (int)((uint)Interlocked.Increment(ref _nextFirstSlot) % (uint)count);
+        while (true)
+        {
+            for (int i = 0, at = start; i < count; i++, at = at + 1 == count ? 0 : at + 1)
+            {
+                var slot = _slots[first + at];
+                if (Volatile.Read(ref slot.InUse) == 0 && Interlocked.CompareExchange(ref slot.InUse, 1, 0) == 0)
+                {
+                    if (nested) t_lastNested = first + at + 1;
+                    else t_lastSlot = first + at + 1;
+                    return first + at;
+                }
+            }
+            // Every slot taken: counted before the last look, so a slot freed after it wakes us (Return).
+            Interlocked.Increment(ref _claimWaiters);
+            bool free = false;
+            for (int i = 0; i < count && !free; i++) free = Volatile.Read(ref _slots[first + i].InUse) == 0;
+            if (!free) _slotFreed.Wait(_waitMs);
+            Interlocked.Decrement(ref _claimWaiters);
+        }
+    }
+
+    private void Return(CallSlot slot)
+    {
+        slot.Generation++;   // before the slot is free: its next owner's calls carry the new generation
+        Interlocked.Exchange(ref slot.InUse, 0);   // full fence: the store before the load of _claimWaiters
+        if (Volatile.Read(ref _claimWaiters) > 0) _slotFreed.Release();
     }
 
     /// <summary>Sends an event that has no response (MAP_BLOCK_DONE).</summary>
@@ -179,10 +206,13 @@ internal sealed class RingClient : IDisposable
                 }
                 return;
             }
-            // Follower: sleep until the leader completes this call or hands over the consumer role.
+            // Follower: sleep until the leader completes this call or hands over the consumer role. Counted first:
+            // a leader stepping down that sees no follower skips its search, and then we see no leader.
+            Interlocked.Increment(ref _followers);
             Interlocked.Exchange(ref slot.Following, 1);   // full fence: pairs with the leader's Completed write and step-down
             if (Volatile.Read(ref slot.Completed) == 0 && Volatile.Read(ref _consumer) == 1) slot.Wake.Wait(_waitMs);
             Interlocked.Exchange(ref slot.Following, 0);
+            Interlocked.Decrement(ref _followers);
         }
     }
 
@@ -236,14 +266,23 @@ internal sealed class RingClient : IDisposable
     // Leaving the consumer role with calls still waiting: wake one of them to take it.
     private void PromoteFollower()
     {
-        foreach (var slot in _slots)
+        if (Volatile.Read(ref _followers) == 0) return;   // the common case: no search through every slot
+        int last = Volatile.Read(ref _slotHighWater);
+        for (int i = 0; i <= last; i++)
         {
+            var slot = _slots[i];
             if (Volatile.Read(ref slot.InUse) == 1 && Volatile.Read(ref slot.Completed) == 0 && Volatile.Read(ref slot.Following) == 1)
             {
                 slot.Wake.Release();
                 return;
             }
         }
+    }
+
+    private void RaiseHighWater(int index)
+    {
+        int seen;
+        while ((seen = Volatile.Read(ref _slotHighWater)) < index && Interlocked.CompareExchange(ref _slotHighWater, index, seen) != seen) { }
     }
 
     private void Dispatch(in RingEvent ev)

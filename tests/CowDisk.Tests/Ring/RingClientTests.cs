@@ -40,6 +40,33 @@ public class RingClientTests
     }
 
     /// <summary>
+    /// Eight callers share two call slots, wait timeouts off: a caller that finds every slot taken must be woken
+    /// when one is returned (a lost wake sleeps for ever), two callers must never hold one slot (one would get the
+    /// other's answer), and every round trip is counted once.
+    /// </summary>
+    [Fact]
+    public void More_callers_than_call_slots_take_turns_with_no_wait_timeout()
+    {
+        const int callers = 8, calls = 3_000;
+        using var ring = new RingHarness(waitMs: Timeout.Infinite, maxInFlight: 2);
+        ring.StartEcho();
+        var errors = new ConcurrentQueue<string>();
+        var threads = Enumerable.Range(0, callers).Select(c => new Thread(() =>
+        {
+            for (int i = 0; i < calls; i++)
+            {
+                long block = (long)i * callers + c;
+                var rsp = ring.Client.Call(RingHarness.ReadRequest(block));
+                if (rsp.Block != block || rsp.DeviceBlock != block + 1000) errors.Enqueue($"block {block} got the answer for {rsp.Block}");
+            }
+        }) { IsBackground = true, Name = $"caller-{c}" }).ToArray();
+        foreach (var t in threads) t.Start();
+        ring.JoinOrFail(threads, "callers sharing two slots");
+        Assert.Empty(errors);
+        Assert.Equal(callers * calls, ring.Client.Calls);
+    }
+
+    /// <summary>
     /// Callers wait (leader and followers, wait timeouts off) when the responder hangs up: an answer already in
     /// the ring is still delivered, every other caller fails with an I/O error instead of waiting for ever, and
     /// later calls and posts fail at once.
