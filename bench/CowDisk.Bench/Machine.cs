@@ -23,14 +23,14 @@ internal static class Machine
         yield return ("file system", $"{fs} on {source} (mounted at {mount}, {options}), {Try(() => Size(new DriveInfo(mount).AvailableFreeSpace))} free");
     }
 
-    /// <summary>How long the engine's Doorbell spins before it sleeps (64 x Thread.SpinWait(20)): median and best of 201.</summary>
-    public static (double Median, double Best) DoorbellSpinMicros()
+    /// <summary>How long a spin of <paramref name="rounds"/> x Thread.SpinWait(<paramref name="units"/>) takes: median and best of 201.</summary>
+    public static (double Median, double Best) SpinMicros(int rounds, int units)
     {
         var samples = new double[201];
         for (int r = 0; r < samples.Length; r++)
         {
             long t0 = Stopwatch.GetTimestamp();
-            for (int i = 0; i < 64; i++) Thread.SpinWait(20);
+            for (int i = 0; i < rounds; i++) Thread.SpinWait(units);
             samples[r] = Stopwatch.GetElapsedTime(t0).TotalMicroseconds;
         }
         Array.Sort(samples);

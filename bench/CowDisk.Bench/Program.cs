@@ -46,8 +46,9 @@ try
     var sizes = quick ? Sizes.Quick : Sizes.Full;
     Console.WriteLine($"CowDisk benchmark ({(quick ? "--quick" : "full")} run)");
     foreach (var (key, value) in Machine.Facts(work)) Console.WriteLine($"  {key,-12} {value}");
-    var (spinMedian, spinBest) = Machine.DoorbellSpinMicros();
-    Console.WriteLine($"  {"spin",-12} 64 x Thread.SpinWait(20) (the engine Doorbell's spin until 4f6fff3; now 16 x SpinWait(10) then 32 yields): median {spinMedian:0} us, best {spinBest:0} us");
+    var (spinMedian, spinBest) = Machine.SpinMicros(160, 1);
+    var (oldMedian, oldBest) = Machine.SpinMicros(64, 20);
+    Console.WriteLine($"  {"spin",-12} the engine Doorbell's spin before it yields, 160 x Thread.SpinWait(1): median {spinMedian:0.0} us, best {spinBest:0.0} us (64 x SpinWait(20), its spin until 4f6fff3: {oldMedian:0} / {oldBest:0} us)");
     string fs = Machine.FileSystemType(work);
     if (fs is "tmpfs" or "ramfs" or "overlay")
         Console.WriteLine($"  WARNING: {work} is on {fs}, not a real disk; flush figures mean little (use --dir)");
@@ -99,16 +100,17 @@ internal sealed record Sizes
     public int RandomOps4K { get; init; }
     public int Extents { get; init; }
     public int OpenRepeats { get; init; }
+    public int RingRounds { get; init; }           // interleaved rounds of section 1 (engine and plain in turn)
 
     public static readonly Sizes Full = new()
     {
-        RingRegion = 1L << 30, TimedSeconds = 1.5, SequentialBytes = 1L << 30, SequentialRounds = 2,
+        RingRegion = 1L << 30, TimedSeconds = 1.5, RingRounds = 3, SequentialBytes = 1L << 30, SequentialRounds = 2,
         RandomOps64K = 8192, RandomOps4K = 16384, Extents = 1_000_000, OpenRepeats = 3,
     };
 
     public static readonly Sizes Quick = new()
     {
-        RingRegion = 256L << 20, TimedSeconds = 0.5, SequentialBytes = 256L << 20, SequentialRounds = 1,
+        RingRegion = 256L << 20, TimedSeconds = 0.5, RingRounds = 1, SequentialBytes = 256L << 20, SequentialRounds = 1,
         RandomOps64K = 4096, RandomOps4K = 8192, Extents = 100_000, OpenRepeats = 1,
     };
 }
@@ -180,7 +182,7 @@ internal sealed class Benchmarks(string work, Sizes sizes)
     /// <summary>1. Map round trips: 4 KiB reads of allocated blocks, mapping cache off, then on (first touch and steady state).</summary>
     public void RingRoundTrips()
     {
-        Report.Section($"1. map round trips: 4 KiB reads at block-aligned offsets of a {Machine.Size(sizes.RingRegion)} allocated region (64 KiB clusters, data in page cache)");
+        Report.Section($"1. map round trips: 4 KiB reads at block-aligned offsets of a {Machine.Size(sizes.RingRegion)} allocated region (64 KiB clusters, data in page cache); median of {sizes.RingRounds} interleaved round(s)");
         string path = PathFor("ring.img"), plainPath = PathFor("ring.raw");
         long blocks = sizes.RingRegion / K64;
         using (var image = CowImage.Create(path, new ImageCreateOptions { Size = sizes.RingRegion * 2 }))
@@ -196,24 +198,35 @@ internal sealed class Benchmarks(string work, Sizes sizes)
         double secs = sizes.TimedSeconds;
         var rows = new List<Measurement>();
 
+        // The engine and the plain file take turns, round after round, and each row is the median round: load from
+        // other work on this machine moves every figure by 15-30 % over a minute, and a ratio between phases run
+        // minutes apart measured that drift as much as the engine.
+        var rounds = new Dictionary<string, List<Measurement>>();
+        void Take(string key, Measurement m) => (rounds.TryGetValue(key, out var l) ? l : rounds[key] = new()).Add(m);
         var off = new EngineSettings { MappingCache = false };
-        using (var image = CowImage.Open(path, new ImageOpenOptions { Settings = off }))
+        for (int round = 0; round < sizes.RingRounds; round++)
         {
-            rows.Add(Report.Add(Runner.Run("read 4K, cache off", "engine", 1, new EngineRead(image, Picks(1), K4, wrap: true), maxSeconds: secs, ringCalls: () => image.RingCalls)));
-            rows.Add(Report.Add(Runner.Run("read 4K, cache off", "engine", Threads, new EngineRead(image, Picks(Threads), K4, wrap: true), maxSeconds: secs, ringCalls: () => image.RingCalls)));
+            using (var image = CowImage.Open(path, new ImageOpenOptions { Settings = off }))
+            {
+                Take("off1", Runner.Run("read 4K, cache off", "engine", 1, new EngineRead(image, Picks(1), K4, wrap: true), maxSeconds: secs, ringCalls: () => image.RingCalls));
+                Take("offN", Runner.Run("read 4K, cache off", "engine", Threads, new EngineRead(image, Picks(Threads), K4, wrap: true), maxSeconds: secs, ringCalls: () => image.RingCalls));
+            }
+            foreach (int threads in new[] { 1, Threads })
+            {
+                using var image = CowImage.Open(path, new ImageOpenOptions());   // a fresh, empty cache
+                Take($"first{threads}", Runner.Run("read 4K, cache on, first touch", "engine", threads, new EngineRead(image, Offsets.Split(firstTouch, threads), K4, wrap: false), ringCalls: () => image.RingCalls));
+                Take($"steady{threads}", Runner.Run("read 4K, cache on, steady", "engine", threads, new EngineRead(image, Picks(threads), K4, wrap: true), maxSeconds: secs, ringCalls: () => image.RingCalls));
+            }
+            using var plain = File.OpenHandle(plainPath, FileMode.Open, FileAccess.Read);
+            Take("plain1", Runner.Run("read 4K", "plain", 1, new PlainRead(plain, Picks(1), K4, wrap: true), maxSeconds: secs));
+            Take("plainN", Runner.Run("read 4K", "plain", Threads, new PlainRead(plain, Picks(Threads), K4, wrap: true), maxSeconds: secs));
         }
-        foreach (int threads in new[] { 1, Threads })
-        {
-            using var image = CowImage.Open(path, new ImageOpenOptions());   // a fresh, empty cache
-            rows.Add(Report.Add(Runner.Run("read 4K, cache on, first touch", "engine", threads, new EngineRead(image, Offsets.Split(firstTouch, threads), K4, wrap: false), ringCalls: () => image.RingCalls)));
-            rows.Add(Report.Add(Runner.Run("read 4K, cache on, steady", "engine", threads, new EngineRead(image, Picks(threads), K4, wrap: true), maxSeconds: secs, ringCalls: () => image.RingCalls)));
-        }
-        using (var plain = File.OpenHandle(plainPath, FileMode.Open, FileAccess.Read))
-        {
-            var p1 = Report.Add(Runner.Run("read 4K", "plain", 1, new PlainRead(plain, Picks(1), K4, wrap: true), maxSeconds: secs));
-            var p4 = Report.Add(Runner.Run("read 4K", "plain", Threads, new PlainRead(plain, Picks(Threads), K4, wrap: true), maxSeconds: secs));
-            foreach (var r in rows) r.Baseline = r.Threads == 1 ? p1 : p4;
-        }
+        Measurement Median(string key) => rounds[key].OrderBy(m => m.Rate).ElementAt(rounds[key].Count / 2);
+        foreach (var key in new[] { "off1", "offN", "first1", "steady1", $"first{Threads}", $"steady{Threads}" })
+            rows.Add(Report.Add(Median(key)));
+        var p1 = Report.Add(Median("plain1"));
+        var p4 = Report.Add(Median("plainN"));
+        foreach (var r in rows) r.Baseline = r.Threads == 1 ? p1 : p4;
         DeleteImage(path);
         File.Delete(plainPath);
 

@@ -174,6 +174,64 @@ def sections(rows):
             yield key, title, srows
 
 
+def targets(rows, subject_state):
+    """The targets of issues 10 and 11, each judged from this run's rows: (target, figure, verdict) lines.
+    A target whose rows this run did not measure (a section left out, a subject n/a) says so instead."""
+    out = []
+
+    def ratios(key, a, b, pick=lambda r: True):
+        found = []
+        for (k, _), r in rows.items():
+            if k == key and pick(r):
+                x = ratio(r, a, b, subject_state)
+                if x is not None:
+                    found.append((r.workload.strip(), x))
+        return found
+
+    def judge(name, found, at_least, show_all=False):
+        if not found:
+            out.append((name, "not measured in this run", "-"))
+            return
+        misses = [(w, x) for w, x in found if x < at_least]
+        low = min(found, key=lambda f: f[1])
+        if show_all:
+            figure = "; ".join(f"{w} {x:.2f}x" for w, x in found)
+        elif misses:
+            figure = f"{len(found) - len(misses)} of {len(found)} rows; below: " + "; ".join(f"{w} {x:.2f}x" for w, x in misses)
+        else:
+            figure = f"all {len(found)} rows; least {low[0]} {low[1]:.2f}x"
+        out.append((name, figure, "met" if not misses else "not met"))
+
+    is_4k = lambda r: "4k" in r.workload and r.unit in ("IOPS", "us")
+    is_seq = lambda r: r.workload.startswith(("seqwrite", "seqread"))
+    is_qd32_rw = lambda r: "4k QD32" in r.workload and r.unit == "IOPS"
+    for mode in ("cache on", "cache off"):
+        judge(f"10: every fio workload, cowdisk >= 1.5x qsd (page {mode})", ratios(f"fio:{mode}", "cow", "peer"), 1.5)
+    judge("10: the copy, cowdisk >= 1.5x qsd", ratios("copy", "cow", "peer"), 1.5, show_all=True)
+    for mode in ("cache on", "cache off"):
+        judge(f"10: 4k random I/O, cowdisk >= 0.9x the raw loop (page {mode})", ratios(f"fio:{mode}", "cow", "limit", is_4k), 0.9)
+    judge("10: sequential I/O, page cache off, cowdisk >= 1.0x the raw loop", ratios("fio:cache off", "cow", "limit", is_seq), 1.0, show_all=True)
+    judge("10: NBD copy (nbdcopy), cowdisk serve >= 1.0x qemu-nbd", ratios("nbd", "cow", "peer", lambda r: r.workload.startswith("nbdcopy")), 1.0, show_all=True)
+    judge("10: convert, cowdisk >= 1.0x qemu-img", ratios("convert", "cow", "peer"), 1.0, show_all=True)
+    judge("10: engine, mapping cache hits >= 0.95x pread (1 and 4 threads)", ratios("engine", "cow", "limit", lambda r: r.workload.startswith("cache on, steady")), 0.95, show_all=True)
+    judge("10: engine, mapping cache off >= 0.5x pread (1 and 4 threads)", ratios("engine", "cow", "limit", lambda r: r.workload.startswith("map requests")), 0.5, show_all=True)
+    opens = [r for (k, _), r in rows.items() if k == "engine" and r.workload.startswith("open an image of")]
+    heap = [r for (k, _), r in rows.items() if k == "engine" and r.workload.strip().startswith("managed heap the open image keeps")]
+    if opens and heap and opens[0].cells.get("cow") and heap[0].cells.get("cow"):
+        t, m = opens[0].cells["cow"][0], heap[0].cells["cow"][0]
+        n = opens[0].workload.split(" extents")[0].replace("open an image of ", "")
+        full = n == "1,000,000"
+        out.append(("10: open an image of 1,000,000 extents in < 0.5 s and < 64 MiB added memory",
+                    f"{t:.3f} s, {m:.1f} MiB of managed heap kept ({n} extents)",
+                    ("met" if t < 0.5 and m < 64 else "not met") if full else "not judged (a smaller image: --quick)"))
+    else:
+        out.append(("10: open an image of 1,000,000 extents in < 0.5 s and < 64 MiB added memory", "not measured in this run", "-"))
+    for mode in ("cache on", "cache off"):
+        judge(f"11: io_uring >= 1.3x /dev/fuse, 4k random read and write QD32 (page {mode})", ratios(f"fio:{mode}", "uring", "cow", is_qd32_rw), 1.3, show_all=True)
+        judge(f"11: io_uring no slower than /dev/fuse on any workload (page {mode})", ratios(f"fio:{mode}", "uring", "cow"), 1.0)
+    return out
+
+
 def render(rows, subject_state, facts):
     header = ["workload", "unit", "cowdisk", "peer", "limit", "cow/peer", "cow/limit", "peer/limit", "io_uring", "uring/cow"]
     body = []
@@ -220,6 +278,14 @@ def render(rows, subject_state, facts):
               "Reasons for both are under *Not ranked*.")
     md += table_lines
     md.append("")
+    judged = targets(rows, subject_state)
+    if judged:
+        w = [max(len(t[i]) for t in judged + [("target", "figure", "verdict")]) for i in range(3)]
+        md += ["**Targets** (issues 10 and 11; judged from this run's rows, ratios as above)", "",
+               "| " + " | ".join(h.ljust(w[i]) for i, h in enumerate(("target", "figure", "verdict"))) + " |",
+               "|" + "|".join("-" * (x + 2) for x in w) + "|"]
+        md += ["| " + " | ".join(c.ljust(w[i]) for i, c in enumerate(t)) + " |" for t in judged]
+        md.append("")
     state_lines = [f"- **{subject}, {key.replace('fio:', 'block device, ')}: {st}**: {note}"
                    for (key, subject), (st, note) in sorted(subject_state.items()) if st in ("FAILING", "n/a", "error")]
     if state_lines:
