@@ -6,6 +6,46 @@ namespace CowDisk.Engine.Native;
 /// <summary>The few libc calls .NET does not expose.</summary>
 internal static partial class Libc
 {
+    [LibraryImport("libc", EntryPoint = "pread64", SetLastError = true)]
+    private static unsafe partial nint pread(SafeFileHandle fd, byte* buffer, nint count, long offset);
+
+    [LibraryImport("libc", EntryPoint = "pwrite64", SetLastError = true)]
+    private static unsafe partial nint pwrite(SafeFileHandle fd, byte* buffer, nint count, long offset);
+
+    /// <summary>
+    /// pread(2) until the buffer is full or the file ends; bytes read, or -errno. The I/O hot path: about a tenth of
+    /// a page-cached 4 KiB read less than RandomAccess.Read (which validates the handle and maps errors per call).
+    /// The handle is referenced for the call, so a concurrent close cannot hand its descriptor number to another file.
+    /// </summary>
+    public static unsafe long PReadFull(SafeFileHandle handle, Span<byte> buffer, long offset)
+    {
+        long total = 0;
+        fixed (byte* p = buffer)
+            while (total < buffer.Length)
+            {
+                nint n = pread(handle, p + total, (nint)(buffer.Length - total), offset + total);
+                if (n > 0) total += n;
+                else if (n == 0) break;   // end of file
+                else if (Marshal.GetLastPInvokeError() is var errno && errno != Errno.EINTR) return -errno;
+            }
+        return total;
+    }
+
+    /// <summary>pwrite(2) until every byte is written; 0, or -errno.</summary>
+    public static unsafe int PWriteFull(SafeFileHandle handle, ReadOnlySpan<byte> data, long offset)
+    {
+        long done = 0;
+        fixed (byte* p = data)
+            while (done < data.Length)
+            {
+                nint n = pwrite(handle, p + done, (nint)(data.Length - done), offset + done);
+                if (n > 0) done += n;
+                else if (n == 0) return -Errno.EIO;   // no progress on a regular file: not expected, not looped on
+                else if (Marshal.GetLastPInvokeError() is var errno && errno != Errno.EINTR) return -errno;
+            }
+        return 0;
+    }
+
     [LibraryImport("libc", SetLastError = true)]
     private static partial int fdatasync(int fd);
 

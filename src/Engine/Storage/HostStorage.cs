@@ -126,8 +126,8 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
 
     private void WriteAligned(long offset, ReadOnlySpan<byte> data)
     {
-        try { RandomAccess.Write(Handle, data, offset); }
-        catch (IOException e) { throw StorageException.From($"write to {Path} failed", e); }
+        int rc = Libc.PWriteFull(Handle, data, offset);
+        if (rc < 0) throw new StorageException($"write to {Path} failed: {Errno.Describe(-rc)}", -rc);
     }
 
     // One file system block: a write within it is all written space, all unwritten or all hole.
@@ -191,19 +191,9 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
     /// <summary>Reads until the buffer is full or the file ends (aligned, when O_DIRECT is on).</summary>
     private int ReadAligned(long offset, Span<byte> buffer)
     {
-        int total = 0;
-        try
-        {
-            while (!buffer.IsEmpty)
-            {
-                int n = RandomAccess.Read(Handle, buffer, offset);
-                if (n == 0) break;
-                total += n; offset += n;
-                buffer = buffer[n..];
-            }
-        }
-        catch (IOException e) { throw StorageException.From($"read of {Path} failed", e); }
-        return total;
+        long n = Libc.PReadFull(Handle, buffer, offset);
+        if (n < 0) throw new StorageException($"read of {Path} failed: {Errno.Describe((int)-n)}", (int)-n);
+        return (int)n;
     }
 
     /// <summary>
