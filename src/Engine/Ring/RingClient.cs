@@ -50,8 +50,8 @@ internal sealed class RingClient : IDisposable
     // than slots each thread keeps finding its own, and no lock or shared counter is touched. All taken: wait.
     [ThreadStatic] private static int t_lastSlot, t_lastNested;   // 1 + the slot this thread claimed last (0: none yet)
     private int _nextFirstSlot;                     // where a thread's first claim starts: threads spread from 0 up
-    private int _claimWaiters;                      // callers waiting because every slot of their pool was taken
-    private readonly SemaphoreSlim _slotFreed = new(0);
+    private int _claimWaiters, _nestedClaimWaiters;   // callers waiting because every slot of their pool was taken
+    private readonly SemaphoreSlim _slotFreed = new(0), _nestedSlotFreed = new(0);   // one per pool
     private readonly int _waitMs;
     private int _consumer;   // 1 while a caller holds the consumer (leader) role
     private int _followers;  // callers between announcing themselves as followers and leaving that state
@@ -83,6 +83,9 @@ internal sealed class RingClient : IDisposable
         }
     }
 
+    /// <summary>Callers waiting because every slot of their pool was taken (for tests).</summary>
+    internal int WaitingForSlots => Volatile.Read(ref _claimWaiters) + Volatile.Read(ref _nestedClaimWaiters);
+
     /// <summary>A call whose request is in the ring and whose response is not yet taken.</summary>
     public readonly record struct PendingCall(int Slot);
 
@@ -99,19 +102,19 @@ internal sealed class RingClient : IDisposable
     {
         ThrowIfUnusable();
         int index = Claim(nested);
-        if (index > Volatile.Read(ref _slotHighWater)) RaiseHighWater(index);
         var slot = _slots[index];
-        while (slot.Wake.CurrentCount > 0) slot.Wake.Wait(0);   // stale wakes from an earlier call
-        Volatile.Write(ref slot.Completed, 0);
         try
         {
+            if (index > Volatile.Read(ref _slotHighWater)) RaiseHighWater(index);
+            while (slot.Wake.CurrentCount > 0) slot.Wake.Wait(0);   // stale wakes from an earlier call
+            Volatile.Write(ref slot.Completed, 0);
             request.Id = ((ulong)slot.Generation << IdSlotBits) | (uint)index;
             Produce(request);
             return new PendingCall(index);
         }
         catch
         {
-            Return(slot);
+            Return(slot, index);
             throw;
         }
     }
@@ -125,7 +128,7 @@ internal sealed class RingClient : IDisposable
             Volatile.Write(ref slot.Calls, slot.Calls + 1);
             return slot.Response;
         }
-        finally { Return(slot); }
+        finally { Return(slot, call.Slot); }
     }
 
     private int Claim(bool nested)
@@ -146,19 +149,24 @@ internal sealed class RingClient : IDisposable
                 }
             }
             // Every slot taken: counted before the last look, so a slot freed after it wakes us (Return).
-            Interlocked.Increment(ref _claimWaiters);
-            bool free = false;
-            for (int i = 0; i < count && !free; i++) free = Volatile.Read(ref _slots[first + i].InUse) == 0;
-            if (!free) _slotFreed.Wait(_waitMs);
-            Interlocked.Decrement(ref _claimWaiters);
+            ref int waiters = ref nested ? ref _nestedClaimWaiters : ref _claimWaiters;
+            Interlocked.Increment(ref waiters);
+            try
+            {
+                bool free = false;
+                for (int i = 0; i < count && !free; i++) free = Volatile.Read(ref _slots[first + i].InUse) == 0;
+                if (!free) (nested ? _nestedSlotFreed : _slotFreed).Wait(_waitMs);
+            }
+            finally { Interlocked.Decrement(ref waiters); }
         }
     }
 
-    private void Return(CallSlot slot)
+    private void Return(CallSlot slot, int index)
     {
         slot.Generation++;   // before the slot is free: its next owner's calls carry the new generation
         Interlocked.Exchange(ref slot.InUse, 0);   // full fence: the store before the load of _claimWaiters
-        if (Volatile.Read(ref _claimWaiters) > 0) _slotFreed.Release();
+        if (index >= _firstNested) { if (Volatile.Read(ref _nestedClaimWaiters) > 0) _nestedSlotFreed.Release(); }
+        else if (Volatile.Read(ref _claimWaiters) > 0) _slotFreed.Release();
     }
 
     /// <summary>Sends an event that has no response (MAP_BLOCK_DONE).</summary>

@@ -66,6 +66,74 @@ public class RingClientTests
         Assert.Equal(callers * calls, ring.Client.Calls);
     }
 
+    private static void WaitUntil(Func<bool> condition, string what)
+    {
+        var until = DateTime.UtcNow.AddSeconds(10);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > until) Assert.Fail($"setup: {what}");
+            Thread.Sleep(5);
+        }
+    }
+
+    /// <summary>
+    /// Both pools full: a caller waits for an ordinary slot, then one for a nested slot. A nested slot returned must
+    /// wake the nested waiter: with one waiter count and semaphore for both pools its one wake went to the ordinary
+    /// waiter, which found its pool still full and slept again, and the nested waiter slept on beside a free slot.
+    /// </summary>
+    [Fact]
+    public void A_returned_nested_slot_wakes_the_caller_waiting_for_a_nested_slot_not_one_waiting_for_an_ordinary_slot()
+    {
+        using var ring = new RingHarness(waitMs: Timeout.Infinite, maxInFlight: 1);
+        var client = ring.Client;
+
+        // The one ordinary slot: held (its answer is withheld).
+        var held = client.Begin(RingHarness.ReadRequest(1));
+        var heldRequest = ring.TakeRequest();
+
+        // The eight nested slots: held by eight nested calls whose answers are withheld.
+        var nested = Enumerable.Range(0, 8).Select(k => new Thread(() => client.CallNested(RingHarness.ReadRequest(100 + k)))
+            { IsBackground = true, Name = $"nested-{k}" }).ToArray();
+        foreach (var t in nested) t.Start();
+        var nestedRequests = Enumerable.Range(0, 8).Select(_ => ring.TakeRequest()).ToArray();
+
+        // An ordinary caller waits for the ordinary pool ...
+        var ordinary = new Thread(() => client.Call(RingHarness.ReadRequest(2))) { IsBackground = true, Name = "ordinary-waiter" };
+        ordinary.Start();
+        WaitUntil(() => client.WaitingForSlots == 1, "the ordinary caller waits for a slot");
+        Thread.Sleep(300);   // asleep in the semaphore, past SemaphoreSlim's spin
+
+        // ... then a nested caller for the nested pool.
+        var nestedWaiter = new Thread(() => client.CallNested(RingHarness.ReadRequest(200))) { IsBackground = true, Name = "nested-waiter" };
+        nestedWaiter.Start();
+        WaitUntil(() => client.WaitingForSlots == 2, "the nested caller waits for a slot");
+        Thread.Sleep(300);
+
+        // One nested call is answered: its slot is returned, and the nested waiter should take it and send its request.
+        ring.Respond(RingHarness.AnswerTo(nestedRequests[0]));
+        Assert.True(nested.Any(t => t.Join(TimeSpan.FromSeconds(5))), "the answered nested call did not finish");
+
+        bool sent = false;
+        var until = DateTime.UtcNow.AddSeconds(5);
+        while (!sent && DateTime.UtcNow < until)
+        {
+            sent = ring.Requests.TryConsume(out var ev, out _);
+            if (sent) ring.Respond(RingHarness.AnswerTo(ev));
+            else Thread.Sleep(10);
+        }
+        int waiters = client.WaitingForSlots;
+
+        // Clean up: answer everything, let the held call end; every Return then wakes someone.
+        foreach (var r in nestedRequests.Skip(1)) ring.Respond(RingHarness.AnswerTo(r));
+        ring.Respond(RingHarness.AnswerTo(heldRequest));
+        ring.StartEcho();
+        client.End(held);
+        ring.JoinOrFail(nested.Append(ordinary).Append(nestedWaiter), "cleanup");
+
+        Assert.True(sent, $"a nested slot was free for 5 s but the nested waiter never claimed it ({waiters} callers still counted as waiting): " +
+            "the Return's one wake went to the caller waiting for an ordinary slot");
+    }
+
     /// <summary>
     /// Callers wait (leader and followers, wait timeouts off) when the responder hangs up: an answer already in
     /// the ring is still delivered, every other caller fails with an I/O error instead of waiting for ever, and
