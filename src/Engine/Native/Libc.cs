@@ -6,10 +6,10 @@ namespace CowDisk.Engine.Native;
 /// <summary>The few libc calls .NET does not expose.</summary>
 internal static partial class Libc
 {
-    [LibraryImport("libc", EntryPoint = "pread64", SetLastError = true)]
+    [LibraryImport("libc", SetLastError = true)]
     private static unsafe partial nint pread(SafeFileHandle fd, byte* buffer, nint count, long offset);
 
-    [LibraryImport("libc", EntryPoint = "pwrite64", SetLastError = true)]
+    [LibraryImport("libc", SetLastError = true)]
     private static unsafe partial nint pwrite(SafeFileHandle fd, byte* buffer, nint count, long offset);
 
     /// <summary>
