@@ -115,7 +115,7 @@ public sealed class AttachRegistry(AttachPaths paths)
         foreach (string name in Names())
         {
             if (Read(name) is not { } record) continue;
-            if (IsAlive(name))
+            if (IsAlive(name) && !(ProcessControl.IsRoot && DaemonProcess.IsExiting(record.Pid) && WaitForRelease(name)))
             {
                 statuses.Add(AttachmentStatus.From(record, record.State));
                 continue;
@@ -126,6 +126,23 @@ public sealed class AttachRegistry(AttachPaths paths)
         }
         return statuses;
     }
+
+    /// <summary>
+    /// Waits a moment for the lock of a daemon that is exiting (killed: its I/O already fails, its files are still
+    /// being closed), so that list reports it stale at once instead of running. False if it is still held.
+    /// </summary>
+    private bool WaitForRelease(string name)
+    {
+        long deadline = Environment.TickCount64 + ExitingDaemonWaitMs;
+        while (IsAlive(name))
+        {
+            if (Environment.TickCount64 > deadline) return false;
+            Thread.Sleep(5);
+        }
+        return true;
+    }
+
+    private const int ExitingDaemonWaitMs = 3000;
 
     /// <summary>The live attachment that has the image open for writing, or null.</summary>
     public AttachRecord? FindWriter(string image)

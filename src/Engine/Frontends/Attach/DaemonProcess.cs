@@ -38,4 +38,16 @@ public static class DaemonProcess
         }
         return false;
     }
+
+    /// <summary>
+    /// Whether pid is a process on its way out: it still exists, but its memory is gone (the kernel gives an empty
+    /// command line from there on). A daemon killed a moment ago is in this state until its last thread has closed
+    /// its files, and with them its lock.
+    /// </summary>
+    public static bool IsExiting(int pid)
+    {
+        if (pid <= 0) return false;
+        try { return File.ReadAllText($"/proc/{pid}/cmdline").Length == 0; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
+    }
 }
