@@ -182,18 +182,27 @@ internal sealed class Benchmarks(string work, Sizes sizes)
     /// <summary>1. Map round trips: 4 KiB reads of allocated blocks, mapping cache off, then on (first touch and steady state).</summary>
     public void RingRoundTrips()
     {
-        Report.Section($"1. map round trips: 4 KiB reads at block-aligned offsets of a {Machine.Size(sizes.RingRegion)} allocated region (64 KiB clusters, data in page cache); median of {sizes.RingRounds} interleaved round(s)");
-        string path = PathFor("ring.img"), plainPath = PathFor("ring.raw");
+        Report.Section($"1. map round trips: 4 KiB reads at block-aligned offsets of a {Machine.Size(sizes.RingRegion)} allocated region (64 KiB clusters, data in page cache; plain = pread of the same blocks of the image's data file); median of {sizes.RingRounds} interleaved round(s)");
+        string path = PathFor("ring.img");
         long blocks = sizes.RingRegion / K64;
-        using (var image = CowImage.Create(path, new ImageCreateOptions { Size = sizes.RingRegion * 2 }))
-            FillSequential((off, buf) => image.Write(off, buf), sizes.RingRegion);
-        using (var plain = CreatePlain(plainPath, 0))
-        {
-            FillSequential((off, buf) => RandomAccess.Write(plain, buf, off), sizes.RingRegion);
-            Native.FDataSync(plain);
-        }
         var all = Offsets.Sequential(blocks, K64);
+        // The plain rows pread the very blocks the engine reads: the image's data file at each block's mapped offset
+        // (the "plain pread of the same blocks"), so both read the same pages of the page cache.
+        var physical = new long[blocks];
+        string dataPath;
+        using (var image = CowImage.Create(path, new ImageCreateOptions { Size = sizes.RingRegion * 2 }))
+        {
+            FillSequential((off, buf) => image.Write(off, buf), sizes.RingRegion);
+            image.Flush();
+            dataPath = image.Files.DataPath;
+            foreach (var run in image.MapRange(0, sizes.RingRegion))
+            {
+                if (run.FileOffset is not { } at || run.File != dataPath) throw new InvalidOperationException($"block at {run.Start} is not in the data file ({run.Source})");
+                for (long v = run.Start; v < run.Start + run.Length; v += K64) physical[v / K64] = at + (v - run.Start);
+            }
+        }
         long[][] Picks(int threads) => Enumerable.Range(0, threads).Select(t => Offsets.Picks(all, 1 << 16, 100 + t)).ToArray();
+        long[][] PlainPicks(int threads) => Enumerable.Range(0, threads).Select(t => Offsets.Picks(physical, 1 << 16, 100 + t)).ToArray();
         var firstTouch = Offsets.Shuffled(all, 3);
         double secs = sizes.TimedSeconds;
         var rows = new List<Measurement>();
@@ -217,9 +226,9 @@ internal sealed class Benchmarks(string work, Sizes sizes)
                 Take($"first{threads}", Runner.Run("read 4K, cache on, first touch", "engine", threads, new EngineRead(image, Offsets.Split(firstTouch, threads), K4, wrap: false), ringCalls: () => image.RingCalls));
                 Take($"steady{threads}", Runner.Run("read 4K, cache on, steady", "engine", threads, new EngineRead(image, Picks(threads), K4, wrap: true), maxSeconds: secs, ringCalls: () => image.RingCalls));
             }
-            using var plain = File.OpenHandle(plainPath, FileMode.Open, FileAccess.Read);
-            Take("plain1", Runner.Run("read 4K", "plain", 1, new PlainRead(plain, Picks(1), K4, wrap: true), maxSeconds: secs));
-            Take("plainN", Runner.Run("read 4K", "plain", Threads, new PlainRead(plain, Picks(Threads), K4, wrap: true), maxSeconds: secs));
+            using var plain = File.OpenHandle(dataPath, FileMode.Open, FileAccess.Read);
+            Take("plain1", Runner.Run("read 4K", "plain", 1, new PlainRead(plain, PlainPicks(1), K4, wrap: true), maxSeconds: secs));
+            Take("plainN", Runner.Run("read 4K", "plain", Threads, new PlainRead(plain, PlainPicks(Threads), K4, wrap: true), maxSeconds: secs));
         }
         Measurement Median(string key) => rounds[key].OrderBy(m => m.Rate).ElementAt(rounds[key].Count / 2);
         foreach (var key in new[] { "off1", "offN", "first1", "steady1", $"first{Threads}", $"steady{Threads}" })
@@ -228,7 +237,6 @@ internal sealed class Benchmarks(string work, Sizes sizes)
         var p4 = Report.Add(Median("plainN"));
         foreach (var r in rows) r.Baseline = r.Threads == 1 ? p1 : p4;
         DeleteImage(path);
-        File.Delete(plainPath);
 
         // Reference, no engine: the thread hand-offs of one map round trip, every waiter waiting like the engine's
         // Doorbell (64 x SpinWait(20), then sleep), or yielding, or only sleeping. 2 threads: caller and responder;
