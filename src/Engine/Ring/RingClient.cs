@@ -135,7 +135,7 @@ internal sealed class RingClient : IDisposable
     {
         int first = nested ? _firstNested : 0, count = nested ? NestedSlots : _firstNested;
         int start = (nested ? t_lastNested : t_lastSlot) - 1 - first;
-        if ((uint)start >= (uint)count) start = (int)((uint)Interlocked.Increment(ref _nextFirstSlot) % (uint)count);
+        if ((uint)start >= (uint)count) start = (int)((uint)(Interlocked.Increment(ref _nextFirstSlot) - 1) % (uint)count);
         while (true)
         {
             for (int i = 0, at = start; i < count; i++, at = at + 1 == count ? 0 : at + 1)
