@@ -18,7 +18,7 @@ SECTIONS = [
     ("copy", "2. A user's copy: cp -a of a tree onto a fresh ext4, then sync (page cache on)"),
     ("nbd", "3. NBD: cowdisk serve vs qemu-nbd (qcow2)"),
     ("snap", "4. Snapshots: cowdisk vs qcow2 (qemu-img / qemu-io)"),
-    ("engine", "5. Engine internals (CowImage API; limit = the same I/O on a plain file)"),
+    ("engine", "5. Engine internals (CowImage API; limit = a plain pread of the same blocks of the data file)"),
     ("convert", "6. Convert: cowdisk convert vs qemu-img convert"),
 ]
 SUBJECTS = {   # section -> role -> subject name as the sections write it
@@ -26,7 +26,7 @@ SUBJECTS = {   # section -> role -> subject name as the sections write it
     "copy": {"cow": "cowdisk attach", "peer": "qsd FUSE+loop", "limit": "raw loop"},
     "nbd": {"cow": "cowdisk serve", "peer": "qemu-nbd"},
     "snap": {"cow": "cowdisk", "peer": "qcow2"},
-    "engine": {"cow": "engine", "limit": "plain file"},
+    "engine": {"cow": "engine", "limit": "plain pread"},
     "convert": {"cow": "cowdisk convert", "peer": "qemu-img convert"},
 }
 REFERENCE = {"fio": "limit", "copy": "limit", "engine": "limit", "nbd": "peer", "snap": "peer", "convert": "peer"}
@@ -299,7 +299,7 @@ def render(rows, subject_state, facts):
 
 def svg(rows, subject_state, facts):
     # Bars per row: block device and copy: cowdisk and qemu relative to the raw loop; NBD, snapshots, convert: cowdisk
-    # relative to qemu; engine: cowdisk relative to the plain file. A subject that is FAILING or n/a is named instead.
+    # relative to qemu; engine: cowdisk relative to a plain pread of the same blocks. A subject that is FAILING or n/a is named instead.
     items = []
     for key, title, srows in sections(rows):
         base = base_of(key)
@@ -382,7 +382,7 @@ def svg(rows, subject_state, facts):
         f'<text x="10" y="40" class="l">{html.escape(run + sub)}</text>',
         f'<rect x="10" y="50" width="12" height="10" fill="{colors["cowdisk"]}"/><text x="26" y="59" class="l">cowdisk (attach, serve, convert, engine)</text>',
         f'<rect x="290" y="50" width="12" height="10" fill="{colors["qemu"]}"/><text x="306" y="59" class="l">qemu-storage-daemon FUSE export of qcow2 + loop</text>',
-        f'<text x="640" y="59" class="l">references: raw loop · qemu-nbd / qcow2 / qemu-img · plain file</text>',
+        f'<text x="640" y="59" class="l">references: raw loop · qemu-nbd / qcow2 / qemu-img · plain pread</text>',
     ]
     return "\n".join(head + grid + parts + ["</svg>"]) + "\n"
 
