@@ -19,31 +19,29 @@ internal static partial class Libc
     /// </summary>
     public static unsafe long PReadFull(SafeFileHandle handle, Span<byte> buffer, long offset)
     {
-        long total = 0;
-        fixed (byte* p = buffer)
-            while (total < buffer.Length)
-            {
-                nint n = pread(handle, p + total, (nint)(buffer.Length - total), offset + total);
-                if (n > 0) total += n;
-                else if (n == 0) break;   // end of file
-                else if (Marshal.GetLastPInvokeError() is var errno && errno != Errno.EINTR) return -errno;
-            }
-        return total;
+        fixed (byte* p = buffer) return Transfer(handle, p, buffer.Length, offset, write: false);
     }
 
     /// <summary>pwrite(2) until every byte is written; 0, or -errno.</summary>
     public static unsafe int PWriteFull(SafeFileHandle handle, ReadOnlySpan<byte> data, long offset)
     {
+        fixed (byte* p = data) return (int)Math.Min(0, Transfer(handle, p, data.Length, offset, write: true));
+    }
+
+    // Loops over short transfers and EINTR. A read that returns 0 has met the end of the file; a write that
+    // returns 0 made no progress on a regular file, which is not expected and not looped on (EIO).
+    private static unsafe long Transfer(SafeFileHandle handle, byte* p, long length, long offset, bool write)
+    {
         long done = 0;
-        fixed (byte* p = data)
-            while (done < data.Length)
-            {
-                nint n = pwrite(handle, p + done, (nint)(data.Length - done), offset + done);
-                if (n > 0) done += n;
-                else if (n == 0) return -Errno.EIO;   // no progress on a regular file: not expected, not looped on
-                else if (Marshal.GetLastPInvokeError() is var errno && errno != Errno.EINTR) return -errno;
-            }
-        return 0;
+        while (done < length)
+        {
+            nint n = write ? pwrite(handle, p + done, (nint)(length - done), offset + done)
+                           : pread(handle, p + done, (nint)(length - done), offset + done);
+            if (n > 0) done += n;
+            else if (n == 0) return write ? -Errno.EIO : done;
+            else if (Marshal.GetLastPInvokeError() is var errno && errno != Errno.EINTR) return -errno;
+        }
+        return done;
     }
 
     [LibraryImport("libc", SetLastError = true)]
