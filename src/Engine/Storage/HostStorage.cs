@@ -127,7 +127,7 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
     private void WriteAligned(long offset, ReadOnlySpan<byte> data)
     {
         int rc = Libc.PWriteFull(Handle, data, offset);
-        if (rc < 0) throw new StorageException($"write to {Path} failed: {Errno.Describe(-rc)}", -rc);
+        if (rc < 0) throw StorageException.FromErrno($"write to {Path} failed", -rc);
     }
 
     // One file system block: a write within it is all written space, all unwritten or all hole.
@@ -192,7 +192,7 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
     private int ReadAligned(long offset, Span<byte> buffer)
     {
         long n = Libc.PReadFull(Handle, buffer, offset);
-        if (n < 0) throw new StorageException($"read of {Path} failed: {Errno.Describe((int)-n)}", (int)-n);
+        if (n < 0) throw StorageException.FromErrno($"read of {Path} failed", (int)-n);
         return (int)n;
     }
 

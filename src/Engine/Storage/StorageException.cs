@@ -16,9 +16,9 @@ public sealed class StorageException(string message, int errno, Exception? inner
         _ => Native.Errno.EIO,
     };
 
-    public static StorageException From(string what, Exception e)
-    {
-        int errno = ErrnoOf(e);
-        return new StorageException($"{what}: {Native.Errno.Describe(errno)}", errno, e);
-    }
+    public static StorageException From(string what, Exception e) => FromErrno(what, ErrnoOf(e), e);
+
+    /// <summary>"what: the errno's description", carrying the errno.</summary>
+    public static StorageException FromErrno(string what, int errno, Exception? inner = null) =>
+        new($"{what}: {Native.Errno.Describe(errno)}", errno, inner);
 }
