@@ -110,8 +110,8 @@ internal sealed unsafe partial class IoUring : IDisposable
     /// </summary>
     public int SubmitAndWait(uint minComplete)
     {
-        uint toSubmit = _sqLocalTail - *_sqTail;
         Volatile.Write(ref *_sqTail, _sqLocalTail);   // release: the entries before the tail that publishes them
+        uint toSubmit = _sqLocalTail - Volatile.Read(ref *_sqHead);   // all the kernel has not taken, earlier leftovers too
         uint flags = IoUringLayout.EnterGetEvents;   // always: it also runs pending task work (with DEFER_TASKRUN only this does)
         long n = Syscall6(SysIoUringEnter, _fd, (nint)toSubmit, (nint)minComplete, (nint)flags, 0, 0);
         return n < 0 ? -Marshal.GetLastPInvokeError() : (int)n;

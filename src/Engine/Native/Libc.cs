@@ -30,7 +30,7 @@ internal static partial class Libc
 
     // Loops over short transfers and EINTR. A read that returns 0 has met the end of the file; a write that
     // returns 0 made no progress on a regular file, which is not expected and not looped on (EIO).
-    private static unsafe long Transfer(SafeFileHandle handle, byte* p, long length, long offset, bool write)
+    internal static unsafe long Transfer(SafeFileHandle handle, byte* p, long length, long offset, bool write)
     {
         long done = 0;
         while (done < length)

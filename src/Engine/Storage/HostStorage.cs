@@ -108,6 +108,34 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
         return ReadAligned(offset, buffer);
     }
 
+    /// <summary>With direct I/O and io_uring, every piece in flight at once; otherwise one after another.</summary>
+    public unsafe void ReadPieces(Span<byte> buffer, ReadOnlySpan<StoragePiece> pieces)
+    {
+        int a = _directAlignment;
+        if (a == 0 || pieces.Length < 2 || FileIoBatch.ForThisThread() is not { } batch)
+        {
+            IStorageFile.ReadInTurn(this, buffer, pieces);
+            return;
+        }
+        fixed (byte* p = buffer)
+        {
+            foreach (var piece in pieces)
+                if ((((nint)p + piece.BufferOffset) & (a - 1)) != 0 || ((piece.FileOffset | (long)piece.Length) & (a - 1)) != 0)
+                {
+                    IStorageFile.ReadInTurn(this, buffer, pieces);   // unaligned: the bounce buffer, piece by piece
+                    return;
+                }
+            Span<FileIoPiece> transfers = pieces.Length <= 64 ? stackalloc FileIoPiece[pieces.Length] : new FileIoPiece[pieces.Length];
+            for (int i = 0; i < pieces.Length; i++)
+            {
+                var piece = buffer.Slice(pieces[i].BufferOffset, pieces[i].Length);   // checks the piece lies inside the buffer
+                transfers[i] = new FileIoPiece(pieces[i].FileOffset, (nint)(p + pieces[i].BufferOffset), piece.Length);
+            }
+            int rc = batch.Read(Handle, transfers);
+            if (rc < 0) throw StorageException.FromErrno($"read of {Path} failed", -rc);
+        }
+    }
+
     public void Write(long offset, ReadOnlySpan<byte> data)
     {
         if (ReadOnly) throw new StorageException($"{Path} is open read-only", Native.Errno.EROFS);
@@ -138,32 +166,88 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
     /// FIEMAP reports them for just this range (extents are file system blocks, so pieces stay aligned). ext4
     /// serves a direct write that spans written and unwritten space (or a hole) under its exclusive inode lock
     /// and waits for it to complete there, so such writes (a cluster whose first write was partial) went one at
-    /// a time; a piece of written or unwritten space alone is an overwrite, issued beside the other writes. A
-    /// range of one kind is one write, after one ioctl.
+    /// a time; a piece of written or unwritten space alone is an overwrite, issued beside the other writes, and
+    /// with io_uring all of them are in flight at once. A range of one kind is one write, after one ioctl.
     /// </summary>
-    private void WriteDirectPieces(long offset, ReadOnlySpan<byte> data)
+    private unsafe void WriteDirectPieces(long offset, ReadOnlySpan<byte> data)
     {
         var state = t_pieces ??= new PieceState();
-        int count = FileExtents.Runs(Handle, offset, data.Length, state.Buffer, state.Runs);
-        if (count <= 1)
+        fixed (byte* p = data)
         {
-            WriteAligned(offset, data);   // one kind, or a file system that cannot tell
-            return;
+            state.Count = 0;
+            AddDirectPieces(state, offset, p, data.Length);
+            WriteTransfers(state);
         }
-        var runs = state.Runs.AsSpan(0, count);
-        foreach (var run in runs)
-            if (((run.Start | run.End) & (_directAlignment - 1)) != 0)
+    }
+
+    /// <summary>
+    /// Writes several ranges of the buffer at their places in the file; with direct I/O and io_uring, all in
+    /// flight at once (each split by kind of host space, see <see cref="WriteDirectPieces"/>).
+    /// </summary>
+    public unsafe void WritePieces(ReadOnlySpan<byte> data, ReadOnlySpan<StoragePiece> pieces)
+    {
+        if (ReadOnly) throw new StorageException($"{Path} is open read-only", Native.Errno.EROFS);
+        int a = _directAlignment;
+        fixed (byte* p = data)
+        {
+            bool batched = a != 0 && pieces.Length > 1 && FileIoBatch.ForThisThread() is not null;
+            foreach (var piece in pieces)
+                batched &= ((((nint)p + piece.BufferOffset) | (nint)piece.FileOffset | piece.Length) & (a - 1)) == 0;
+            if (!batched)
             {
-                WriteAligned(offset, data);   // an unaligned end of file (written without O_DIRECT): no pieces
+                IStorageFile.WriteInTurn(this, data, pieces);   // one by one (unaligned ones through the bounce buffer)
                 return;
             }
-        foreach (var run in runs) WriteAligned(run.Start, data[(int)(run.Start - offset)..(int)(run.End - offset)]);
+            var state = t_pieces ??= new PieceState();
+            state.Count = 0;
+            foreach (var piece in pieces)
+            {
+                _ = data.Slice(piece.BufferOffset, piece.Length);   // checks the piece lies inside the buffer
+                AddDirectPieces(state, piece.FileOffset, p + piece.BufferOffset, piece.Length);
+            }
+            WriteTransfers(state);
+        }
+    }
+
+    /// <summary>Adds the aligned range to the transfers, in pieces of one kind of host space each.</summary>
+    private unsafe void AddDirectPieces(PieceState state, long offset, byte* p, int length)
+    {
+        int count = length > PieceThreshold ? FileExtents.Runs(Handle, offset, length, state.Buffer, state.Runs) : 0;
+        var runs = state.Runs.AsSpan(0, Math.Max(count, 0));
+        foreach (var run in runs)
+            if (((run.Start | run.End) & (_directAlignment - 1)) != 0) { count = 0; break; }   // an unaligned end of file (written without O_DIRECT)
+        if (count <= 1)
+        {
+            state.Add(new FileIoPiece(offset, (nint)p, length));   // one kind, or a file system that cannot tell
+            return;
+        }
+        foreach (var run in runs) state.Add(new FileIoPiece(run.Start, (nint)(p + (run.Start - offset)), (int)(run.End - run.Start)));
+    }
+
+    private unsafe void WriteTransfers(PieceState state)
+    {
+        var transfers = state.Transfers.AsSpan(0, state.Count);
+        if (transfers.Length > 1 && FileIoBatch.ForThisThread() is { } batch)
+        {
+            int rc = batch.Write(Handle, transfers);
+            if (rc < 0) throw StorageException.FromErrno($"write to {Path} failed", -rc);
+            return;
+        }
+        foreach (var t in transfers) WriteAligned(t.Offset, new ReadOnlySpan<byte>((byte*)t.Address, t.Length));
     }
 
     private sealed class PieceState
     {
         public readonly byte[] Buffer = new byte[FileExtents.BufferSize];
         public readonly (long Start, long End, SpaceKind Kind)[] Runs = new (long, long, SpaceKind)[FileExtents.MaxExtents + 1];
+        public FileIoPiece[] Transfers = new FileIoPiece[FileExtents.MaxExtents + 1];
+        public int Count;
+
+        public void Add(FileIoPiece piece)
+        {
+            if (Count == Transfers.Length) Array.Resize(ref Transfers, Count * 2);   // grows once to what the thread's biggest writes need
+            Transfers[Count++] = piece;
+        }
     }
     [ThreadStatic] private static PieceState? t_pieces;
 

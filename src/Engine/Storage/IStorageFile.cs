@@ -16,6 +16,34 @@ public interface IStorageFile : IDisposable
 
     void Write(long offset, ReadOnlySpan<byte> data);
 
+    /// <summary>
+    /// Reads several ranges of the file into one buffer; what lies past the end of the file reads as zeros. A file
+    /// may have them all in flight at once (direct I/O, where each waits on the disk); this one reads them in turn.
+    /// </summary>
+    void ReadPieces(Span<byte> buffer, ReadOnlySpan<StoragePiece> pieces) => ReadInTurn(this, buffer, pieces);
+
+    /// <summary>Reads the pieces one after another with <see cref="Read"/>, zeros past the end of the file.</summary>
+    static void ReadInTurn(IStorageFile file, Span<byte> buffer, ReadOnlySpan<StoragePiece> pieces)
+    {
+        foreach (var piece in pieces)
+        {
+            var part = buffer.Slice(piece.BufferOffset, piece.Length);
+            part[file.Read(piece.FileOffset, part)..].Clear();
+        }
+    }
+
+    /// <summary>
+    /// Writes several ranges of the buffer at their places in the file. A file may have them all in flight at once
+    /// (direct I/O, where each waits on the disk); this one writes them in turn.
+    /// </summary>
+    void WritePieces(ReadOnlySpan<byte> data, ReadOnlySpan<StoragePiece> pieces) => WriteInTurn(this, data, pieces);
+
+    /// <summary>Writes the pieces one after another with <see cref="Write"/>.</summary>
+    static void WriteInTurn(IStorageFile file, ReadOnlySpan<byte> data, ReadOnlySpan<StoragePiece> pieces)
+    {
+        foreach (var piece in pieces) file.Write(piece.FileOffset, data.Slice(piece.BufferOffset, piece.Length));
+    }
+
     /// <summary>Durability barrier: every write (and length change) completed before the call survives power loss.</summary>
     void Flush();
 

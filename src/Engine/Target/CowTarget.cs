@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using CowDisk.Engine.Devices;
 using CowDisk.Engine.Mapping;
 using CowDisk.Engine.Native;
@@ -27,6 +28,8 @@ internal sealed class CowTarget
     private readonly DrainGate _drain = new();
 
     [ThreadStatic] private static byte[]? t_blockBuffer;   // COPY_FIRST fill, one per I/O thread
+    /// <summary>Data-file runs of one read gathered before they are read (a 1 MiB read of 64 KiB clusters has at most 17).</summary>
+    private const int MaxDataPieces = 32;
     private static readonly byte[] s_zeros = new byte[ClusterGeometry.MaxClusterSize];
 
     public CowTarget(ClusterGeometry geometry, IStorageFile dataFile, IBlockDevice? baseDevice, RingClient ring,
@@ -37,56 +40,78 @@ internal sealed class CowTarget
 
     public long Size => _geometry.VirtualSize;
 
+    [SkipLocalsInit]   // the pieces are written before they are read
     public void Read(long offset, Span<byte> buffer)
     {
         CheckRange(offset, buffer.Length);
+        // The runs of the data file are read together at the end (or when this many wait): with direct I/O they
+        // are then in flight at once. Inside the drain gate, as every read: no extent it maps is freed meanwhile.
+        Span<StoragePiece> pieces = stackalloc StoragePiece[MaxDataPieces];
+        int waiting = 0, position = 0;
         int gate = _drain.Enter();
         try
         {
-            while (!buffer.IsEmpty)
+            while (position < buffer.Length)
             {
                 long block = _geometry.BlockOf(offset);
                 int inBlock = _geometry.OffsetInBlock(offset);
-                int wantBlocks = BlocksSpanned(inBlock, buffer.Length);
+                int wantBlocks = BlocksSpanned(inBlock, buffer.Length - position);
                 var run = Resolve(block, wantBlocks, MapRequestFlags.Read);
-                int bytes = (int)Math.Min(buffer.Length, (long)run.Count * _geometry.ClusterSize - inBlock);
-                var part = buffer[..bytes];
+                int bytes = (int)Math.Min(buffer.Length - position, (long)run.Count * _geometry.ClusterSize - inBlock);
+                var part = buffer.Slice(position, bytes);
                 switch (run.Source)
                 {
                     case MappingSource.Data when (run.Flags & MapResponseFlags.Layered) != 0: ReadLayered(inBlock, part, run); break;
-                    case MappingSource.Data: ReadData(_geometry.ClusterOffset(run.DeviceBlock) + inBlock, part); break;
+                    case MappingSource.Data:
+                        if (waiting == MaxDataPieces) { _dataFile.ReadPieces(buffer, pieces); waiting = 0; }
+                        pieces[waiting++] = new StoragePiece(_geometry.ClusterOffset(run.DeviceBlock) + inBlock, position, bytes);
+                        break;
                     case MappingSource.Backing: ReadBase(offset, part); break;
                     default: part.Clear(); break;
                 }
-                buffer = buffer[bytes..];
+                position += bytes;
                 offset += bytes;
             }
+            if (waiting == 1) ReadData(pieces[0].FileOffset, buffer.Slice(pieces[0].BufferOffset, pieces[0].Length));   // most reads: one run
+            else if (waiting > 1) _dataFile.ReadPieces(buffer, pieces[..waiting]);
         }
         finally { _drain.Exit(gate); }
     }
 
+    [SkipLocalsInit]
     public void Write(long offset, ReadOnlySpan<byte> buffer, WriteFlags flags)
     {
         CheckWritable();
         CheckRange(offset, buffer.Length);
+        // Overwrites of the image's own committed extents (no copy, no DONE to send after them) are written
+        // together at the end (or when this many wait): with direct I/O they are then in flight at once.
+        Span<StoragePiece> pieces = stackalloc StoragePiece[MaxDataPieces];
+        int waiting = 0, position = 0;
         int gate = _drain.Enter();
         try
         {
-            while (!buffer.IsEmpty)
+            while (position < buffer.Length)
             {
+                int left = buffer.Length - position;
                 long block = _geometry.BlockOf(offset);
                 int inBlock = _geometry.OffsetInBlock(offset);
-                int blocks = BlocksSpanned(inBlock, buffer.Length);
+                int blocks = BlocksSpanned(inBlock, left);
                 // A partly written last block gets a request of its own, with its subclusters: over a cluster a
                 // snapshot shares it is layered instead of copied.
-                if (blocks > 1 && _geometry.OffsetInBlock(offset + buffer.Length) != 0 && offset + buffer.Length < _geometry.VirtualSize) blocks--;
-                ulong touched = _geometry.SubclusterMask(inBlock, (int)Math.Min(buffer.Length, _geometry.ClusterSize - inBlock));
+                if (blocks > 1 && _geometry.OffsetInBlock(offset + left) != 0 && offset + left < _geometry.VirtualSize) blocks--;
+                ulong touched = _geometry.SubclusterMask(inBlock, (int)Math.Min(left, _geometry.ClusterSize - inBlock));
                 var run = Resolve(block, blocks, MapRequestFlags.Write, touched);
-                int bytes = (int)Math.Min(buffer.Length, (long)run.Count * _geometry.ClusterSize - inBlock);
-                WriteRun(block, inBlock, buffer[..bytes], run);
-                buffer = buffer[bytes..];
+                int bytes = (int)Math.Min(left, (long)run.Count * _geometry.ClusterSize - inBlock);
+                if (run.Source == MappingSource.Data && (run.Flags & (MapResponseFlags.Layered | MapResponseFlags.CopyFirst | MapResponseFlags.Sync)) == 0)
+                {
+                    if (waiting == MaxDataPieces) { WritePieces(buffer, pieces); waiting = 0; }
+                    pieces[waiting++] = new StoragePiece(_geometry.ClusterOffset(run.DeviceBlock) + inBlock, position, bytes);
+                }
+                else WriteRun(block, inBlock, buffer.Slice(position, bytes), run);
+                position += bytes;
                 offset += bytes;
             }
+            if (waiting > 0) WritePieces(buffer, pieces[..waiting]);
         }
         finally { _drain.Exit(gate); }
         if ((flags & WriteFlags.Fua) != 0) FlushCompleted();
@@ -315,8 +340,7 @@ internal sealed class CowTarget
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw e is StorageException ? new BlockDeviceException(e.Message, e, StorageException.ErrnoOf(e))   // names the file and the errno
-                                        : new BlockDeviceException($"write to the data file failed: {e.Message}", e, StorageException.ErrnoOf(e));
+            throw WriteFailure(e);
         }
         finally
         {
@@ -403,6 +427,24 @@ internal sealed class CowTarget
     }
 
     private void WriteData(long physicalOffset, ReadOnlySpan<byte> data) => _dataFile.Write(physicalOffset, data);
+
+    /// <summary>Overwrites in place (see <see cref="Write"/>); a failure names the file and keeps its errno.</summary>
+    private void WritePieces(ReadOnlySpan<byte> buffer, ReadOnlySpan<StoragePiece> pieces)
+    {
+        try
+        {
+            if (pieces.Length == 1) _dataFile.Write(pieces[0].FileOffset, buffer.Slice(pieces[0].BufferOffset, pieces[0].Length));   // most writes: one run
+            else _dataFile.WritePieces(buffer, pieces);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw WriteFailure(e);
+        }
+    }
+
+    private static BlockDeviceException WriteFailure(Exception e) =>
+        e is StorageException ? new BlockDeviceException(e.Message, e, StorageException.ErrnoOf(e))   // names the file and the errno
+                              : new BlockDeviceException($"write to the data file failed: {e.Message}", e, StorageException.ErrnoOf(e));
 
     /// <summary>Reads the base at a virtual offset; past the base's end (a smaller base) reads zeros.</summary>
     private void ReadBase(long offset, Span<byte> buffer)

@@ -31,6 +31,9 @@ public readonly record struct IoUringSqe(
     public static IoUringSqe Read(int fd, ulong buffer, uint length, ulong offset, ulong userData) =>
         new(IoUringOpcode.Read, fd, offset, buffer, length, 0, userData);
 
+    public static IoUringSqe Write(int fd, ulong buffer, uint length, ulong offset, ulong userData) =>
+        new(IoUringOpcode.Write, fd, offset, buffer, length, 0, userData);
+
     public static IoUringSqe ReadFrom(ReadOnlySpan<byte> source) => new(
         (IoUringOpcode)source[OpcodeOffset],
         BinaryPrimitives.ReadInt32LittleEndian(source[FdOffset..]),

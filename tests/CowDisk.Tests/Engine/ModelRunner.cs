@@ -42,19 +42,24 @@ public static class ModelRunner
                     case OpKind.Write:
                     case OpKind.FuaWrite:
                         var data = Pattern(op.Length, op.Seed);
-                        var padded = new byte[op.BufferOffset + op.Length];
-                        data.CopyTo(padded, op.BufferOffset);
-                        image.Write(op.Offset, padded.AsSpan(op.BufferOffset, op.Length), op.Kind == OpKind.FuaWrite ? WriteFlags.Fua : WriteFlags.None);
+                        using (var padded = new AlignedBuffer(op.BufferOffset + op.Length))   // at offset 0: page-aligned, as FUSE's buffers
+                        {
+                            data.CopyTo(padded.Span[op.BufferOffset..]);
+                            image.Write(op.Offset, padded.Span.Slice(op.BufferOffset, op.Length), op.Kind == OpKind.FuaWrite ? WriteFlags.Fua : WriteFlags.None);
+                        }
                         data.CopyTo(model, op.Offset);
                         break;
                     case OpKind.Read:
-                        var buffer = new byte[op.BufferOffset + op.Length + 7];
-                        Array.Fill(buffer, (byte)0xee);
-                        image.Read(op.Offset, buffer.AsSpan(op.BufferOffset, op.Length));
-                        AssertEqual(model.AsSpan((int)op.Offset, op.Length), buffer.AsSpan(op.BufferOffset, op.Length), op.Offset, s);
-                        if (buffer.AsSpan(0, op.BufferOffset).IndexOfAnyExcept((byte)0xee) >= 0 ||
-                            buffer.AsSpan(op.BufferOffset + op.Length).IndexOfAnyExcept((byte)0xee) >= 0)
-                            throw new Xunit.Sdk.XunitException($"read wrote outside its buffer: {s}");
+                        using (var aligned = new AlignedBuffer(op.BufferOffset + op.Length + 7))
+                        {
+                            var buffer = aligned.Span;
+                            buffer.Fill(0xee);
+                            image.Read(op.Offset, buffer.Slice(op.BufferOffset, op.Length));
+                            AssertEqual(model.AsSpan((int)op.Offset, op.Length), buffer.Slice(op.BufferOffset, op.Length), op.Offset, s);
+                            if (buffer[..op.BufferOffset].IndexOfAnyExcept((byte)0xee) >= 0 ||
+                                buffer[(op.BufferOffset + op.Length)..].IndexOfAnyExcept((byte)0xee) >= 0)
+                                throw new Xunit.Sdk.XunitException($"read wrote outside its buffer: {s}");
+                        }
                         break;
                     case OpKind.Discard:
                         image.Discard(op.Offset, op.Length);

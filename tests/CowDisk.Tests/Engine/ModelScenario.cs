@@ -23,16 +23,18 @@ public sealed record ModelScenario(int ClusterSize, long VirtualSize, BaseKind B
     public override string ToString() =>
         $"cluster {ClusterSize}, size {VirtualSize}, base {Base} ({BaseSize}), cache {MappingCache}: {string.Join(" ", Ops.Select(o => o.ToString()))}";
 
-    public static Gen<ModelScenario> Generator(bool? mappingCache = null) =>
+    /// <param name="sectorAligned">Offsets and lengths in whole 4 KiB sectors, buffers aligned (bufferOffset 0):
+    /// with direct I/O the data file's runs then go straight to the file, many at once.</param>
+    public static Gen<ModelScenario> Generator(bool? mappingCache = null, bool sectorAligned = false) =>
         from clusterShift in Gen.Choose(12, 16)
         let cs = 1 << clusterShift
         from clusters in Gen.Choose(1, 24)
-        from remainder in Gen.Elements(0, 0, 1, 511, 4095, cs / 2 + 3)
+        from remainder in sectorAligned ? Gen.Elements(0, 0, 4096) : Gen.Elements(0, 0, 1, 511, 4095, cs / 2 + 3)
         let size = (long)clusters * cs + (remainder % cs)
         from baseKind in Gen.Elements(BaseKind.None, BaseKind.Raw, BaseKind.CowDisk)
         from baseFraction in Gen.Elements(1.0, 1.0, 0.5, 0.33)
         from cache in mappingCache is { } c ? Gen.Constant(c) : Gen.Elements(true, false)
-        from ops in Gen.ListOf(OpGen(size, cs)).Select(l => l.ToArray())
+        from ops in Gen.ListOf(sectorAligned ? SectorOpGen(size, cs) : OpGen(size, cs)).Select(l => l.ToArray())
         select new ModelScenario(cs, size, baseKind, Math.Max(1, (long)(size * baseFraction)), ops, cache);
 
     /// <summary>
@@ -94,6 +96,19 @@ public sealed record ModelScenario(int ClusterSize, long VirtualSize, BaseKind B
         from seed in Gen.Choose(1, 255)
         from bufferOffset in Gen.Elements(0, 5)
         select new Op(kind, start, (int)Math.Min(length, size - start), (byte)seed, bufferOffset);
+
+    /// <summary>Whole sectors, often several clusters long, so that one request spans runs scattered over the data file.</summary>
+    private static Gen<Op> SectorOpGen(long size, int cs) =>
+        from kind in Gen.Frequency(
+            (10, Gen.Constant(OpKind.Write)), (8, Gen.Constant(OpKind.Read)), (1, Gen.Constant(OpKind.Discard)),
+            (1, Gen.Constant(OpKind.Zero)), (2, Gen.Constant(OpKind.Flush)), (1, Gen.Constant(OpKind.Reopen)),
+            (2, Gen.Constant(OpKind.Snapshot)), (1, Gen.Constant(OpKind.DeleteSnapshot)), (1, Gen.Constant(OpKind.Revert)),
+            (1, Gen.Constant(OpKind.FuaWrite)))
+        from sector in Gen.Choose(0, (int)((size - 1) / 4096))
+        from sectors in Gen.Elements(1, 2, cs / 4096, cs / 4096 + 1, 3 * cs / 4096, 8 * cs / 4096 + 2)
+        from seed in Gen.Choose(1, 255)
+        let start = sector * 4096L
+        select new Op(kind, start, (int)Math.Min(sectors * 4096L, size - start), (byte)seed, 0);
 
     private static Gen<Op> OpGen(long size, int cs) =>
         from kind in Gen.Frequency(

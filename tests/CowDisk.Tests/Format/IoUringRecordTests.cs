@@ -29,6 +29,8 @@ public sealed class IoUringRecordTests
         Assert.Equal(24, FuseUringCommandRequest.EncodedSize);
         Assert.True(FuseUringCommandRequest.EncodedSize <= IoUringSqe.CommandSize);
         Assert.Equal(46, (int)IoUringOpcode.UringCmd);
+        Assert.Equal(22, (int)IoUringOpcode.Read);
+        Assert.Equal(23, (int)IoUringOpcode.Write);
         Assert.Equal(1UL << 41, (ulong)FuseInitFlags2.OverIoUring << 32);
     }
 

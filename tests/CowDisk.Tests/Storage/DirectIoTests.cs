@@ -130,4 +130,92 @@ public sealed class DirectIoTests
         }
         finally { System.Runtime.InteropServices.NativeMemory.AlignedFree(memory); }
     }
+
+    /// <summary>
+    /// Many ranges at once (ReadPieces/WritePieces, in flight together through io_uring): more than one ring's worth,
+    /// over written, unwritten and hole space, with reads past the end of the file reading zeros.
+    /// </summary>
+    [Fact]
+    public void Reads_and_writes_of_many_pieces_at_once_match_a_model()
+    {
+        using var dir = new TempDir();
+        const int size = 4 << 20, sector = 4096, pieces = 150;
+        using var file = OpenDirect(dir.File("data"), size);
+        Assert.True(file.Preallocate(1 << 20, 1 << 20));
+        var model = new byte[size];
+        var rng = new Random(21);
+        using var buffer = new AlignedBuffer(pieces * 4 * sector);
+        for (int round = 0; round < 12; round++)
+        {
+            // 1-4 sectors from sectors five apart or more (no two overlap), packed one after another in the buffer.
+            var sectors = Enumerable.Range(0, size / sector - 4).Where(s => s % 5 == round % 5).OrderBy(_ => rng.Next()).Take(pieces).ToArray();
+            var list = new StoragePiece[pieces];
+            int at = 0;
+            for (int i = 0; i < pieces; i++)
+            {
+                list[i] = new StoragePiece((long)sectors[i] * sector, at, rng.Next(1, 5) * sector);
+                at += list[i].Length;
+            }
+            rng.NextBytes(buffer.Span);
+            file.WritePieces(buffer.Span, list);
+            foreach (var p in list) buffer.Span.Slice(p.BufferOffset, p.Length).CopyTo(model.AsSpan((int)p.FileOffset));
+
+            buffer.Span.Fill(0xee);
+            file.ReadPieces(buffer.Span, list.Reverse().ToArray());
+            foreach (var p in list)
+                Assert.True(buffer.Span.Slice(p.BufferOffset, p.Length).SequenceEqual(model.AsSpan((int)p.FileOffset, p.Length)), $"round {round}: piece {p} reads back differently");
+        }
+        // Past the end of the file: zeros, and the piece before it in full.
+        buffer.Span.Fill(0xee);
+        file.ReadPieces(buffer.Span, [new StoragePiece(size - sector, 0, sector), new StoragePiece(size, sector, 2 * sector), new StoragePiece(size - 2 * sector, 3 * sector, sector)]);
+        Assert.True(buffer.Span[..sector].SequenceEqual(model.AsSpan(size - sector)));
+        Assert.True(buffer.Span.Slice(sector, 2 * sector).IndexOfAnyExcept((byte)0) < 0, "past the end of the file reads as zeros");
+        Assert.True(buffer.Span.Slice(3 * sector, sector).SequenceEqual(model.AsSpan(size - 2 * sector, sector)));
+        Assert.Equal(0xee, buffer.Span[4 * sector]);
+    }
+
+    [Fact]
+    public void Unaligned_pieces_go_one_by_one_and_match_a_model()
+    {
+        using var dir = new TempDir();
+        const int size = 1 << 20;
+        using var file = OpenDirect(dir.File("data"), size);
+        var model = new byte[size];
+        new Random(5).NextBytes(model);
+        file.Write(0, model);
+        using var buffer = new AlignedBuffer(64 << 10);
+        buffer.Span.Fill(0xee);
+        StoragePiece[] pieces = [new(4096, 1, 4096), new(10_000, 8192, 700), new(65536, 16384, 8192)];
+        file.ReadPieces(buffer.Span, pieces);
+        foreach (var p in pieces) Assert.True(buffer.Span.Slice(p.BufferOffset, p.Length).SequenceEqual(model.AsSpan((int)p.FileOffset, p.Length)));
+        Assert.Equal(0xee, buffer.Span[0]);
+        new Random(6).NextBytes(buffer.Span);
+        file.WritePieces(buffer.Span, pieces);
+        foreach (var p in pieces) buffer.Span.Slice(p.BufferOffset, p.Length).CopyTo(model.AsSpan((int)p.FileOffset));
+        var all = new byte[size];
+        Assert.Equal(size, file.Read(0, all));
+        Assert.True(all.AsSpan().SequenceEqual(model));
+    }
+
+    /// <summary>A failing transfer reports its errno; the call still waits for every other one.</summary>
+    [Fact]
+    public unsafe void A_batch_whose_transfers_fail_returns_the_errno()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("data");
+        File.WriteAllBytes(path, new byte[1 << 20]);
+        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
+        var batch = CowDisk.Engine.Native.FileIoBatch.ForThisThread();
+        Assert.NotNull(batch);
+        using var buffer = new AlignedBuffer(100 * 4096);
+        buffer.Span.Fill(7);
+        fixed (byte* p = buffer.Span)
+        {
+            var transfers = new CowDisk.Engine.Native.FileIoPiece[100];
+            for (int i = 0; i < transfers.Length; i++) transfers[i] = new(i * 4096L, (nint)(p + i * 4096), 4096);
+            Assert.Equal(-CowDisk.Engine.Native.Errno.EBADF, batch!.Write(handle, transfers));   // opened for reading only
+            Assert.Equal(0, batch.Read(handle, transfers));
+        }
+        Assert.True(buffer.Span.IndexOfAnyExcept((byte)0) < 0, "every piece was read");
+    }
 }
