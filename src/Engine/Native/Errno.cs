@@ -11,6 +11,7 @@ internal static class Errno
     public const int ENXIO = 6;
     public const int EBADF = 9;
     public const int EAGAIN = 11;
+    public const int ENOMEM = 12;
     public const int EACCES = 13;
     public const int ENOTBLK = 15;
     public const int EBUSY = 16;
@@ -19,6 +20,8 @@ internal static class Errno
     public const int ENOTDIR = 20;
     public const int EISDIR = 21;
     public const int EINVAL = 22;
+    public const int ENFILE = 23;
+    public const int EMFILE = 24;
     public const int ENOTTY = 25;
     public const int EFBIG = 27;
     public const int ENOSPC = 28;

@@ -20,6 +20,7 @@ internal sealed unsafe class FileIoBatch
     [ThreadStatic] private static FileIoBatch? t_batch;
     private static volatile bool s_unavailable;
     private readonly IoUring _ring;
+    private int _inFlight;   // submitted (or filled) and not yet reaped: never left above 0 when a call returns
 
     private FileIoBatch(IoUring ring) => _ring = ring;
 
@@ -31,12 +32,21 @@ internal sealed unsafe class FileIoBatch
     {
         if (t_batch is { } batch) return batch;
         if (s_unavailable) return null;
-        try { return t_batch = new FileIoBatch(CreateRing()); }
-        catch (IOException)
+        IoUring ring;
+        try { ring = CreateRing(); }
+        catch (IOException e)
         {
+            // No io_uring here, or not for us: say so once for the process. Out of descriptors or memory may pass.
+            if (e.HResult is not (Errno.EMFILE or Errno.ENFILE or Errno.ENOMEM)) s_unavailable = true;
+            return null;
+        }
+        if ((ring.Features & IoUringFeatures.RwCurPos) == 0)
+        {
+            ring.Dispose();   // a kernel before 5.6: no IORING_OP_READ / IORING_OP_WRITE
             s_unavailable = true;
             return null;
         }
+        return t_batch = new FileIoBatch(ring);
     }
 
     private static IoUring CreateRing()
@@ -62,6 +72,7 @@ internal sealed unsafe class FileIoBatch
         handle.DangerousAddRef(ref added);   // the descriptor stays open while the kernel holds its transfers
         try
         {
+            if (_inFlight != 0) throw new InvalidOperationException("a file I/O batch is already running on this thread");
             int fd = (int)handle.DangerousGetHandle(), failure = 0;
             for (int start = 0; start < pieces.Length; start += (int)Entries)
             {
@@ -72,6 +83,7 @@ internal sealed unsafe class FileIoBatch
                     var sqe = write ? IoUringSqe.Write(fd, (ulong)p.Address, (uint)p.Length, (ulong)p.Offset, (ulong)i)
                                     : IoUringSqe.Read(fd, (ulong)p.Address, (uint)p.Length, (ulong)p.Offset, (ulong)i);
                     sqe.Write(_ring.NextEntry());   // the ring is empty between chunks, and a chunk fits it
+                    _inFlight++;
                 }
                 int error = Complete(handle, chunk, write);
                 if (failure == 0) failure = error;
@@ -80,7 +92,21 @@ internal sealed unsafe class FileIoBatch
         }
         finally
         {
+            // Reached with transfers in flight only by an exception: the kernel may still use the caller's buffers,
+            // so they are not handed back before every one is reaped.
+            if (_inFlight != 0) Drain();
             if (added) handle.DangerousRelease();
+        }
+    }
+
+    private void Drain()
+    {
+        for (int refusals = 0; _inFlight > 0;)
+        {
+            int rc = _ring.SubmitAndWait((uint)_inFlight);
+            if (rc < 0 && rc != -Errno.EINTR && ++refusals > 1000)
+                Environment.FailFast($"io_uring_enter keeps failing with file transfers in flight: {Errno.Describe(-rc)}");
+            while (_ring.TryTakeCompletion(out _)) _inFlight--;
         }
     }
 
@@ -101,6 +127,8 @@ internal sealed unsafe class FileIoBatch
             while (_ring.TryTakeCompletion(out var done))
             {
                 pending--;
+                _inFlight--;
+                if (done.UserData >= (ulong)chunk.Length) Environment.FailFast($"io_uring completion for transfer {done.UserData} of a batch of {chunk.Length}");
                 var piece = chunk[(int)done.UserData];
                 long got = done.Result;
                 if (got == -Errno.EAGAIN || got == -Errno.EINTR) got = 0;   // not expected of a regular file: done by hand below

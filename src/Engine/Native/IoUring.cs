@@ -40,10 +40,14 @@ internal sealed unsafe partial class IoUring : IDisposable
 
     public IoUringSetupFlags Flags { get; }
 
+    /// <summary>What the kernel says this ring can do (IORING_FEAT_*).</summary>
+    public IoUringFeatures Features { get; }
+
     private IoUring(int fd, IoUringParams p)
     {
         _fd = fd;
         Flags = p.Flags;
+        Features = p.Features;
         _sqeSize = (p.Flags & IoUringSetupFlags.Sqe128) != 0 ? IoUringSqe.Size128 : IoUringSqe.Size;
         nuint sqLength = p.SqOffsets.Array + p.SqEntries * 4;
         nuint cqLength = p.CqOffsets.Cqes + p.CqEntries * (uint)IoUringCqe.Size;

@@ -24,4 +24,6 @@ public enum IoUringFeatures : uint
     None = 0,
     /// <summary>The submission and completion rings share one mapping.</summary>
     SingleMmap = 1u << 0,
+    /// <summary>IORING_FEAT_RW_CUR_POS (5.6, with IORING_OP_READ and IORING_OP_WRITE).</summary>
+    RwCurPos = 1u << 3,
 }
