@@ -30,6 +30,9 @@ internal sealed class CowTarget
     [ThreadStatic] private static byte[]? t_blockBuffer;   // COPY_FIRST fill, one per I/O thread
     /// <summary>Data-file runs of one read gathered before they are read (a 1 MiB read of 64 KiB clusters has at most 17).</summary>
     private const int MaxDataPieces = 32;
+
+    [InlineArray(MaxDataPieces)]
+    private struct PieceBuffer { private StoragePiece _piece; }
     private static readonly byte[] s_zeros = new byte[ClusterGeometry.MaxClusterSize];
 
     public CowTarget(ClusterGeometry geometry, IStorageFile dataFile, IBlockDevice? baseDevice, RingClient ring,
@@ -40,13 +43,14 @@ internal sealed class CowTarget
 
     public long Size => _geometry.VirtualSize;
 
-    [SkipLocalsInit]   // the pieces are written before they are read
+    [SkipLocalsInit]   // the piece buffer is written before it is read: no zeroing of it per call
     public void Read(long offset, Span<byte> buffer)
     {
         CheckRange(offset, buffer.Length);
         // The runs of the data file are read together at the end (or when this many wait): with direct I/O they
         // are then in flight at once. Inside the drain gate, as every read: no extent it maps is freed meanwhile.
-        Span<StoragePiece> pieces = stackalloc StoragePiece[MaxDataPieces];
+        Unsafe.SkipInit(out PieceBuffer store);   // in the frame (no stackalloc): nothing to set up per call
+        Span<StoragePiece> pieces = store;
         int waiting = 0, position = 0;
         int gate = _drain.Enter();
         try
@@ -85,7 +89,8 @@ internal sealed class CowTarget
         CheckRange(offset, buffer.Length);
         // Overwrites of the image's own committed extents (no copy, no DONE to send after them) are written
         // together at the end (or when this many wait): with direct I/O they are then in flight at once.
-        Span<StoragePiece> pieces = stackalloc StoragePiece[MaxDataPieces];
+        Unsafe.SkipInit(out PieceBuffer store);   // in the frame (no stackalloc): nothing to set up per call
+        Span<StoragePiece> pieces = store;
         int waiting = 0, position = 0;
         int gate = _drain.Enter();
         try
