@@ -111,29 +111,33 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
     /// <summary>With direct I/O and io_uring, every piece in flight at once; otherwise one after another.</summary>
     public unsafe void ReadPieces(Span<byte> buffer, ReadOnlySpan<StoragePiece> pieces)
     {
-        int a = _directAlignment;
-        if (a == 0 || pieces.Length < 2 || FileIoBatch.ForThisThread() is not { } batch)
-        {
-            IStorageFile.ReadInTurn(this, buffer, pieces);
-            return;
-        }
         fixed (byte* p = buffer)
         {
-            foreach (var piece in pieces)
-                if ((((nint)p + piece.BufferOffset) & (a - 1)) != 0 || ((piece.FileOffset | (long)piece.Length) & (a - 1)) != 0)
-                {
-                    IStorageFile.ReadInTurn(this, buffer, pieces);   // unaligned: the bounce buffer, piece by piece
-                    return;
-                }
-            Span<FileIoPiece> transfers = pieces.Length <= 64 ? stackalloc FileIoPiece[pieces.Length] : new FileIoPiece[pieces.Length];
-            for (int i = 0; i < pieces.Length; i++)
+            if (pieces.Length < 2 || !DirectAligned(p, pieces) || FileIoBatch.ForThisThread() is not { } batch)
             {
-                var piece = buffer.Slice(pieces[i].BufferOffset, pieces[i].Length);   // checks the piece lies inside the buffer
-                transfers[i] = new FileIoPiece(pieces[i].FileOffset, (nint)(p + pieces[i].BufferOffset), piece.Length);
+                IStorageFile.ReadInTurn(this, buffer, pieces);   // unaligned ones through the bounce buffer
+                return;
             }
-            int rc = batch.Read(Handle, transfers);
+            var state = t_pieces ??= new PieceState();
+            state.Count = 0;
+            foreach (var piece in pieces)
+            {
+                _ = buffer.Slice(piece.BufferOffset, piece.Length);   // checks the piece lies inside the buffer
+                state.Add(new FileIoPiece(piece.FileOffset, (nint)(p + piece.BufferOffset), piece.Length));
+            }
+            int rc = batch.Read(Handle, state.Transfers.AsSpan(0, state.Count));
             if (rc < 0) throw StorageException.FromErrno($"read of {Path} failed", -rc);
         }
+    }
+
+    /// <summary>Direct I/O is on and every piece (its place in memory and in the file, its length) is on its alignment.</summary>
+    private unsafe bool DirectAligned(byte* p, ReadOnlySpan<StoragePiece> pieces)
+    {
+        int a = _directAlignment;
+        if (a == 0) return false;
+        foreach (var piece in pieces)
+            if (((((nint)p + piece.BufferOffset) | (nint)piece.FileOffset | piece.Length) & (a - 1)) != 0) return false;
+        return true;
     }
 
     public void Write(long offset, ReadOnlySpan<byte> data)
@@ -187,13 +191,9 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
     public unsafe void WritePieces(ReadOnlySpan<byte> data, ReadOnlySpan<StoragePiece> pieces)
     {
         if (ReadOnly) throw new StorageException($"{Path} is open read-only", Native.Errno.EROFS);
-        int a = _directAlignment;
         fixed (byte* p = data)
         {
-            bool batched = a != 0 && pieces.Length > 1 && FileIoBatch.ForThisThread() is not null;
-            foreach (var piece in pieces)
-                batched &= ((((nint)p + piece.BufferOffset) | (nint)piece.FileOffset | piece.Length) & (a - 1)) == 0;
-            if (!batched)
+            if (pieces.Length < 2 || !DirectAligned(p, pieces) || FileIoBatch.ForThisThread() is null)
             {
                 IStorageFile.WriteInTurn(this, data, pieces);   // one by one (unaligned ones through the bounce buffer)
                 return;
