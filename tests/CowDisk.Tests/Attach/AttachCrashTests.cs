@@ -22,13 +22,17 @@ public sealed class AttachCrashTests(ITestOutputHelper output)
     private const string DeviceSize = "128M";
     private static readonly TimeSpan FailTimeout = TimeSpan.FromSeconds(60);
 
+    /// <summary>Both transports; and /dev/fuse with Engine:DirectIo, whose data-file runs go to the file many at once (io_uring).</summary>
+    public static TheoryData<string, bool> Setups => new() { { AttachTransports.DevFuse, false }, { AttachTransports.IoUring, false }, { AttachTransports.DevFuse, true } };
+
     [AttachTheory]
-    [MemberData(nameof(AttachTransports.Both), MemberType = typeof(AttachTransports))]
-    public void Kill_9_under_random_io_keeps_every_fsynced_sector(string transport)
+    [MemberData(nameof(Setups))]
+    public void Kill_9_under_random_io_keeps_every_fsynced_sector(string transport, bool directIo)
     {
         int rounds = KillRounds.FromEnvironment("COWDISK_KILL_ROUNDS", DefaultRounds);
         int seed = KillRounds.Seed();
-        output.WriteLine($"rounds {rounds}, seed {seed} (COWDISK_KILL_SEED), {Threads} threads on a {DeviceSize} device, FUSE over {transport}");
+        string[] options = directIo ? ["--set", "Engine:DirectIo=true"] : [];
+        output.WriteLine($"rounds {rounds}, seed {seed} (COWDISK_KILL_SEED), {Threads} threads on a {DeviceSize} device, FUSE over {transport}{(directIo ? ", Engine:DirectIo" : "")}");
         var random = new Random(seed);
         var totals = new Totals();
         long started = Environment.TickCount64;
@@ -36,12 +40,13 @@ public sealed class AttachCrashTests(ITestOutputHelper output)
         using var scratch = new AttachScratch(transport: transport);
         string image = scratch.CreateImage("disk.img", DeviceSize);
         string name = scratch.NewName();
-        string link = scratch.Attach(image, name);
+        string link = scratch.Attach(image, name, options);
         DirectBlockDevice? device = null;
         try
         {
             device = new DirectBlockDevice(link);
             AssertFlushesReachTheDaemon(scratch.Record(name));
+            if (directIo) Assert.True(OpenedDirect(scratch.Record(name).Pid, image), "the daemon has the data file open without O_DIRECT");
             var model = new SectorModel(device.Size / SectorPattern.Size);
             for (int round = 1; round <= rounds; round++)
             {
@@ -58,7 +63,7 @@ public sealed class AttachCrashTests(ITestOutputHelper output)
                 device = null;
 
                 if (round == 1) AssertStaleAttachmentIsCleanedUp(scratch, name, link);
-                link = scratch.Attach(image, name);
+                link = scratch.Attach(image, name, options);
                 Assert.NotEqual(pid, scratch.Record(name).Pid);
                 device = new DirectBlockDevice(link);
                 var verified = Verify(device, model);
@@ -92,6 +97,21 @@ public sealed class AttachCrashTests(ITestOutputHelper output)
             $"({totals.BytesVerified >> 20} MiB), sectors with writes after the last fsync: {totals.SectorsWithLaterWrites} " +
             $"(read fsynced content {totals.ReadDurable}, later content {totals.ReadLater}), fewest calls in flight at a kill: " +
             $"{totals.FewestInFlight}, lost: 0, {(Environment.TickCount64 - started) / 1000.0:0.0} s");
+    }
+
+    /// <summary>Whether the process holds <paramref name="path"/> open with O_DIRECT (/proc/PID/fdinfo flags, octal 040000).</summary>
+    private static bool OpenedDirect(int pid, string path)
+    {
+        string full = Path.GetFullPath(path);
+        foreach (var fd in Directory.GetFiles($"/proc/{pid}/fd"))
+        {
+            string? target;
+            try { target = new FileInfo(fd).LinkTarget; } catch (IOException) { continue; }
+            if (target != full) continue;
+            var flags = File.ReadLines($"/proc/{pid}/fdinfo/{Path.GetFileName(fd)}").First(l => l.StartsWith("flags:")).Split(':')[1].Trim();
+            if ((Convert.ToInt32(flags, 8) & 0x4000) != 0) return true;
+        }
+        return false;
     }
 
     /// <summary>
