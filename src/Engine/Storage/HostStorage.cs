@@ -108,36 +108,65 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
         return ReadAligned(offset, buffer);
     }
 
-    /// <summary>With direct I/O and io_uring, every piece in flight at once; otherwise one after another.</summary>
+    /// <summary>
+    /// With direct I/O and io_uring, every piece in flight at once (from the buffer itself, or, when only the
+    /// buffer is off the alignment, through the thread's bounce buffer); otherwise one after another.
+    /// </summary>
     public unsafe void ReadPieces(Span<byte> buffer, ReadOnlySpan<StoragePiece> pieces)
     {
         fixed (byte* p = buffer)
         {
-            if (pieces.Length < 2 || !DirectAligned(p, pieces) || FileIoBatch.ForThisThread() is not { } batch)
+            byte* bounce = BatchMemory(p, pieces, out var batch);
+            if (batch is null)
             {
                 IStorageFile.ReadInTurn(this, buffer, pieces);   // unaligned ones through the bounce buffer
                 return;
             }
             var state = t_pieces ??= new PieceState();
             state.Count = 0;
+            int laid = 0;
             foreach (var piece in pieces)
             {
                 _ = buffer.Slice(piece.BufferOffset, piece.Length);   // checks the piece lies inside the buffer
-                state.Add(new FileIoPiece(piece.FileOffset, (nint)(p + piece.BufferOffset), piece.Length));
+                state.Add(new FileIoPiece(piece.FileOffset, (nint)(bounce == null ? p + piece.BufferOffset : bounce + laid), piece.Length));
+                laid += piece.Length;
             }
             int rc = batch.Read(Handle, state.Transfers.AsSpan(0, state.Count));
             if (rc < 0) throw StorageException.FromErrno($"read of {Path} failed", -rc);
+            if (bounce == null) return;
+            laid = 0;
+            foreach (var piece in pieces)   // out of the bounce buffer, where they were laid one after another
+            {
+                new ReadOnlySpan<byte>(bounce + laid, piece.Length).CopyTo(buffer.Slice(piece.BufferOffset, piece.Length));
+                laid += piece.Length;
+            }
         }
     }
 
-    /// <summary>Direct I/O is on and every piece (its place in memory and in the file, its length) is on its alignment.</summary>
-    private unsafe bool DirectAligned(byte* p, ReadOnlySpan<StoragePiece> pieces)
+    /// <summary>
+    /// Whether the pieces go to the file as one batch (<paramref name="batch"/> not null), and through what: the
+    /// buffer <paramref name="p"/> itself (null returned) when it is on the direct-I/O alignment at every piece,
+    /// else the thread's bounce buffer (returned; the pieces laid in it one after another) if they all fit.
+    /// No batch without direct I/O or io_uring, for fewer than two pieces, or for a piece whose place or
+    /// length in the file is off the alignment.
+    /// </summary>
+    private unsafe byte* BatchMemory(byte* p, ReadOnlySpan<StoragePiece> pieces, out FileIoBatch? batch)
     {
+        batch = null;
         int a = _directAlignment;
-        if (a == 0) return false;
+        if (a == 0 || pieces.Length < 2) return null;
+        bool inPlace = true;
+        long total = 0;
         foreach (var piece in pieces)
-            if (((((nint)p + piece.BufferOffset) | (nint)piece.FileOffset | piece.Length) & (a - 1)) != 0) return false;
-        return true;
+        {
+            if (((piece.FileOffset | (long)piece.Length) & (a - 1)) != 0) return null;
+            inPlace &= (((nint)p + piece.BufferOffset) & (a - 1)) == 0;
+            total += piece.Length;
+        }
+        if (!inPlace && total > BounceBuffer.Capacity) return null;
+        batch = FileIoBatch.ForThisThread();
+        if (batch is null || inPlace) return null;
+        fixed (byte* bounce = (t_bounce ??= new BounceBuffer()).Span((int)total, a)) return bounce;   // native memory: it never moves
     }
 
     public void Write(long offset, ReadOnlySpan<byte> data)
@@ -193,7 +222,8 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
         if (ReadOnly) throw new StorageException($"{Path} is open read-only", Native.Errno.EROFS);
         fixed (byte* p = data)
         {
-            if (pieces.Length < 2 || !DirectAligned(p, pieces) || FileIoBatch.ForThisThread() is null)
+            byte* bounce = BatchMemory(p, pieces, out var batch);
+            if (batch is null)
             {
                 IStorageFile.WriteInTurn(this, data, pieces);   // one by one (unaligned ones through the bounce buffer)
                 return;
@@ -202,8 +232,15 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
             state.Count = 0;
             foreach (var piece in pieces)
             {
-                _ = data.Slice(piece.BufferOffset, piece.Length);   // checks the piece lies inside the buffer
-                AddDirectPieces(state, piece.FileOffset, p + piece.BufferOffset, piece.Length);
+                var part = data.Slice(piece.BufferOffset, piece.Length);   // checks the piece lies inside the buffer
+                byte* from = p + piece.BufferOffset;
+                if (bounce != null)
+                {
+                    part.CopyTo(new Span<byte>(bounce, part.Length));   // laid in the bounce buffer, on the alignment
+                    from = bounce;
+                    bounce += part.Length;
+                }
+                AddDirectPieces(state, piece.FileOffset, from, piece.Length);
             }
             WriteTransfers(state);
         }

@@ -23,7 +23,7 @@ public class MappingModelProperties
     public void With_the_data_file_in_direct_io_random_sequences_match_the_model() =>
         Check.One(Config.QuickThrowOnFailure.WithMaxTest(Cases(30)), Prop.ForAll(ModelScenario.Generator(mappingCache: true).ToArbitrary(), s => ModelRunner.Run(s, directIo: true)));
 
-    /// <summary>Whole sectors from aligned buffers: the data file's runs of one request go to the file together (io_uring).</summary>
+    /// <summary>Whole sectors, from aligned buffers and others: the data file's runs of one request go to the file together (io_uring).</summary>
     [Fact]
     public void With_direct_io_requests_over_many_runs_in_whole_sectors_match_the_model() =>
         Check.One(Config.QuickThrowOnFailure.WithMaxTest(Cases(30)), Prop.ForAll(ModelScenario.Generator(mappingCache: true, sectorAligned: true).ToArbitrary(), s => ModelRunner.Run(s, directIo: true)));

@@ -23,8 +23,9 @@ public sealed record ModelScenario(int ClusterSize, long VirtualSize, BaseKind B
     public override string ToString() =>
         $"cluster {ClusterSize}, size {VirtualSize}, base {Base} ({BaseSize}), cache {MappingCache}: {string.Join(" ", Ops.Select(o => o.ToString()))}";
 
-    /// <param name="sectorAligned">Offsets and lengths in whole 4 KiB sectors, buffers aligned (bufferOffset 0):
-    /// with direct I/O the data file's runs then go straight to the file, many at once.</param>
+    /// <param name="sectorAligned">Offsets and lengths in whole 4 KiB sectors, buffers mostly aligned (bufferOffset
+    /// 0): with direct I/O the data file's runs then go to the file many at once, from the buffer or through the
+    /// bounce buffer.</param>
     public static Gen<ModelScenario> Generator(bool? mappingCache = null, bool sectorAligned = false) =>
         from clusterShift in Gen.Choose(12, 16)
         let cs = 1 << clusterShift
@@ -107,8 +108,9 @@ public sealed record ModelScenario(int ClusterSize, long VirtualSize, BaseKind B
         from sector in Gen.Choose(0, (int)((size - 1) / 4096))
         from sectors in Gen.Elements(1, 2, cs / 4096, cs / 4096 + 1, 3 * cs / 4096, 8 * cs / 4096 + 2)
         from seed in Gen.Choose(1, 255)
+        from bufferOffset in Gen.Elements(0, 0, 3)   // 3: the runs go together through the bounce buffer
         let start = sector * 4096L
-        select new Op(kind, start, (int)Math.Min(sectors * 4096L, size - start), (byte)seed, 0);
+        select new Op(kind, start, (int)Math.Min(sectors * 4096L, size - start), (byte)seed, bufferOffset);
 
     private static Gen<Op> OpGen(long size, int cs) =>
         from kind in Gen.Frequency(

@@ -197,6 +197,43 @@ public sealed class DirectIoTests
         Assert.True(all.AsSpan().SequenceEqual(model));
     }
 
+    /// <summary>
+    /// Pieces on the alignment in the file from a buffer that is not: laid in the bounce buffer and sent together;
+    /// more than it holds go one by one. Either way every byte lands where it belongs, and none outside the pieces.
+    /// </summary>
+    [Fact]
+    public void Pieces_from_a_buffer_off_the_alignment_match_a_model()
+    {
+        using var dir = new TempDir();
+        const int size = 4 << 20, sector = 4096;
+        using var file = OpenDirect(dir.File("data"), size);
+        var model = new byte[size];
+        new Random(8).NextBytes(model);
+        file.Write(0, model);
+        var rng = new Random(9);
+        foreach (int perPiece in new[] { 1, 3, 16, 40 })   // 40 sectors x 8 pieces: more than the bounce buffer
+        {
+            const int count = 8;
+            var buffer = new byte[count * perPiece * sector + 7];
+            var pieces = new StoragePiece[count];
+            for (int i = 0; i < count; i++)   // sector ranges of the file in a shuffled order, 5 + 64 i sectors apart
+                pieces[i] = new StoragePiece((long)(5 + 64 * ((i * 5) % count)) * sector, 1 + i * perPiece * sector, perPiece * sector);
+            rng.NextBytes(buffer);
+            file.WritePieces(buffer, pieces);
+            foreach (var p in pieces) buffer.AsSpan(p.BufferOffset, p.Length).CopyTo(model.AsSpan((int)p.FileOffset));
+            var all = new byte[size];
+            Assert.Equal(size, file.Read(0, all));
+            Assert.True(all.AsSpan().SequenceEqual(model), $"{perPiece} sectors a piece: the file differs from the model");
+
+            Array.Fill(buffer, (byte)0xee);
+            file.ReadPieces(buffer, pieces);
+            foreach (var p in pieces)
+                Assert.True(buffer.AsSpan(p.BufferOffset, p.Length).SequenceEqual(model.AsSpan((int)p.FileOffset, p.Length)), $"{perPiece} sectors a piece: {p} reads back differently");
+            Assert.Equal(0xee, buffer[0]);
+            Assert.Equal(0xee, buffer[^1]);
+        }
+    }
+
     /// <summary>A failing transfer reports its errno; the call still waits for every other one.</summary>
     [Fact]
     public unsafe void A_batch_whose_transfers_fail_returns_the_errno()
