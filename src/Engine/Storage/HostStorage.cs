@@ -163,7 +163,7 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
             inPlace &= (((nint)p + piece.BufferOffset) & (a - 1)) == 0;
             total += piece.Length;
         }
-        if (!inPlace && total > BounceBuffer.Capacity) return null;
+        if (total == 0 || (!inPlace && total > BounceBuffer.Capacity)) return null;
         batch = FileIoBatch.ForThisThread();
         if (batch is null || inPlace) return null;
         fixed (byte* bounce = (t_bounce ??= new BounceBuffer()).Span((int)total, a)) return bounce;   // native memory: it never moves
