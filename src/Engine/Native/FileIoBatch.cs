@@ -103,11 +103,22 @@ internal sealed unsafe class FileIoBatch
     {
         for (int refusals = 0; _inFlight > 0;)
         {
-            int rc = _ring.SubmitAndWait((uint)_inFlight);
-            if (rc < 0 && rc != -Errno.EINTR && ++refusals > 1000)
-                Environment.FailFast($"io_uring_enter keeps failing with file transfers in flight: {Errno.Describe(-rc)}");
+            Enter((uint)_inFlight, ref refusals);
             while (_ring.TryTakeCompletion(out _)) _inFlight--;
         }
+    }
+
+    /// <summary>
+    /// Submits what is queued and waits for <paramref name="wait"/> completions. The kernel may still be writing
+    /// into (or reading from) the caller's buffers, so a failure is never a reason to return: EINTR, EAGAIN and
+    /// EBUSY pass, and an error that stays is a broken ring, which ends the process.
+    /// </summary>
+    private void Enter(uint wait, ref int refusals)
+    {
+        int rc = _ring.SubmitAndWait(wait);
+        if (rc >= 0 || rc == -Errno.EINTR) return;
+        if (++refusals > 1000) Environment.FailFast($"io_uring_enter keeps failing with file transfers in flight: {Errno.Describe(-rc)}");
+        Thread.Sleep(1);
     }
 
     /// <summary>Submits the chunk and reaps every one of its completions; a short transfer is finished in place.</summary>
@@ -116,14 +127,7 @@ internal sealed unsafe class FileIoBatch
         int pending = chunk.Length, failure = 0, refusals = 0;
         while (pending > 0)
         {
-            int rc = _ring.SubmitAndWait((uint)pending);
-            if (rc < 0 && rc != -Errno.EINTR)
-            {
-                // The kernel may still be writing into (or reading from) the caller's buffers: returning now would
-                // hand them back too early. EAGAIN and EBUSY pass; an error that stays is a broken ring.
-                if (++refusals > 1000) Environment.FailFast($"io_uring_enter keeps failing with transfers in flight: {Errno.Describe(-rc)}");
-                Thread.Sleep(1);
-            }
+            Enter((uint)pending, ref refusals);
             while (_ring.TryTakeCompletion(out var done))
             {
                 pending--;
