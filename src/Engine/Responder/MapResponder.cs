@@ -930,6 +930,9 @@ internal sealed class MapResponder : IDisposable
         return new InvariantReport(seen.Count, pendingFree, free, covered);
     }
 
+    /// <summary>Waits for the responder's thread to end on its own (it died); false if it still runs after the timeout.</summary>
+    internal bool WaitForExit(TimeSpan timeout) => _thread.Join(timeout);
+
     public void Dispose()
     {
         _stopping = true;

@@ -165,7 +165,13 @@ internal sealed class ResponderHarness : IDisposable
 
     public void Dispose()
     {
-        if (_bellBroken) WaitForHangUp();   // its thread has ended; Dispose would ring the broken bell
+        if (_bellBroken)
+        {
+            // Dispose would ring the broken bell. The hang-up is seen before the thread's last ring is done, so
+            // the bells may be disposed only once the thread has ended.
+            WaitForHangUp();
+            Assert.True(Responder.WaitForExit(TimeSpan.FromSeconds(60)), "the responder's thread did not end after it hung up");
+        }
         else Stop();
         _region.Dispose();
         RequestBell.Dispose();
