@@ -48,7 +48,7 @@ public static class CliSettings
     public static EngineSettings Engine(IConfiguration config)
     {
         var section = config.GetSection("Engine");
-        string[] known = ["MappingCache", "RingSlots", "MaxInFlightMaps", "CommitIntervalMs", "CommitMaxDirtyChunks", "JournalFoldEntries", "DirectIo", "GrowStepMiB", "AllowAnyBackingPath"];
+        string[] known = ["MappingCache", "RingSlots", "MaxInFlightMaps", "CommitIntervalMs", "CommitMaxDirtyChunks", "JournalFoldEntries", "DirectIo", "GrowStepMiB", "PollMicroseconds", "AllowAnyBackingPath"];
         // A mistyped key would otherwise be ignored in silence.
         foreach (var child in section.GetChildren())
             if (!known.Contains(child.Key, StringComparer.OrdinalIgnoreCase))
@@ -66,6 +66,7 @@ public static class CliSettings
                 JournalFoldEntries = section.GetValue("JournalFoldEntries", defaults.JournalFoldEntries),
                 DirectIo = section.GetValue("DirectIo", defaults.DirectIo),
                 GrowStepMiB = section.GetValue("GrowStepMiB", defaults.GrowStepMiB),
+                PollMicroseconds = section.GetValue("PollMicroseconds", defaults.PollMicroseconds),
                 AllowAnyBackingPath = section.GetValue("AllowAnyBackingPath", defaults.AllowAnyBackingPath),
             };
         }

@@ -26,6 +26,12 @@ public sealed record EngineSettings
     /// The unused tail is cut off at a clean close.
     /// </summary>
     public int GrowStepMiB { get; init; } = 64;
+    /// <summary>
+    /// Adaptive busy polling of the attach server (/dev/fuse): one worker spins up to this many microseconds for
+    /// its next request, and for its direct-I/O transfers, before it sleeps; 0 = off. See docs/SETTINGS.md.
+    /// </summary>
+    public int PollMicroseconds { get; init; } = DefaultPollMicroseconds;
+    public const int DefaultPollMicroseconds = 250;
     /// <summary>Follow a qcow2 base's backing file wherever its name points (absolute, or outside its folder); off by default.</summary>
     public bool AllowAnyBackingPath { get; init; }
 
@@ -38,6 +44,7 @@ public sealed record EngineSettings
         if (CommitIntervalMs < 1) throw new ArgumentException($"Engine:CommitIntervalMs must be at least 1, not {CommitIntervalMs}");
         if (CommitMaxDirtyChunks < 1) throw new ArgumentException($"Engine:CommitMaxDirtyChunks must be at least 1, not {CommitMaxDirtyChunks}");
         if (GrowStepMiB is < 0 or > 65536) throw new ArgumentException($"Engine:GrowStepMiB must be 0..65536, not {GrowStepMiB}");
+        if (PollMicroseconds is < 0 or > 100_000) throw new ArgumentException($"Engine:PollMicroseconds must be 0..100000, not {PollMicroseconds}");
         if (JournalFoldEntries < 1) throw new ArgumentException($"Engine:JournalFoldEntries must be at least 1, not {JournalFoldEntries}");
     }
 

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using CowDisk.Format.IoUring;
 using Microsoft.Win32.SafeHandles;
 
@@ -23,6 +24,15 @@ internal sealed unsafe class FileIoBatch
     private int _inFlight;   // submitted (or filled) and not yet reaped: never left above 0 when a call returns
 
     private FileIoBatch(IoUring ring) => _ring = ring;
+
+    // How long this thread spins for its transfers' completions before it sleeps (0: it sleeps at once).
+    [ThreadStatic] private static long t_pollTicks;
+
+    /// <summary>This thread spins up to <paramref name="ticks"/> for each batch's completions (a polling server thread).</summary>
+    public static void PollOnThisThread(long ticks) => t_pollTicks = ticks;
+
+    /// <summary>This thread's batch if the thread polls (see <see cref="PollOnThisThread"/>); else null.</summary>
+    public static FileIoBatch? ForPollingThread() => t_pollTicks > 0 ? ForThisThread() : null;
 
     // The thread has ended (its static reference went with it): so does its ring. No transfer is in flight then.
     ~FileIoBatch() => _ring.Dispose();
@@ -65,6 +75,59 @@ internal sealed unsafe class FileIoBatch
     /// Reads every piece in full; what lies past the end of the file reads as zeros. 0, or the first failure as -errno.
     /// </summary>
     public int Read(SafeFileHandle handle, ReadOnlySpan<FileIoPiece> pieces) => Run(handle, pieces, write: false);
+
+    /// <summary>
+    /// One read or write, as pread/pwrite would do it (bytes transferred, short only at the end of the file for
+    /// a read; or -errno), for a polling thread: it spins for the completion instead of sleeping in the call.
+    /// </summary>
+    public long Transfer(SafeFileHandle handle, FileIoPiece piece, bool write)
+    {
+        bool added = false;
+        handle.DangerousAddRef(ref added);
+        try
+        {
+            if (_inFlight != 0) throw new InvalidOperationException("a file I/O batch is already running on this thread");
+            int fd = (int)handle.DangerousGetHandle();
+            var sqe = write ? IoUringSqe.Write(fd, (ulong)piece.Address, (uint)piece.Length, (ulong)piece.Offset, 0)
+                            : IoUringSqe.Read(fd, (ulong)piece.Address, (uint)piece.Length, (ulong)piece.Offset, 0);
+            sqe.Write(_ring.NextEntry());
+            _inFlight++;
+            long got = TakeOne();
+            if (got == -Errno.EAGAIN || got == -Errno.EINTR) got = 0;   // not expected of a regular file: done by hand below
+            else if (got < 0) return got;
+            if (got < piece.Length)
+            {
+                long rest = Libc.Transfer(handle, (byte*)piece.Address + got, piece.Length - got, piece.Offset + got, write);
+                if (rest < 0) return rest;
+                got += rest;
+            }
+            return got;
+        }
+        finally
+        {
+            if (_inFlight != 0) Drain();
+            if (added) handle.DangerousRelease();
+        }
+    }
+
+    /// <summary>Submits the one queued transfer and reaps its completion (spinning first on a polling thread).</summary>
+    private int TakeOne()
+    {
+        int refusals = 0;
+        long pollUntil = t_pollTicks > 0 ? Stopwatch.GetTimestamp() + t_pollTicks : 0;
+        while (true)
+        {
+            bool spin = pollUntil != 0 && Stopwatch.GetTimestamp() < pollUntil;
+            Enter(spin ? 0u : 1u, ref refusals);
+            if (_ring.TryTakeCompletion(out var done))
+            {
+                _inFlight--;
+                if (done.UserData != 0) Environment.FailFast($"io_uring completion for transfer {done.UserData} of a single transfer");
+                return done.Result;
+            }
+            if (spin) Thread.Yield();   // a thread woken on this CPU runs at once
+        }
+    }
 
     private int Run(SafeFileHandle handle, ReadOnlySpan<FileIoPiece> pieces, bool write)
     {
@@ -125,9 +188,14 @@ internal sealed unsafe class FileIoBatch
     private int Complete(SafeFileHandle handle, ReadOnlySpan<FileIoPiece> chunk, bool write)
     {
         int pending = chunk.Length, failure = 0, refusals = 0;
+        long pollUntil = t_pollTicks > 0 ? Stopwatch.GetTimestamp() + t_pollTicks : 0;
         while (pending > 0)
         {
-            Enter((uint)pending, ref refusals);
+            // A polling thread spins (entering without waiting: that also runs the completions' task work) until
+            // its window has passed, then sleeps for the rest.
+            bool spin = pollUntil != 0 && Stopwatch.GetTimestamp() < pollUntil;
+            Enter(spin ? 0u : (uint)pending, ref refusals);
+            if (spin && _ring.CompletionsReady == 0) Thread.Yield();   // a thread woken on this CPU runs at once
             while (_ring.TryTakeCompletion(out var done))
             {
                 pending--;

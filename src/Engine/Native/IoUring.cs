@@ -108,6 +108,9 @@ internal sealed unsafe partial class IoUring : IDisposable
         return new Span<byte>(_sqes + (long)index * _sqeSize, _sqeSize);
     }
 
+    /// <summary>Completions posted and not yet taken.</summary>
+    public uint CompletionsReady => Volatile.Read(ref *_cqTail) - *_cqHead;
+
     /// <summary>
     /// Publishes what was filled and enters the kernel: submits it, and with minComplete &gt; 0 waits until that
     /// many completions are ready. Returns the number submitted, or a negated errno (EINTR when woken by a signal).

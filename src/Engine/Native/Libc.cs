@@ -97,6 +97,18 @@ internal static partial class Libc
 
     private const int F_GETFL = 3, F_SETFL = 4;
 
+    private const int O_NONBLOCK = 0x800;
+
+    /// <summary>Sets or clears O_NONBLOCK on a descriptor's open file; 0 or -errno.</summary>
+    public static int SetNonBlocking(int fd, bool on)
+    {
+        int flags = fcntl(fd, F_GETFL, 0);
+        if (flags < 0) return -Marshal.GetLastPInvokeError();
+        int wanted = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+        if (wanted != flags && fcntl(fd, F_SETFL, wanted) < 0) return -Marshal.GetLastPInvokeError();
+        return 0;
+    }
+
     /// <summary>Turns O_DIRECT on for an open file (Linux allows it through F_SETFL).</summary>
     public static void SetDirect(SafeFileHandle handle)
     {

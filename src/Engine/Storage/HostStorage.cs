@@ -185,10 +185,14 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
         WriteAligned(offset, data);
     }
 
-    private void WriteAligned(long offset, ReadOnlySpan<byte> data)
+    private unsafe void WriteAligned(long offset, ReadOnlySpan<byte> data)
     {
-        int rc = Libc.PWriteFull(Handle, data, offset);
-        if (rc < 0) throw StorageException.FromErrno($"write to {Path} failed", -rc);
+        long rc;
+        // A polling server thread (Engine:PollMicroseconds) spins for the disk instead of sleeping in pwrite.
+        if (_directAlignment != 0 && FileIoBatch.ForPollingThread() is { } batch)
+            fixed (byte* p = data) rc = batch.Transfer(Handle, new FileIoPiece(offset, (nint)p, data.Length), write: true);
+        else rc = Libc.PWriteFull(Handle, data, offset);
+        if (rc < 0) throw StorageException.FromErrno($"write to {Path} failed", (int)-rc);
     }
 
     // One file system block: a write within it is all written space, all unwritten or all hole.
@@ -310,9 +314,13 @@ internal sealed class HostStorageFile(string path, SafeFileHandle handle, bool r
     }
 
     /// <summary>Reads until the buffer is full or the file ends (aligned, when O_DIRECT is on).</summary>
-    private int ReadAligned(long offset, Span<byte> buffer)
+    private unsafe int ReadAligned(long offset, Span<byte> buffer)
     {
-        long n = Libc.PReadFull(Handle, buffer, offset);
+        long n;
+        // A polling server thread (Engine:PollMicroseconds) spins for the disk instead of sleeping in pread.
+        if (_directAlignment != 0 && FileIoBatch.ForPollingThread() is { } batch)
+            fixed (byte* p = buffer) n = batch.Transfer(Handle, new FileIoPiece(offset, (nint)p, buffer.Length), write: false);
+        else n = Libc.PReadFull(Handle, buffer, offset);
         if (n < 0) throw StorageException.FromErrno($"read of {Path} failed", (int)-n);
         return (int)n;
     }

@@ -190,6 +190,8 @@ public class CliCommandTests
         Assert.Contains("clean shutdown: yes", Cow("info", img).Output);   // a refused open marks nothing
         Assert.Equal(0, Cow("io", img, "read", "0", "4K", "--set", "Engine:MappingCache=false").ExitCode);
         AssertOneLineError(Cow("io", img, "read", "0", "4K", "--set", "Engine:MappingCache=perhaps"), "Engine");
+        AssertOneLineError(Cow("io", img, "read", "0", "4K", "--set", "Engine:PollMicroseconds=-1"), "Engine:PollMicroseconds must be 0..100000, not -1");
+        Assert.Equal(0, Cow("io", img, "read", "0", "4K", "--set", "Engine:PollMicroseconds=0").ExitCode);
     }
 
     [Fact]

@@ -262,3 +262,82 @@ public sealed class DirectIoTests
         Assert.True(buffer.Span.IndexOfAnyExcept((byte)0) < 0, "every piece was read");
     }
 }
+
+/// <summary>
+/// A polling thread (the /dev/fuse server's poller) submits its direct I/O through io_uring and spins for the
+/// completion: the bytes, the short count at the end of the file and the errors are those of pread and pwrite.
+/// </summary>
+public sealed class PolledDirectIoTests
+{
+    [Theory]
+    [InlineData(1_000_000)]   // spins for the whole transfer
+    [InlineData(1)]           // the window ends at once: it sleeps for the completion
+    public void Polled_reads_and_writes_match_a_model(int pollMicroseconds)
+    {
+        using var dir = new TempDir();
+        const int size = 2 << 20;
+        var failure = (Exception?)null;
+        var t = TestThread.Start("poller", () =>
+        {
+            CowDisk.Engine.Native.FileIoBatch.PollOnThisThread(pollMicroseconds * System.Diagnostics.Stopwatch.Frequency / 1_000_000);
+            try
+            {
+                Assert.NotNull(CowDisk.Engine.Native.FileIoBatch.ForPollingThread());
+                using var file = (HostStorageFile)HostStorage.Instance.Create(dir.File("data"));
+                file.SetLength(size);
+                file.EnableDirectIo();
+                var model = new byte[size];
+                var rng = new Random(pollMicroseconds);
+                for (int i = 0; i < 300; i++)
+                {
+                    int offset = rng.Next(0, size - 1), length = rng.Next(1, Math.Min(size - offset, i % 7 == 0 ? 300_000 : 9000));
+                    if (i % 3 == 0) { offset &= ~4095; length = Math.Max(4096, length & ~4095); length = Math.Min(length, size - offset); }   // straight through
+                    using var buffer = new AlignedBuffer(length + 4096);
+                    int at = i % 3 == 0 ? 0 : rng.Next(0, 17);
+                    var data = buffer.Span.Slice(at, length);
+                    rng.NextBytes(data);
+                    file.Write(offset, data);
+                    data.CopyTo(model.AsSpan(offset));
+
+                    int readOffset = rng.Next(0, size - 1) & (i % 2 == 0 ? ~4095 : ~0);
+                    int readLength = Math.Min(size - readOffset, rng.Next(1, 200_000)) & (i % 2 == 0 ? ~4095 : ~0);
+                    if (readLength == 0) continue;
+                    using var read = new AlignedBuffer(readLength + 4096);
+                    Assert.Equal(readLength, file.Read(readOffset, read.Span[..readLength]));
+                    Assert.True(read.Span[..readLength].SequenceEqual(model.AsSpan(readOffset, readLength)), $"step {i}: read {readOffset}+{readLength} differs");
+                }
+                using var tail = new AlignedBuffer(8192);
+                Assert.Equal(4096, file.Read(size - 4096, tail.Span));   // the end of the file: a short count, as pread gives
+                Assert.True(tail.Span[..4096].SequenceEqual(model.AsSpan(size - 4096)));
+            }
+            catch (Exception e) { failure = e; }
+            finally { CowDisk.Engine.Native.FileIoBatch.PollOnThisThread(0); }
+        });
+        t.Join();
+        if (failure is not null) throw new Xunit.Sdk.XunitException(failure.ToString());
+    }
+
+    [Fact]
+    public unsafe void A_polled_transfer_reports_the_errno()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("data");
+        File.WriteAllBytes(path, new byte[1 << 16]);
+        var t = TestThread.Start("poller", () =>
+        {
+            CowDisk.Engine.Native.FileIoBatch.PollOnThisThread(System.Diagnostics.Stopwatch.Frequency);
+            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
+            using var buffer = new AlignedBuffer(4096);
+            var batch = CowDisk.Engine.Native.FileIoBatch.ForPollingThread()!;
+            fixed (byte* p = buffer.Span)
+            {
+                var piece = new CowDisk.Engine.Native.FileIoPiece(4096, (nint)p, 4096);
+                Assert.Equal(-CowDisk.Engine.Native.Errno.EBADF, batch.Transfer(handle, piece, write: true));   // opened for reading only
+                Assert.Equal(4096, batch.Transfer(handle, piece, write: false));
+                Assert.Equal(0, batch.Transfer(handle, piece with { Offset = 1 << 16 }, write: false));   // at the end: nothing
+            }
+        });
+        t.Join();
+        Assert.Null(CowDisk.Engine.Native.FileIoBatch.ForPollingThread());   // this thread does not poll
+    }
+}

@@ -83,6 +83,7 @@ public sealed class AttachSession : RegisteredSession
             MountPoint = mountPoint, SourceName = $"cowdisk:{Record.Name}", WorkerThreads = request.FuseThreads, Log = Log,
             Transport = request.IoUring || request.RequireIoUring ? FuseTransport.IoUring : FuseTransport.DevFuse,
             RequireIoUring = request.RequireIoUring,
+            PollMicroseconds = request.Engine.PollMicroseconds,
             IoUringServeDataInline = !request.Engine.DirectIo,   // page cache on: reads and writes rarely wait on the disk
             IoUringSwitchTurnedOn = () =>
             {

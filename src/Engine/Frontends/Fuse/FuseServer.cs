@@ -99,7 +99,8 @@ public sealed class FuseServer : IDisposable
         _mounted = true;
         _connectionId = Mount.DeviceNumberOf(MountPoint)?.Minor.ToString();
 
-        for (int i = 0; i < _options.WorkerThreads; i++)
+        var fds = new int[_options.WorkerThreads];
+        for (int i = 0; i < fds.Length; i++)
         {
             // Each worker its own clone of the session's descriptor (one processing queue each, no contention on
             // one); the session's own goes to the first. A kernel that cannot clone shares the one.
@@ -110,7 +111,15 @@ public sealed class FuseServer : IDisposable
                 fd = _fd;
             }
             else if (fd != _fd) _clones.Add(fd);
-            var worker = new FuseWorker(this, _handler, fd, _options.MaxWrite);
+            fds[i] = fd;
+        }
+        // The first worker polls, over /dev/fuse only and only on a descriptor of its own (see FuseWorker).
+        bool firstPolls = _options.Transport == FuseTransport.DevFuse && fds.Skip(1).All(fd => fd != _fd);
+        Polls = firstPolls && _options.PollMicroseconds > 0;
+        for (int i = 0; i < fds.Length; i++)
+        {
+            int fd = fds[i];
+            var worker = new FuseWorker(this, _handler, fd, _options.MaxWrite, i == 0 && firstPolls ? _options.PollMicroseconds : 0);
             var thread = new Thread(worker.Run) { IsBackground = true, Name = $"fuse-worker-{i}" };
             _workers.Add((thread, worker));
             thread.Start();
@@ -209,6 +218,21 @@ public sealed class FuseServer : IDisposable
             flags, _options.MaxBackground, (ushort)(_options.MaxBackground * 3 / 4),
             (uint)_options.MaxWrite, 1, (ushort)maxPages, uring ? (uint)FuseInitFlags2.OverIoUring : 0);
     }
+
+    private long _sleeperStarts, _sleeperEnds;
+
+    /// <summary>One worker polls (<see cref="FuseServerOptions.PollMicroseconds"/>); the others count what they serve.</summary>
+    internal bool Polls { get; private set; }
+
+    /// <summary>Requests the workers that do not poll have taken: the polling worker's measure of what it missed.</summary>
+    internal long TakenBySleepers => Volatile.Read(ref _sleeperStarts);
+
+    /// <summary>Some worker that does not poll is serving a request: the load is parallel, and spinning would take a CPU from it.</summary>
+    internal bool SleepersBusy => Volatile.Read(ref _sleeperStarts) != Volatile.Read(ref _sleeperEnds);
+
+    internal void SleeperStarts() => Interlocked.Increment(ref _sleeperStarts);
+
+    internal void SleeperEnds() => Interlocked.Increment(ref _sleeperEnds);
 
     internal void CompleteInit(FuseInitOut? negotiated)
     {

@@ -18,6 +18,12 @@ public sealed record FuseServerOptions
     public int WorkerThreads { get; init; } = 8;
 
     /// <summary>
+    /// Over /dev/fuse: the first worker spins up to this long (an adaptive window) for its next request and for
+    /// its direct-I/O disk transfers before it sleeps; 0 = every worker sleeps at once. See <c>PollWindow</c>.
+    /// </summary>
+    public int PollMicroseconds { get; init; }
+
+    /// <summary>
     /// How requests reach the server: /dev/fuse (read and write per request), or FUSE over io_uring (per-CPU
     /// queues of registered buffers; falls back to /dev/fuse with a logged notice where the kernel cannot).
     /// </summary>

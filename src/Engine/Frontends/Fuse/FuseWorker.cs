@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using CowDisk.Engine.Native;
 using CowDisk.Format.Fuse;
@@ -6,7 +7,7 @@ namespace CowDisk.Engine.Frontends.Fuse;
 
 /// <summary>
 /// One /dev/fuse server thread: reads a request, has the <see cref="FuseRequestHandler"/> serve it, writes the
-/// reply. Its two buffers are allocated once; a request allocates nothing. The buffers are placed so that WRITE
+/// reply. Its two buffers are allocated once; a request allocates nothing. One worker may poll (see the constructor). The buffers are placed so that WRITE
 /// payloads and READ reply payloads start on a 4 KiB boundary, which lets the device use them for O_DIRECT.
 /// </summary>
 internal sealed unsafe class FuseWorker : IDisposable
@@ -26,8 +27,18 @@ internal sealed unsafe class FuseWorker : IDisposable
     private readonly int _requestCapacity;
     private readonly int _replyCapacity;
 
-    public FuseWorker(FuseServer server, FuseRequestHandler handler, int fd, int maxWrite)
+    // Set on the one worker that polls: how long it spins for its next request, and for its disk transfers.
+    private readonly PollWindow? _poll;
+    private bool _nonBlocking;
+
+    /// <param name="pollMicroseconds">
+    /// Above 0: this worker spins for its next request (non-blocking reads) and for its data file's direct I/O,
+    /// up to an adaptive window of at most this long, before it sleeps. Only for a worker whose descriptor no
+    /// other worker shares (O_NONBLOCK belongs to the open file).
+    /// </param>
+    public FuseWorker(FuseServer server, FuseRequestHandler handler, int fd, int maxWrite, int pollMicroseconds = 0)
     {
+        if (pollMicroseconds > 0) _poll = new PollWindow(pollMicroseconds);
         _server = server;
         _handler = handler;
         _fd = fd;
@@ -48,7 +59,7 @@ internal sealed unsafe class FuseWorker : IDisposable
         ProcessControl.MarkThreadAsIoFlusher();
         while (true)
         {
-            nint n = PosixFile.Read(_fd, _request, _requestCapacity);
+            nint n = _poll is null ? PosixFile.Read(_fd, _request, _requestCapacity) : PollRead();
             if (n < 0)
             {
                 int errno = (int)-n;
@@ -57,8 +68,56 @@ internal sealed unsafe class FuseWorker : IDisposable
                 return; // ENODEV: unmounted or aborted
             }
             if (n < FuseInHeader.EncodedSize) continue;
-            Serve(new ReadOnlySpan<byte>(_request, (int)n));
+            if (_poll is not null)
+            {
+                // Alone, the poller spins for its disk transfers too; beside busy workers it leaves them the CPU.
+                FileIoBatch.PollOnThisThread(_server.SleepersBusy ? 0 : _poll.MaxTicks);
+                Serve(new ReadOnlySpan<byte>(_request, (int)n));
+            }
+            else if (_server.Polls)
+            {
+                _server.SleeperStarts();
+                try { Serve(new ReadOnlySpan<byte>(_request, (int)n)); }
+                finally { _server.SleeperEnds(); }
+            }
+            else Serve(new ReadOnlySpan<byte>(_request, (int)n));
         }
+    }
+
+    /// <summary>
+    /// The next request, spinning on non-blocking reads for the poll window, then sleeping in a blocking read.
+    /// A sleeping worker is one of many the kernel may wake for a request; a spinning one takes it first.
+    /// </summary>
+    private nint PollRead()
+    {
+        long start = Stopwatch.GetTimestamp(), window = _poll!.Ticks, missedBefore = _server.TakenBySleepers;
+        nint n = -Errno.EAGAIN;
+        // Beside busy workers the load is parallel: the kernel wakes sleepers for it, and a spin would take a CPU.
+        if (window > 0 && !_server.SleepersBusy && SetNonBlocking(true))
+        {
+            long until = start + window;
+            // Each empty read yields: a thread woken on this CPU (the client, whose I/O just completed) runs at once.
+            while ((n = PosixFile.Read(_fd, _request, _requestCapacity)) == -Errno.EAGAIN && Stopwatch.GetTimestamp() < until)
+                Thread.Yield();
+        }
+        if (n == -Errno.EAGAIN)
+        {
+            SetNonBlocking(false);   // failing that, the read stays non-blocking: the caller's loop retries it
+            n = PosixFile.Read(_fd, _request, _requestCapacity);
+        }
+        // Requests the sleeping workers took meanwhile came during this wait: the gaps between requests were that
+        // much shorter than the wait (a poller that slept is the last the kernel wakes, so it misses many).
+        long missed = _server.TakenBySleepers - missedBefore;
+        _poll.Waited((Stopwatch.GetTimestamp() - start) / (1 + missed));
+        return n;
+    }
+
+    private bool SetNonBlocking(bool on)
+    {
+        if (_nonBlocking == on) return true;
+        if (Libc.SetNonBlocking(_fd, on) < 0) return false;
+        _nonBlocking = on;
+        return true;
     }
 
     private void Serve(ReadOnlySpan<byte> request)
