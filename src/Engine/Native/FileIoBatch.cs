@@ -25,14 +25,19 @@ internal sealed unsafe class FileIoBatch
 
     private FileIoBatch(IoUring ring) => _ring = ring;
 
-    // How long this thread spins for its transfers' completions before it sleeps (0: it sleeps at once).
-    [ThreadStatic] private static long t_pollTicks;
+    // How long this thread spins for its transfers' completions before it sleeps, learnt from how long they take
+    // (a disk slower than the cap is not spun for); null: it sleeps at once.
+    [ThreadStatic] private static PollWindow? t_poll;
+    [ThreadStatic] private static long t_transfers;
 
-    /// <summary>This thread spins up to <paramref name="ticks"/> for each batch's completions (a polling server thread).</summary>
-    public static void PollOnThisThread(long ticks) => t_pollTicks = ticks;
+    /// <summary>This thread spins for its transfers' completions within <paramref name="window"/> (a polling server thread); null: it does not.</summary>
+    public static void PollOnThisThread(PollWindow? window) => t_poll = window;
 
     /// <summary>This thread's batch if the thread polls (see <see cref="PollOnThisThread"/>); else null.</summary>
-    public static FileIoBatch? ForPollingThread() => t_pollTicks > 0 ? ForThisThread() : null;
+    public static FileIoBatch? ForPollingThread() => t_poll is { MaxTicks: > 0 } ? ForThisThread() : null;
+
+    /// <summary>Single transfers (<see cref="Transfer"/>) this thread has made: for tests.</summary>
+    internal static long TransfersOnThisThread => t_transfers;
 
     // The thread has ended (its static reference went with it): so does its ring. No transfer is in flight then.
     ~FileIoBatch() => _ring.Dispose();
@@ -92,6 +97,7 @@ internal sealed unsafe class FileIoBatch
                             : IoUringSqe.Read(fd, (ulong)piece.Address, (uint)piece.Length, (ulong)piece.Offset, 0);
             sqe.Write(_ring.NextEntry());
             _inFlight++;
+            t_transfers++;
             long got = TakeOne();
             if (got == -Errno.EAGAIN || got == -Errno.EINTR) got = 0;   // not expected of a regular file: done by hand below
             else if (got < 0) return got;
@@ -114,7 +120,8 @@ internal sealed unsafe class FileIoBatch
     private int TakeOne()
     {
         int refusals = 0;
-        long pollUntil = t_pollTicks > 0 ? Stopwatch.GetTimestamp() + t_pollTicks : 0;
+        var poll = t_poll;
+        long start = Stopwatch.GetTimestamp(), pollUntil = poll is { Ticks: > 0 } ? start + poll.Ticks : 0;
         while (true)
         {
             bool spin = pollUntil != 0 && Stopwatch.GetTimestamp() < pollUntil;
@@ -123,6 +130,7 @@ internal sealed unsafe class FileIoBatch
             {
                 _inFlight--;
                 if (done.UserData != 0) Environment.FailFast($"io_uring completion for transfer {done.UserData} of a single transfer");
+                poll?.Waited(Stopwatch.GetTimestamp() - start);
                 return done.Result;
             }
             if (spin) Thread.Yield();   // a thread woken on this CPU runs at once
@@ -188,7 +196,8 @@ internal sealed unsafe class FileIoBatch
     private int Complete(SafeFileHandle handle, ReadOnlySpan<FileIoPiece> chunk, bool write)
     {
         int pending = chunk.Length, failure = 0, refusals = 0;
-        long pollUntil = t_pollTicks > 0 ? Stopwatch.GetTimestamp() + t_pollTicks : 0;
+        var poll = t_poll;
+        long start = Stopwatch.GetTimestamp(), pollUntil = poll is { Ticks: > 0 } ? start + poll.Ticks : 0;
         while (pending > 0)
         {
             // A polling thread spins (entering without waiting: that also runs the completions' task work) until
@@ -214,6 +223,7 @@ internal sealed unsafe class FileIoBatch
                 }
             }
         }
+        poll?.Waited(Stopwatch.GetTimestamp() - start);
         return failure;
     }
 }

@@ -270,7 +270,7 @@ public sealed class DirectIoTests
 public sealed class PolledDirectIoTests
 {
     [Theory]
-    [InlineData(1_000_000)]   // spins for the whole transfer
+    [InlineData(1_000_000)]   // the window grows to cover the transfers: it spins for them
     [InlineData(1)]           // the window ends at once: it sleeps for the completion
     public void Polled_reads_and_writes_match_a_model(int pollMicroseconds)
     {
@@ -279,9 +279,11 @@ public sealed class PolledDirectIoTests
         var failure = (Exception?)null;
         var t = TestThread.Start("poller", () =>
         {
-            CowDisk.Engine.Native.FileIoBatch.PollOnThisThread(pollMicroseconds * System.Diagnostics.Stopwatch.Frequency / 1_000_000);
+            var window = new CowDisk.Engine.Native.PollWindow(pollMicroseconds);
+            CowDisk.Engine.Native.FileIoBatch.PollOnThisThread(window);
             try
             {
+                long transfersBefore = CowDisk.Engine.Native.FileIoBatch.TransfersOnThisThread;
                 Assert.NotNull(CowDisk.Engine.Native.FileIoBatch.ForPollingThread());
                 using var file = (HostStorageFile)HostStorage.Instance.Create(dir.File("data"));
                 file.SetLength(size);
@@ -309,9 +311,12 @@ public sealed class PolledDirectIoTests
                 using var tail = new AlignedBuffer(8192);
                 Assert.Equal(4096, file.Read(size - 4096, tail.Span));   // the end of the file: a short count, as pread gives
                 Assert.True(tail.Span[..4096].SequenceEqual(model.AsSpan(size - 4096)));
+                Assert.True(CowDisk.Engine.Native.FileIoBatch.TransfersOnThisThread - transfersBefore >= 300, "the aligned reads and writes went through the polled transfer");
+                if (pollMicroseconds > 1000) Assert.True(window.Ticks > 0, "the window learnt nothing from the transfers");
+                else Assert.True(window.Ticks <= window.MaxTicks);
             }
             catch (Exception e) { failure = e; }
-            finally { CowDisk.Engine.Native.FileIoBatch.PollOnThisThread(0); }
+            finally { CowDisk.Engine.Native.FileIoBatch.PollOnThisThread(null); }
         });
         t.Join();
         if (failure is not null) throw new Xunit.Sdk.XunitException(failure.ToString());
@@ -325,7 +330,7 @@ public sealed class PolledDirectIoTests
         File.WriteAllBytes(path, new byte[1 << 16]);
         var t = TestThread.Start("poller", () =>
         {
-            CowDisk.Engine.Native.FileIoBatch.PollOnThisThread(System.Diagnostics.Stopwatch.Frequency);
+            CowDisk.Engine.Native.FileIoBatch.PollOnThisThread(new CowDisk.Engine.Native.PollWindow(1_000_000));
             using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
             using var buffer = new AlignedBuffer(4096);
             var batch = CowDisk.Engine.Native.FileIoBatch.ForPollingThread()!;

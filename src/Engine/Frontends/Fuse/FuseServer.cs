@@ -116,6 +116,8 @@ public sealed class FuseServer : IDisposable
         // The first worker polls, over /dev/fuse only and only on a descriptor of its own (see FuseWorker).
         bool firstPolls = _options.Transport == FuseTransport.DevFuse && fds.Skip(1).All(fd => fd != _fd);
         Polls = firstPolls && _options.PollMicroseconds > 0;
+        if (!firstPolls && _options.Transport == FuseTransport.DevFuse && _options.PollMicroseconds > 0)
+            Log("fuse: no polling worker: the workers share one /dev/fuse descriptor");
         for (int i = 0; i < fds.Length; i++)
         {
             int fd = fds[i];

@@ -27,8 +27,10 @@ internal sealed unsafe class FuseWorker : IDisposable
     private readonly int _requestCapacity;
     private readonly int _replyCapacity;
 
-    // Set on the one worker that polls: how long it spins for its next request, and for its disk transfers.
+    // Set on the one worker that polls: how long it spins for its next request, and for its disk transfers (each
+    // learnt from its own waits: the gaps between requests, the disk's latency).
     private readonly PollWindow? _poll;
+    private readonly PollWindow? _diskPoll;
     private bool _nonBlocking;
 
     /// <param name="pollMicroseconds">
@@ -38,7 +40,7 @@ internal sealed unsafe class FuseWorker : IDisposable
     /// </param>
     public FuseWorker(FuseServer server, FuseRequestHandler handler, int fd, int maxWrite, int pollMicroseconds = 0)
     {
-        if (pollMicroseconds > 0) _poll = new PollWindow(pollMicroseconds);
+        if (pollMicroseconds > 0) { _poll = new PollWindow(pollMicroseconds); _diskPoll = new PollWindow(pollMicroseconds); }
         _server = server;
         _handler = handler;
         _fd = fd;
@@ -71,7 +73,7 @@ internal sealed unsafe class FuseWorker : IDisposable
             if (_poll is not null)
             {
                 // Alone, the poller spins for its disk transfers too; beside busy workers it leaves them the CPU.
-                FileIoBatch.PollOnThisThread(_server.SleepersBusy ? 0 : _poll.MaxTicks);
+                FileIoBatch.PollOnThisThread(_server.SleepersBusy ? null : _diskPoll);
                 Serve(new ReadOnlySpan<byte>(_request, (int)n));
             }
             else if (_server.Polls)
@@ -102,7 +104,13 @@ internal sealed unsafe class FuseWorker : IDisposable
         }
         if (n == -Errno.EAGAIN)
         {
-            SetNonBlocking(false);   // failing that, the read stays non-blocking: the caller's loop retries it
+            if (!SetNonBlocking(false))
+            {
+                // Practically never (F_SETFL on our own descriptor). A read that cannot block would spin for ever:
+                // this worker ends instead; the others go on serving.
+                _server.Log("fuse: cannot make the polling worker's /dev/fuse descriptor blocking again; that worker stops");
+                return -Errno.ENODEV;
+            }
             n = PosixFile.Read(_fd, _request, _requestCapacity);
         }
         // Requests the sleeping workers took meanwhile came during this wait: the gaps between requests were that
