@@ -156,7 +156,8 @@ public sealed class FuseServer : IDisposable
                 {
                     int entries = _options.IoUringEntries / threadsPerQueue + (t == 0 ? _options.IoUringEntries % threadsPerQueue : 0);
                     var queue = new FuseUringQueue(this, _handler, _uringPool, _fd, (ushort)q, Math.Max(1, entries), (int)Negotiated.Value.MaxWrite,
-                        _options.IoUringServeDataInline, failBeforeRegistering: _options.IoUringFailThread == $"{q}.{t}");
+                        _options.IoUringServeDataInline, failBeforeRegistering: _options.IoUringFailThread == $"{q}.{t}",
+                        pollMicroseconds: _options.PollMicroseconds);
                     // Linux keeps 15 characters of a thread's name: "fuse-q" leaves room for any CPU number.
                     var thread = new Thread(queue.Run) { IsBackground = true, Name = $"fuse-q{q}.{t}" };
                     _queues.Add((thread, queue));
@@ -229,8 +230,20 @@ public sealed class FuseServer : IDisposable
     /// <summary>Requests the workers that do not poll have taken: the polling worker's measure of what it missed.</summary>
     internal long TakenBySleepers => Volatile.Read(ref _sleeperStarts);
 
-    /// <summary>Some worker that does not poll is serving a request: the load is parallel, and spinning would take a CPU from it.</summary>
-    internal bool SleepersBusy => Volatile.Read(ref _sleeperStarts) != Volatile.Read(ref _sleeperEnds);
+    /// <summary>
+    /// As many workers that do not poll are serving requests as there are CPUs: the load is parallel, and a spin
+    /// would take a CPU from it. Fewer (an fsync beside QD1 reads) mostly wait on the disk: the poller goes on.
+    /// </summary>
+    internal bool LoadIsParallel
+    {
+        get
+        {
+            long ends = Volatile.Read(ref _sleeperEnds);   // first: every end read has its start counted by the next read
+            return Volatile.Read(ref _sleeperStarts) - ends >= ParallelAt;
+        }
+    }
+
+    private static readonly int ParallelAt = Math.Max(1, Environment.ProcessorCount);
 
     internal void SleeperStarts() => Interlocked.Increment(ref _sleeperStarts);
 

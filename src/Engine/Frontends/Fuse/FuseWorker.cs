@@ -72,8 +72,8 @@ internal sealed unsafe class FuseWorker : IDisposable
             if (n < FuseInHeader.EncodedSize) continue;
             if (_poll is not null)
             {
-                // Alone, the poller spins for its disk transfers too; beside busy workers it leaves them the CPU.
-                FileIoBatch.PollOnThisThread(_server.SleepersBusy ? null : _diskPoll);
+                // The poller spins for its disk transfers too, unless the load is parallel: it then leaves the CPUs to it.
+                FileIoBatch.PollOnThisThread(_server.LoadIsParallel ? null : _diskPoll);
                 Serve(new ReadOnlySpan<byte>(_request, (int)n));
             }
             else if (_server.Polls)
@@ -94,8 +94,8 @@ internal sealed unsafe class FuseWorker : IDisposable
     {
         long start = Stopwatch.GetTimestamp(), window = _poll!.Ticks, missedBefore = _server.TakenBySleepers;
         nint n = -Errno.EAGAIN;
-        // Beside busy workers the load is parallel: the kernel wakes sleepers for it, and a spin would take a CPU.
-        if (window > 0 && !_server.SleepersBusy && SetNonBlocking(true))
+        // Under a parallel load (see LoadIsParallel) the kernel wakes sleepers for it, and a spin would take a CPU.
+        if (window > 0 && !_server.LoadIsParallel && SetNonBlocking(true))
         {
             long until = start + window;
             // Each empty read yields: a thread woken on this CPU (the client, whose I/O just completed) runs at once.
