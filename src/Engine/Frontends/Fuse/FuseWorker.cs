@@ -7,8 +7,9 @@ namespace CowDisk.Engine.Frontends.Fuse;
 
 /// <summary>
 /// One /dev/fuse server thread: reads a request, has the <see cref="FuseRequestHandler"/> serve it, writes the
-/// reply. Its two buffers are allocated once; a request allocates nothing. One worker may poll (see the constructor). The buffers are placed so that WRITE
+/// reply. Its two buffers are allocated once; a request allocates nothing. The buffers are placed so that WRITE
 /// payloads and READ reply payloads start on a 4 KiB boundary, which lets the device use them for O_DIRECT.
+/// One worker may poll (see the constructor).
 /// </summary>
 internal sealed unsafe class FuseWorker : IDisposable
 {
