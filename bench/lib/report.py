@@ -15,6 +15,7 @@ import statistics
 SECTIONS = [
     ("fio:cache on", "1. Block device, host page cache on (fio, direct I/O on the device)"),
     ("fio:cache off", "1. Block device, host page cache off (O_DIRECT on the backing file, caches dropped before reads)"),
+    ("ceiling", "1b. The FUSE ceiling: a FUSE server that does no work, 4 KiB QD32, page cache on (bench/ceiling/nullfuse.c)"),
     ("copy", "2. A user's copy: cp -a of a tree onto a fresh ext4, then sync (page cache on)"),
     ("nbd", "3. NBD: cowdisk serve vs qemu-nbd (qcow2)"),
     ("snap", "4. Snapshots: cowdisk vs qcow2 (qemu-img / qemu-io)"),
@@ -23,13 +24,15 @@ SECTIONS = [
 ]
 SUBJECTS = {   # section -> role -> subject name as the sections write it
     "fio": {"cow": "cowdisk attach", "peer": "qsd FUSE+loop", "limit": "raw loop", "uring": "cowdisk attach --io-uring"},
+    "ceiling": {"cow": "cowdisk", "peer": "zero-work FUSE server", "limit": "raw loop"},
     "copy": {"cow": "cowdisk attach", "peer": "qsd FUSE+loop", "limit": "raw loop"},
     "nbd": {"cow": "cowdisk serve", "peer": "qemu-nbd"},
     "snap": {"cow": "cowdisk", "peer": "qcow2"},
     "engine": {"cow": "engine", "limit": "plain pread"},
     "convert": {"cow": "cowdisk convert", "peer": "qemu-img convert"},
 }
-REFERENCE = {"fio": "limit", "copy": "limit", "engine": "limit", "nbd": "peer", "snap": "peer", "convert": "peer"}
+PEER_LABEL = {"ceiling": "zero-work server"}   # the chart's name for the peer; qemu elsewhere
+REFERENCE = {"ceiling": "limit", "fio": "limit", "copy": "limit", "engine": "limit", "nbd": "peer", "snap": "peer", "convert": "peer"}
 
 
 def base_of(key):
@@ -226,6 +229,22 @@ def targets(rows, subject_state):
                     ("met" if t < 0.5 and m < 64 else "not met") if full else "not judged (a smaller image: --quick)"))
     else:
         out.append(("10: open an image of 1,000,000 extents in < 0.5 s and < 64 MiB added memory", "not measured in this run", "-"))
+    # What no FUSE server can beat here: the ceiling section's zero-work server against the raw loop and against us.
+    ceiling = {r.workload.strip(): r for (k, _), r in rows.items() if k == "ceiling"}
+    if ceiling:
+        out.append(("10, 11 context: a zero-work FUSE server / the raw loop (page cache on)",
+                    "; ".join(f"{w} {x:.2f}x" for w, r in ceiling.items() if (x := ratio(r, "peer", "limit", subject_state)) is not None) or "-",
+                    "the ceiling"))
+        out.append(("10, 11 context: cowdisk / the zero-work server, same transport",
+                    "; ".join(f"{w} {x:.2f}x" for w, r in ceiling.items() if (x := ratio(r, "cow", "peer", subject_state)) is not None) or "-",
+                    "-"))
+        best = []
+        for w in ("randread 4k QD32", "randwrite 4k QD32 (overwrite)"):
+            fuse, uring = ceiling.get(f"{w}, over /dev/fuse"), ceiling.get(f"{w}, over io_uring")
+            if fuse and uring and fuse.cells.get("cow") and uring.cells.get("peer") and fuse.cells["cow"][0] and uring.cells["peer"][0]:
+                best.append(f"{w} {uring.cells['peer'][0] / fuse.cells['cow'][0]:.2f}x")
+        if best:
+            out.append(("11 context: a zero-work io_uring server / cowdisk over /dev/fuse (the most 11's 1.3x can be)", "; ".join(best), "-"))
     for mode in ("cache on", "cache off"):
         judge(f"11: io_uring >= 1.3x /dev/fuse, 4k random read and write QD32 (page {mode})", ratios(f"fio:{mode}", "uring", "cow", is_qd32_rw), 1.3, show_all=True)
         judge(f"11: io_uring no slower than /dev/fuse on any workload (page {mode})", ratios(f"fio:{mode}", "uring", "cow"), 1.0)
@@ -304,7 +323,7 @@ def svg(rows, subject_state, facts):
     for key, title, srows in sections(rows):
         base = base_of(key)
         ref = REFERENCE[base]
-        series = [("cowdisk", "cow")] + ([("qemu", "peer")] if ref == "limit" and "peer" in SUBJECTS[base] else [])
+        series = [("cowdisk", "cow")] + ([(PEER_LABEL.get(base, "qemu"), "peer")] if ref == "limit" and "peer" in SUBJECTS[base] else [])
         rowitems = []
         for r in srows:
             if ref not in r.cells:
@@ -334,7 +353,7 @@ def svg(rows, subject_state, facts):
     def X(v):
         return x0 + (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)) * (x1 - x0)
 
-    colors = {"cowdisk": "#2f6db5", "qemu": "#e08a2c"}
+    colors = {"cowdisk": "#2f6db5", "qemu": "#e08a2c", "zero-work server": "#8a8a8a"}
     y, parts = 88, []
     for it in items:
         if it[0] == "title":
@@ -382,7 +401,8 @@ def svg(rows, subject_state, facts):
         f'<text x="10" y="40" class="l">{html.escape(run + sub)}</text>',
         f'<rect x="10" y="50" width="12" height="10" fill="{colors["cowdisk"]}"/><text x="26" y="59" class="l">cowdisk (attach, serve, convert, engine)</text>',
         f'<rect x="290" y="50" width="12" height="10" fill="{colors["qemu"]}"/><text x="306" y="59" class="l">qemu-storage-daemon FUSE export of qcow2 + loop</text>',
-        f'<text x="640" y="59" class="l">references: raw loop · qemu-nbd / qcow2 / qemu-img · plain pread</text>',
+        f'<rect x="640" y="50" width="12" height="10" fill="{colors["zero-work server"]}"/><text x="656" y="59" class="l">a FUSE server that does no work (1b)</text>',
+        f'<text x="880" y="59" class="l">references: raw loop · qemu-nbd / qcow2 / qemu-img · plain pread</text>',
     ]
     return "\n".join(head + grid + parts + ["</svg>"]) + "\n"
 
