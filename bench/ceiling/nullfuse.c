@@ -44,7 +44,7 @@ static int fuse_fd, use_uring;
 static volatile int init_answered;
 static char zeros[MAX_WRITE] __attribute__((aligned(4096)));
 
-static void die(const char *what) { perror(what); exit(1); }
+static void die(const char *what) { perror(what); _exit(1); }
 
 static void fill_attr(struct fuse_attr *a, uint64_t ino) {
     memset(a, 0, sizeof *a);
@@ -67,7 +67,7 @@ static int serve(uint32_t opcode, uint64_t nodeid, const void *arg, char *out, u
         uint64_t wanted = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_ASYNC_DIO | FUSE_MAX_PAGES | FUSE_PARALLEL_DIROPS |
                           FUSE_INIT_EXT | (use_uring ? URING_INIT_FLAG : 0);
         uint64_t flags = offered & wanted;
-        if (use_uring && !(flags & URING_INIT_FLAG)) { fprintf(stderr, "nullfuse: the kernel does not offer FUSE over io_uring\n"); exit(1); }
+        if (use_uring && !(flags & URING_INIT_FLAG)) { fprintf(stderr, "nullfuse: the kernel does not offer FUSE over io_uring\n"); _exit(1); }
         memset(o, 0, sizeof *o);
         o->major = FUSE_KERNEL_VERSION;
         o->minor = 38;
@@ -141,11 +141,12 @@ static int serve(uint32_t opcode, uint64_t nodeid, const void *arg, char *out, u
 static void *dev_fuse_worker(void *arg) {
     int fd = (int)(intptr_t)arg;
     char *in = aligned_alloc(4096, IN_BUFFER), out[256];
+    if (!in) die("aligned_alloc");
     for (;;) {
         ssize_t n = read(fd, in, IN_BUFFER);
         if (n < 0) {
             if (errno == EINTR || errno == EAGAIN || errno == ENOENT) continue;
-            exit(errno == ENODEV ? 0 : 1);   // ENODEV: unmounted
+            _exit(errno == ENODEV ? 0 : 1);   // ENODEV: unmounted (_exit: other threads may be ending too)
         }
         const struct fuse_in_header *h = (void *)in;
         uint32_t data_len;
@@ -156,7 +157,7 @@ static void *dev_fuse_worker(void *arg) {
         oh.len = sizeof oh + v[1].iov_len;
         if (writev(fd, v, 2) < 0 && errno != ENOENT) die("writev /dev/fuse");
         if (h->opcode == FUSE_INIT) __atomic_store_n(&init_answered, 1, __ATOMIC_RELEASE);
-        if (h->opcode == FUSE_DESTROY) exit(0);
+        if (h->opcode == FUSE_DESTROY) _exit(0);
     }
 }
 
@@ -164,7 +165,7 @@ struct entry { char *header, *payload; struct iovec iov[2]; };
 
 static void queue_command(struct io_uring *ring, struct entry *e, uint64_t index, uint16_t queue, uint32_t command, uint64_t commit_id) {
     struct io_uring_sqe *sqe = io_uring_get_sqe(ring);   // never NULL: the ring has room for every entry
-    if (!sqe) { fprintf(stderr, "nullfuse: the submission ring is full\n"); exit(1); }
+    if (!sqe) { fprintf(stderr, "nullfuse: the submission ring is full\n"); _exit(1); }
     uint8_t *raw = (uint8_t *)sqe;
     memset(raw, 0, 128);                                   // an SQE128 entry
     sqe->opcode = IORING_OP_URING_CMD;
@@ -186,28 +187,44 @@ static void *uring_queue(void *arg) {
     CPU_ZERO(&cpus);
     CPU_SET(queue, &cpus);
     pthread_setaffinity_np(pthread_self(), sizeof cpus, &cpus);   // may fail for an offline CPU: it still registers
+    // The ring as cowdisk's queues make theirs (FuseUringQueue.CreateRing): SINGLE_ISSUER | COOP_TASKRUN, and
+    // without them on a kernel that refuses them.
     struct io_uring ring;
-    struct io_uring_params p = { .flags = IORING_SETUP_SQE128 };
+    struct io_uring_params p = { .flags = IORING_SETUP_SQE128 | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN };
     int rc = io_uring_queue_init_params(2 * entries_per_queue, &ring, &p);
+    if (rc == -EINVAL) {
+        memset(&p, 0, sizeof p);
+        p.flags = IORING_SETUP_SQE128;
+        rc = io_uring_queue_init_params(2 * entries_per_queue, &ring, &p);
+    }
     if (rc < 0) { errno = -rc; die("io_uring_setup"); }
     struct entry *es = calloc(entries_per_queue, sizeof *es);
+    if (!es) die("calloc");
     for (int i = 0; i < entries_per_queue; i++) {
         es[i].header = aligned_alloc(4096, 4096);
         es[i].payload = aligned_alloc(4096, MAX_WRITE);
+        if (!es[i].header || !es[i].payload) die("aligned_alloc");
         memset(es[i].header, 0, 4096);
         es[i].iov[0] = (struct iovec){ es[i].header, ENT_HEADER };
         es[i].iov[1] = (struct iovec){ es[i].payload, MAX_WRITE };
         queue_command(&ring, &es[i], i, queue, URING_CMD_REGISTER, 0);
     }
-    io_uring_submit(&ring);
     for (;;) {
+        // One io_uring_enter per wake-up: submits the answers of the last batch and waits for the next request.
+        rc = io_uring_submit_and_wait(&ring, 1);
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) { errno = -rc; die("io_uring_enter"); }
         struct io_uring_cqe *cqe;
-        if (io_uring_wait_cqe(&ring, &cqe) < 0) continue;
         unsigned head, seen = 0;
         io_uring_for_each_cqe(&ring, head, cqe) {
             seen++;
-            if (cqe->res < 0) exit(0);     // the connection ended (unmounted), or the kernel refused the entry
             struct entry *e = &es[cqe->user_data];
+            if (cqe->res == -ENOTCONN || cqe->res == -ECONNABORTED || cqe->res == -ECANCELED || cqe->res == -ENODEV)
+                _exit(0);                  // the connection ended: unmounted
+            if (cqe->res < 0) {
+                // A probe fails loudly rather than guess what the kernel did with the entry.
+                fprintf(stderr, "nullfuse: queue %u: the kernel refused an entry: %s\n", queue, strerror(-cqe->res));
+                _exit(1);
+            }
             const struct fuse_in_header *h = (void *)e->header;
             uint64_t unique = h->unique, commit_id;
             memcpy(&commit_id, e->header + ENT_COMMIT_ID, 8);
@@ -222,7 +239,6 @@ static void *uring_queue(void *arg) {
             queue_command(&ring, e, cqe->user_data, queue, URING_CMD_COMMIT_AND_FETCH, commit_id);
         }
         io_uring_cq_advance(&ring, seen);
-        io_uring_submit(&ring);
     }
 }
 
@@ -256,14 +272,15 @@ int main(int argc, char **argv) {
             int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
             uint32_t from = fuse_fd;
             if (fd < 0 || ioctl(fd, FUSE_DEV_IOC_CLONE, &from)) die("FUSE_DEV_IOC_CLONE");
-            pthread_create(&t, NULL, dev_fuse_worker, (void *)(intptr_t)fd);
+            if (pthread_create(&t, NULL, dev_fuse_worker, (void *)(intptr_t)fd)) die("pthread_create");
         }
         dev_fuse_worker((void *)(intptr_t)fuse_fd);
     }
     entries_per_queue = count;
-    pthread_create(&t, NULL, dev_fuse_worker, (void *)(intptr_t)fuse_fd);
+    if (pthread_create(&t, NULL, dev_fuse_worker, (void *)(intptr_t)fuse_fd)) die("pthread_create");
     while (!__atomic_load_n(&init_answered, __ATOMIC_ACQUIRE)) usleep(1000);   // INIT goes over /dev/fuse; queues register after it
     int cpus = possible_cpus();
-    for (int q = 0; q < cpus; q++) pthread_create(&t, NULL, uring_queue, (void *)(intptr_t)q);
+    for (int q = 0; q < cpus; q++)
+        if (pthread_create(&t, NULL, uring_queue, (void *)(intptr_t)q)) die("pthread_create");
     pause();
 }

@@ -244,7 +244,7 @@ def targets(rows, subject_state):
             if fuse and uring and fuse.cells.get("cow") and uring.cells.get("peer") and fuse.cells["cow"][0] and uring.cells["peer"][0]:
                 best.append(f"{w} {uring.cells['peer'][0] / fuse.cells['cow'][0]:.2f}x")
         if best:
-            out.append(("11 context: a zero-work io_uring server / cowdisk over /dev/fuse (the most 11's 1.3x can be)", "; ".join(best), "-"))
+            out.append(("11 context: a zero-work io_uring server / cowdisk over /dev/fuse (ceiling section's runs)", "; ".join(best), "-"))
         both = []
         for w in ("randread 4k QD32", "randwrite 4k QD32 (overwrite)"):
             fuse, uring = ceiling.get(f"{w}, over /dev/fuse"), ceiling.get(f"{w}, over io_uring")
@@ -409,7 +409,8 @@ def svg(rows, subject_state, facts):
         f'<rect x="10" y="50" width="12" height="10" fill="{colors["cowdisk"]}"/><text x="26" y="59" class="l">cowdisk (attach, serve, convert, engine)</text>',
         f'<rect x="290" y="50" width="12" height="10" fill="{colors["qemu"]}"/><text x="306" y="59" class="l">qemu-storage-daemon FUSE export of qcow2 + loop</text>',
         f'<rect x="640" y="50" width="12" height="10" fill="{colors["zero-work server"]}"/><text x="656" y="59" class="l">a FUSE server that does no work (1b)</text>',
-        f'<text x="880" y="59" class="l">references: raw loop · qemu-nbd / qcow2 / qemu-img · plain pread</text>',
+        f'<text x="900" y="59" class="l">references: raw loop · qemu-nbd / qcow2 /</text>',
+        f'<text x="900" y="72" class="l">qemu-img · plain pread</text>',
     ]
     return "\n".join(head + grid + parts + ["</svg>"]) + "\n"
 
