@@ -238,20 +238,21 @@ def targets(rows, subject_state):
         out.append(("10, 11 context: cowdisk / the zero-work server, same transport",
                     "; ".join(f"{w} {x:.2f}x" for w, r in ceiling.items() if (x := ratio(r, "cow", "peer", subject_state)) is not None) or "-",
                     "-"))
-        best = []
-        for w in ("randread 4k QD32", "randwrite 4k QD32 (overwrite)"):
-            fuse, uring = ceiling.get(f"{w}, over /dev/fuse"), ceiling.get(f"{w}, over io_uring")
-            if fuse and uring and fuse.cells.get("cow") and uring.cells.get("peer") and fuse.cells["cow"][0] and uring.cells["peer"][0]:
-                best.append(f"{w} {uring.cells['peer'][0] / fuse.cells['cow'][0]:.2f}x")
-        if best:
-            out.append(("11 context: a zero-work io_uring server / cowdisk over /dev/fuse (ceiling section's runs)", "; ".join(best), "-"))
-        both = []
-        for w in ("randread 4k QD32", "randwrite 4k QD32 (overwrite)"):
-            fuse, uring = ceiling.get(f"{w}, over /dev/fuse"), ceiling.get(f"{w}, over io_uring")
-            if fuse and uring and fuse.cells.get("peer") and uring.cells.get("peer") and fuse.cells["peer"][0] and uring.cells["peer"][0]:
-                both.append(f"{w} {uring.cells['peer'][0] / fuse.cells['peer'][0]:.2f}x")
-        if both:
-            out.append(("11 context: zero-work io_uring / zero-work /dev/fuse (the transports alone, the same work)", "; ".join(both), "-"))
+
+        def uring_server_over(fuse_role):   # the zero-work io_uring server's rate / the /dev/fuse row's fuse_role, per workload
+            found = []
+            for w in ("randread 4k QD32", "randwrite 4k QD32 (overwrite)"):
+                fuse, uring = ceiling.get(f"{w}, over /dev/fuse"), ceiling.get(f"{w}, over io_uring")
+                num = uring.cells.get("peer") if uring else None
+                den = fuse.cells.get(fuse_role) if fuse else None
+                if num and den and num[0] and den[0]:
+                    found.append(f"{w} {num[0] / den[0]:.2f}x")
+            return "; ".join(found)
+
+        for role, name in (("cow", "11 context: a zero-work io_uring server / cowdisk over /dev/fuse (ceiling section's runs)"),
+                           ("peer", "11 context: zero-work io_uring / zero-work /dev/fuse (the transports alone, the same work)")):
+            if figure := uring_server_over(role):
+                out.append((name, figure, "-"))
     for mode in ("cache on", "cache off"):
         judge(f"11: io_uring >= 1.3x /dev/fuse, 4k random read and write QD32 (page {mode})", ratios(f"fio:{mode}", "uring", "cow", is_qd32_rw), 1.3, show_all=True)
         judge(f"11: io_uring no slower than /dev/fuse on any workload (page {mode})", ratios(f"fio:{mode}", "uring", "cow"), 1.0)
