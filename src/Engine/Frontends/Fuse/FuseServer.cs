@@ -243,7 +243,8 @@ public sealed class FuseServer : IDisposable
         }
     }
 
-    private static readonly int ParallelAt = Math.Max(1, Environment.ProcessorCount);
+    /// <summary>Requests being served at once from which the load counts as parallel: one per CPU (the pollers stand down).</summary>
+    internal static readonly int ParallelAt = Math.Max(1, Environment.ProcessorCount);
 
     internal void SleeperStarts() => Interlocked.Increment(ref _sleeperStarts);
 

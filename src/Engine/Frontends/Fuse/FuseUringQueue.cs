@@ -216,8 +216,6 @@ internal sealed unsafe class FuseUringQueue : IDisposable
         }
     }
 
-    private static readonly int ParallelAt = Math.Max(1, Environment.ProcessorCount);
-
     private static void ThrowIfBroken(int result)
     {
         if (result < 0 && result != -Errno.EINTR && result != -Errno.EAGAIN && result != -Errno.EBUSY)
@@ -233,7 +231,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     /// </summary>
     private bool Spin(IoUring ring, long start)
     {
-        if (_poll is not { Ticks: > 0 } || Volatile.Read(ref _inPool) >= ParallelAt || !_served.IsEmpty) return false;
+        if (_poll is not { Ticks: > 0 } || Volatile.Read(ref _inPool) >= FuseServer.ParallelAt || !_served.IsEmpty) return false;
         long until = start + _poll.Ticks;
         while (true)
         {
