@@ -177,7 +177,7 @@ public sealed class AttachLifecycleTests
     /// on) and one does with Engine:DirectIo (the pool serves): counted by name among the daemon's threads, and in its log.
     /// </summary>
     [AttachFact]
-    public void Io_uring_queues_get_two_threads_with_the_page_cache_and_one_with_direct_io()
+    public void Io_uring_queues_get_two_threads_and_bulk_workers_with_the_page_cache_and_one_thread_with_direct_io()
     {
         using var scratch = new AttachScratch(transport: AttachTransports.IoUring);
         using var uring = new UringSwitch();   // put back as found at the end
@@ -192,13 +192,64 @@ public sealed class AttachLifecycleTests
                 .Select(task => { try { return File.ReadAllText(Path.Combine(task, "comm")).Trim(); } catch (IOException) { return ""; } })
                 .Where(comm => System.Text.RegularExpressions.Regex.IsMatch(comm, @"^fuse-q\d+\.\d+$"))
                 .ToList();
+            int bulkWorkers = ThreadTicks(pid, @"^fuse-bulk-\d+$").Count;
             string log = File.ReadAllText(scratch.Paths.LogPath(name));
             scratch.Detach(name);
+            Assert.True(perQueue == 2 ? bulkWorkers > 0 : bulkWorkers == 0, $"attach {string.Join(' ', options)}: {bulkWorkers} bulk workers");
             Assert.True(threads.Count == queues * perQueue, $"attach {string.Join(' ', options)}: expected {queues * perQueue} queue threads, found {string.Join(", ", threads)}");
             for (int q = 0; q < queues; q++)
                 for (int t = 0; t < perQueue; t++) Assert.Contains($"fuse-q{q}.{t}", threads);
             Assert.Contains($"{queues} queues, {queues * perQueue} queue threads", log);
         }
+    }
+
+    /// <summary>
+    /// Big READs and WRITEs go to the bulk workers, whose rings then keep their entries, and small requests that
+    /// arrive in those entries go back to the queue threads: mixed 4 KiB to 1 MiB direct I/O must read back what was
+    /// written (fio's crc32c verify of every block), the bulk workers must have done work, and detach must end them.
+    /// </summary>
+    [AttachFact]
+    public void Mixed_sizes_over_io_uring_read_back_intact_with_big_requests_on_the_bulk_workers()
+    {
+        using var scratch = new AttachScratch(transport: AttachTransports.IoUring);
+        string image = scratch.CreateImage("disk.img", "256M");
+        string name = scratch.NewName();
+        string link = scratch.Attach(image, name);
+        int pid = scratch.Record(name).Pid;
+        Assert.Equal(AttachTransports.IoUring, scratch.Record(name).Transport);
+
+        var fio = CommandRunner.Run("fio", ["--name=mixed", $"--filename={link}", "--direct=1", "--ioengine=libaio", "--iodepth=16",
+            "--rw=randwrite", "--bssplit=4k/40:16k/10:64k/10:256k/10:1m/30", "--size=192M", "--randseed=7",
+            "--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--output-format=terse"], TimeSpan.FromMinutes(3));
+        Assert.True(fio.ExitCode == 0, $"fio verify failed: {fio}");
+
+        var bulk = ThreadTicks(pid, @"^fuse-bulk-\d+$");
+        scratch.Detach(name);
+        Assert.True(bulk.Count > 0, "no bulk worker threads with the page cache on");
+        Assert.True(bulk.Values.Sum() > 0, $"the bulk workers did no work: {string.Join(", ", bulk.Select(b => $"{b.Key}={b.Value}"))}");
+        // Its threads, bulk workers included, end with it (a zombie's are gone: init reaps it in its own time).
+        long deadline = Environment.TickCount64 + 30_000;
+        while (Directory.Exists($"/proc/{pid}") && !CowDisk.Engine.Frontends.Attach.DaemonProcess.IsExiting(pid) && Environment.TickCount64 < deadline) Thread.Sleep(50);
+        Assert.True(!Directory.Exists($"/proc/{pid}") || CowDisk.Engine.Frontends.Attach.DaemonProcess.IsExiting(pid), "the daemon outlived detach by 30 s");
+    }
+
+    /// <summary>CPU time (clock ticks) of the process's threads whose name matches.</summary>
+    private static Dictionary<string, long> ThreadTicks(int pid, string namePattern)
+    {
+        var ticks = new Dictionary<string, long>();
+        foreach (var task in Directory.GetDirectories($"/proc/{pid}/task"))
+        {
+            try
+            {
+                string stat = File.ReadAllText(Path.Combine(task, "stat"));
+                string comm = stat[(stat.IndexOf('(') + 1)..stat.LastIndexOf(')')];
+                if (!System.Text.RegularExpressions.Regex.IsMatch(comm, namePattern)) continue;
+                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');   // from field 3 (state) on
+                ticks[comm] = long.Parse(fields[11], System.Globalization.CultureInfo.InvariantCulture) + long.Parse(fields[12], System.Globalization.CultureInfo.InvariantCulture);
+            }
+            catch (IOException) { }   // the thread ended meanwhile
+        }
+        return ticks;
     }
 
     /// <summary>

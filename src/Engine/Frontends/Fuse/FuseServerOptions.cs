@@ -56,6 +56,12 @@ public sealed record FuseServerOptions
     /// </summary>
     public bool IoUringHangAfterSwitch { get; init; } = Environment.GetEnvironmentVariable("COWDISK_FUSE_URING_HANG_AFTER_SWITCH") == "1";
 
+    /// <summary>
+    /// With io_uring: threads with rings of their own for READs and WRITEs over 64 KiB (0: the pool serves them
+    /// and the queue threads answer them; null: as many as <see cref="WorkerThreads"/>). See <see cref="FuseUringBulk"/>.
+    /// </summary>
+    public int? IoUringBulkWorkers { get; init; }
+
     /// <summary>io_uring entries per queue (one queue per possible CPU): requests a queue holds at once.</summary>
     public int IoUringEntries { get; init; } = 32;
 

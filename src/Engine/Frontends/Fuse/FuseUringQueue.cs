@@ -14,7 +14,8 @@ namespace CowDisk.Engine.Frontends.Fuse;
 /// its entries of the queue (each a 288-byte header and a payload buffer of max_write), and each completion of one
 /// is a request (under load the thread may leave the CPU: see <see cref="FollowLoad"/>). Requests are served on
 /// the queue thread, except those that may wait long on the disk (see <see cref="Placement"/>), which go to the
-/// server's pool, so such a request holds only its entry. A served entry goes back through COMMIT_AND_FETCH, which answers it and
+/// server's pool, so such a request holds only its entry, and big READs and WRITEs, which go to the bulk workers
+/// (<see cref="FuseUringBulk"/>, whose rings then hold their entries until a small request comes back here). A served entry goes back through COMMIT_AND_FETCH, which answers it and
 /// re-arms it in one submission; the pool hands entries back through a lock-free queue and wakes the thread,
 /// when it sleeps in io_uring_enter, through an eventfd whose read it keeps in the ring.
 /// </summary>
@@ -87,6 +88,14 @@ internal sealed unsafe class FuseUringQueue : IDisposable
 
     public ushort QueueId => _queueId;
 
+    /// <summary>This queue thread's place in the server's list (how a bulk worker's completions name it).</summary>
+    public int Index { get; init; }
+
+    public int EntryCount => _entryCount;
+
+    /// <summary>Where big READs and WRITEs go (null: to the pool, as the rest). Set before the thread starts.</summary>
+    public FuseUringBulk? Bulk { get; set; }
+
     /// <summary>The kernel accepted this thread's entries (it may then have moved the connection to the rings).</summary>
     public bool Registered { get; private set; }
 
@@ -153,7 +162,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
         }
     }
 
-    private static IoUring CreateRing(uint entries)
+    internal static IoUring CreateRing(uint entries)
     {
         // COOP_TASKRUN: a request is copied into our buffers when this thread next enters the kernel (its preads
         // included), never by interrupting it. Measured against DEFER_TASKRUN (copied only inside io_uring_enter):
@@ -177,7 +186,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
         while (true)
         {
             while (_served.TryDequeue(out int entry)) Commit(ring, entry);
-            if (_stopping) return;
+            if (_stopping || Volatile.Read(ref _live) == 0) return;   // the last entries may end on bulk workers' rings
             long start = Stopwatch.GetTimestamp();
             if (!Spin(ring, start))
             {
@@ -216,7 +225,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
         }
     }
 
-    private static void ThrowIfBroken(int result)
+    internal static void ThrowIfBroken(int result)
     {
         if (result < 0 && result != -Errno.EINTR && result != -Errno.EAGAIN && result != -Errno.EBUSY)
             throw new IOException($"io_uring_enter failed: {Errno.Describe(-result)}");
@@ -278,7 +287,8 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     private void Dispatch(IoUring ring, int entry, FuseOpcode opcode, bool alone)
     {
         var where = Placement(opcode, entry);
-        if (where == Place.Pool || (where == Place.PoolUnlessAlone && !(alone && Volatile.Read(ref _inPool) == 0)))
+        if (where == Place.Bulk && Bulk is { } bulk) bulk.Post(this, entry);
+        else if (where == Place.Pool || (where != Place.Here && !(alone && Volatile.Read(ref _inPool) == 0)))
         {
             Interlocked.Increment(ref _inPool);
             if (opcode is FuseOpcode.Fsync or FuseOpcode.Fallocate) { _slow[entry] = true; _pool.SlowStarted(); }
@@ -293,7 +303,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
         }
     }
 
-    private enum Place { Here, PoolUnlessAlone, Pool }
+    private enum Place { Here, PoolUnlessAlone, Pool, Bulk }
 
     private FuseOpcode OpcodeOf(int entry) =>
         FuseInHeader.Read(new ReadOnlySpan<byte>(Header(entry) + FuseUringHeader.InOutOffset, FuseInHeader.EncodedSize)).Opcode;
@@ -303,8 +313,9 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     /// on, unless one is alone (then the hand-over would only add two wake-ups to its wait: an fsync-per-write
     /// writer beside QD1 reads did 3.6-4.5k writes/s served here against 3.2-3.8k through the pool, the reads' p99
     /// 218-245 against 253-289 us; /dev/fuse 3.7-4.9k and 208-264 us). READ and WRITE go to the pool (unless alone)
-    /// when the device does its I/O directly (no page cache to absorb it) or when they are big (copying a megabyte
-    /// here would hold up the small requests behind it).
+    /// when the device does its I/O directly (no page cache to absorb it). Big ones go to the bulk workers, even
+    /// alone: a hand-over's two wake-ups are little beside copying a megabyte, which the kernel does in the thread
+    /// whose ring holds the entry (see <see cref="FuseUringBulk"/>).
     /// With the page cache on, serving small ones here costs less than handing them over (fio 4 KiB QD32 here:
     /// random writes 129k IOPS here against 70k through the pool); with O_DIRECT each waits on the disk, and the
     /// pool keeps many in flight (random reads 38k against 13k).
@@ -313,20 +324,24 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     {
         if (opcode is FuseOpcode.Fsync or FuseOpcode.Fallocate) return Place.PoolUnlessAlone;
         if (opcode is not (FuseOpcode.Read or FuseOpcode.Write)) return Place.Here;
+        var argument = new ReadOnlySpan<byte>(Header(entry) + FuseUringHeader.OpInOffset, FuseUringHeader.OpInSize);
+        uint length = opcode == FuseOpcode.Read ? FuseReadIn.Read(argument).Length : FuseWriteIn.Read(argument).Length;
+        if (length > BulkAbove) return Place.Bulk;
         if (!_inline) return Place.PoolUnlessAlone;
         // A write served here holds up every request behind it on this thread; reads beside writes wait least
         // when the writes go to the pool (see _batchHasRead), as do writes while an FSYNC or FALLOCATE is served.
         if (opcode == FuseOpcode.Write && (_batchHasRead || _pool.SlowInFlight > 0)) return Place.Pool;
-        var argument = new ReadOnlySpan<byte>(Header(entry) + FuseUringHeader.OpInOffset, FuseUringHeader.OpInSize);
-        uint length = opcode == FuseOpcode.Read ? FuseReadIn.Read(argument).Length : FuseWriteIn.Read(argument).Length;
-        return length > InlineMaxBytes ? Place.PoolUnlessAlone : Place.Here;
+        return Place.Here;
     }
 
-    /// <summary>The largest READ or WRITE served on the queue thread when serving inline.</summary>
-    private const uint InlineMaxBytes = 64 << 10;
+    /// <summary>READs and WRITEs larger than this go to the bulk workers; the rest may be served on the queue thread.</summary>
+    public const uint BulkAbove = 64 << 10;
 
-    /// <summary>Serves the entry's request and writes its answer into the entry (header and payload). Any thread.</summary>
-    public void ServeEntry(int entry)
+    /// <summary>
+    /// Serves the entry's request and writes its answer into the entry (header and payload). Any thread. True if
+    /// the request or its answer carried more than <see cref="BulkAbove"/> bytes.
+    /// </summary>
+    public bool ServeEntry(int entry)
     {
         byte* header = Header(entry);
         var request = FuseInHeader.Read(new ReadOnlySpan<byte>(header + FuseUringHeader.InOutOffset, FuseInHeader.EncodedSize));
@@ -342,6 +357,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
         new FuseOutHeader((uint)(FuseOutHeader.EncodedSize + body), result < 0 ? result : 0, request.Unique)
             .Write(new Span<byte>(header + FuseUringHeader.InOutOffset, FuseOutHeader.EncodedSize));
         new FuseUringEntInOut(0, entInOut.CommitId, (uint)body).Write(new Span<byte>(header + FuseUringHeader.EntInOutOffset, FuseUringEntInOut.EncodedSize));
+        return received.Length > BulkAbove || body > BulkAbove;
     }
 
     /// <summary>The pool has served the entry: the queue thread commits it.</summary>
@@ -349,14 +365,30 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     {
         if (_slow[entry]) { _slow[entry] = false; _pool.SlowEnded(); }
         Interlocked.Decrement(ref _inPool);
+        HandBack(entry);
+    }
+
+    /// <summary>Another thread has served the entry: the queue thread commits it, which brings it back to this ring.</summary>
+    public void HandBack(int entry)
+    {
         _served.Enqueue(entry);   // a full fence: then the read of _sleeping (Dekker with the queue thread)
         if (Volatile.Read(ref _sleeping) == 1 && Interlocked.Exchange(ref _wakePending, 1) == 0) _wake.Signal();
     }
 
-    private void Commit(IoUring ring, int entry)
+    private void Commit(IoUring ring, int entry) => WriteCommit(NextEntry(ring), entry, (ulong)entry);
+
+    /// <summary>A COMMIT_AND_FETCH of the served entry into the submission entry (of whichever ring will hold it).</summary>
+    public void WriteCommit(Span<byte> sqe, int entry, ulong userData)
     {
         ulong commitId = FuseUringEntInOut.Read(new ReadOnlySpan<byte>(Header(entry) + FuseUringHeader.EntInOutOffset, FuseUringEntInOut.EncodedSize)).CommitId;
-        QueueCommand(ring, entry, FuseUringCommand.CommitAndFetch, commitId);
+        IoUringSqe.UringCommand(_fd, (uint)FuseUringCommand.CommitAndFetch, 0, 0, userData).Write(sqe);
+        new FuseUringCommandRequest(0, commitId, _queueId).Write(sqe[IoUringSqe.CommandOffset..]);
+    }
+
+    /// <summary>An entry a bulk worker's ring held has ended (the connection is gone).</summary>
+    public void EntryEnded(int entry)
+    {
+        if (Interlocked.Decrement(ref _live) == 0) _wake.Signal();   // the queue thread ends when its last entry has
     }
 
     private void QueueCommand(IoUring ring, int entry, FuseUringCommand command, ulong commitId)
