@@ -206,7 +206,7 @@ public sealed class FuseServer : IDisposable
             _uringBulk = new FuseUringBulk(this, _queues.Select(q => q.Queue).ToList(), workers);
             foreach (var (_, queue) in _queues) queue.Bulk = _uringBulk;
         }
-        catch (IOException e)
+        catch (Exception e)
         {
             Log($"fuse: no io_uring bulk workers ({e.Message}); big requests go to the pool");
         }
@@ -214,22 +214,23 @@ public sealed class FuseServer : IDisposable
 
     private bool StopIoUring()
     {
-        // Queue threads first, then the pool (its workers may still be writing answers into entries), and only
-        // then the entries' memory.
+        // Queue threads first, then the pool (its workers may still be writing answers into entries), then the bulk
+        // workers (their rings hold entries), and only then the entries' memory. The connection has ended by now
+        // (unmounted or aborted), so nothing still held is waited for. Nothing is freed while a thread may run.
         bool allStopped = true;
         foreach (var (_, queue) in _queues) queue.Stop();
         foreach (var (thread, _) in _queues) allStopped &= thread.Join(WorkerExitTimeout);
         if (_uringPool is not null)
         {
-            if (_uringPool.Stop(WorkerExitTimeout)) _uringPool.Dispose();
-            else allStopped = false;
+            if (!_uringPool.Stop(WorkerExitTimeout)) allStopped = false;
+            else if (allStopped) _uringPool.Dispose();   // a queue thread still running may still post to it
             _uringPool = null;
         }
         if (_uringBulk is not null)
         {
             // Their rings hold entries (whose buffers are the queues'): closed before the buffers are freed.
-            if (_uringBulk.Stop(WorkerExitTimeout)) _uringBulk.Dispose();
-            else allStopped = false;
+            if (!_uringBulk.Stop(WorkerExitTimeout)) allStopped = false;
+            else if (allStopped) _uringBulk.Dispose();
             _uringBulk = null;
         }
         if (allStopped) foreach (var (_, queue) in _queues) queue.Dispose();   // else the buffers stay: someone may still be in them

@@ -58,7 +58,8 @@ public sealed record FuseServerOptions
 
     /// <summary>
     /// With io_uring: threads with rings of their own for READs and WRITEs over 64 KiB (0: the pool serves them
-    /// and the queue threads answer them; null: as many as <see cref="WorkerThreads"/>). See <see cref="FuseUringBulk"/>.
+    /// and the queue threads answer them; null: as many as <see cref="WorkerThreads"/>). Only with
+    /// <see cref="IoUringServeDataInline"/> (the page cache on). See <see cref="FuseUringBulk"/>.
     /// </summary>
     public int? IoUringBulkWorkers { get; init; }
 

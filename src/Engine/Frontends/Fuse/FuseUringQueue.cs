@@ -15,8 +15,9 @@ namespace CowDisk.Engine.Frontends.Fuse;
 /// is a request (under load the thread may leave the CPU: see <see cref="FollowLoad"/>). Requests are served on
 /// the queue thread, except those that may wait long on the disk (see <see cref="Placement"/>), which go to the
 /// server's pool, so such a request holds only its entry, and big READs and WRITEs, which go to the bulk workers
-/// (<see cref="FuseUringBulk"/>, whose rings then hold their entries until a small request comes back here). A served entry goes back through COMMIT_AND_FETCH, which answers it and
-/// re-arms it in one submission; the pool hands entries back through a lock-free queue and wakes the thread,
+/// (<see cref="FuseUringBulk"/>, whose rings then keep their entries until another kind of request arrives in one
+/// and is returned here, unserved). A served entry goes back through COMMIT_AND_FETCH, which answers it and
+/// re-arms it in one submission; the pool and the bulk workers hand entries back through a lock-free queue and wake the thread,
 /// when it sleeps in io_uring_enter, through an eventfd whose read it keeps in the ring.
 /// </summary>
 internal sealed unsafe class FuseUringQueue : IDisposable
@@ -36,7 +37,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     private readonly byte* _payloads;
     private readonly byte* _wakeBuffer;
     private const int EntryStride = 512;     // header (288) + 2 iovecs (32), rounded
-    private readonly ConcurrentQueue<int> _served = new();
+    private readonly ConcurrentQueue<int> _served = new();   // entries served elsewhere to commit; ~entry: a request to dispatch
     private readonly EventFd _wake = new();
     private readonly ManualResetEventSlim _registered = new();
     private int _sleeping;
@@ -185,10 +186,15 @@ internal sealed unsafe class FuseUringQueue : IDisposable
         int arrived = 0;
         while (true)
         {
-            while (_served.TryDequeue(out int entry)) Commit(ring, entry);
+            while (_served.TryDequeue(out int entry))
+            {
+                if (entry >= 0) Commit(ring, entry);
+                else _arrived[arrived++] = ~entry;   // returned by a bulk worker: dispatched with this batch
+            }
             if (_stopping || Volatile.Read(ref _live) == 0) return;   // the last entries may end on bulk workers' rings
             long start = Stopwatch.GetTimestamp();
-            if (!Spin(ring, start))
+            if (arrived > 0) ThrowIfBroken(ring.SubmitAndWait(0));   // requests to dispatch: no waiting
+            else if (!Spin(ring, start))
             {
                 Interlocked.Exchange(ref _sleeping, 1);   // full fence: pairs with the pool's enqueue, then its read of _sleeping
                 int result = _served.IsEmpty ? ring.SubmitAndWait(1) : ring.SubmitAndWait(0);
@@ -287,7 +293,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     private void Dispatch(IoUring ring, int entry, FuseOpcode opcode, bool alone)
     {
         var where = Placement(opcode, entry);
-        if (where == Place.Bulk && Bulk is { } bulk) bulk.Post(this, entry);
+        if (where == Place.Bulk && Bulk!.Post(this, entry)) { }
         else if (where == Place.Pool || (where != Place.Here && !(alone && Volatile.Read(ref _inPool) == 0)))
         {
             Interlocked.Increment(ref _inPool);
@@ -326,12 +332,21 @@ internal sealed unsafe class FuseUringQueue : IDisposable
         if (opcode is not (FuseOpcode.Read or FuseOpcode.Write)) return Place.Here;
         var argument = new ReadOnlySpan<byte>(Header(entry) + FuseUringHeader.OpInOffset, FuseUringHeader.OpInSize);
         uint length = opcode == FuseOpcode.Read ? FuseReadIn.Read(argument).Length : FuseWriteIn.Read(argument).Length;
-        if (length > BulkAbove) return Place.Bulk;
+        if (length > BulkAbove && Bulk is not null) return Place.Bulk;
         if (!_inline) return Place.PoolUnlessAlone;
         // A write served here holds up every request behind it on this thread; reads beside writes wait least
         // when the writes go to the pool (see _batchHasRead), as do writes while an FSYNC or FALLOCATE is served.
         if (opcode == FuseOpcode.Write && (_batchHasRead || _pool.SlowInFlight > 0)) return Place.Pool;
-        return Place.Here;
+        return length > BulkAbove ? Place.PoolUnlessAlone : Place.Here;
+    }
+
+    /// <summary>The entry holds a READ or WRITE the bulk workers serve (any thread, while it holds the entry).</summary>
+    public bool WantsBulk(int entry)
+    {
+        var opcode = OpcodeOf(entry);
+        if (opcode is not (FuseOpcode.Read or FuseOpcode.Write)) return false;
+        var argument = new ReadOnlySpan<byte>(Header(entry) + FuseUringHeader.OpInOffset, FuseUringHeader.OpInSize);
+        return (opcode == FuseOpcode.Read ? FuseReadIn.Read(argument).Length : FuseWriteIn.Read(argument).Length) > BulkAbove;
     }
 
     /// <summary>READs and WRITEs larger than this go to the bulk workers; the rest may be served on the queue thread.</summary>
@@ -369,9 +384,14 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     }
 
     /// <summary>Another thread has served the entry: the queue thread commits it, which brings it back to this ring.</summary>
-    public void HandBack(int entry)
+    public void HandBack(int entry) => Enqueue(entry);
+
+    /// <summary>A request a bulk worker does not serve arrived in an entry its ring held: this thread dispatches it.</summary>
+    public void Return(int entry) => Enqueue(~entry);
+
+    private void Enqueue(int item)
     {
-        _served.Enqueue(entry);   // a full fence: then the read of _sleeping (Dekker with the queue thread)
+        _served.Enqueue(item);   // a full fence: then the read of _sleeping (Dekker with the queue thread)
         if (Volatile.Read(ref _sleeping) == 1 && Interlocked.Exchange(ref _wakePending, 1) == 0) _wake.Signal();
     }
 
@@ -385,7 +405,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
         new FuseUringCommandRequest(0, commitId, _queueId).Write(sqe[IoUringSqe.CommandOffset..]);
     }
 
-    /// <summary>An entry a bulk worker's ring held has ended (the connection is gone).</summary>
+    /// <summary>An entry a bulk worker's ring held has ended (the connection is gone, a commit was refused, or the worker died).</summary>
     public void EntryEnded(int entry)
     {
         if (Interlocked.Decrement(ref _live) == 0) _wake.Signal();   // the queue thread ends when its last entry has
