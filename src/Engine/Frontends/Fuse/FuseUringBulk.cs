@@ -194,26 +194,15 @@ internal sealed class FuseUringBulk : IDisposable
         {
             if (!queue.WantsBulk(entry)) { queue.Return(entry); return; }
             if (!queue.ServeEntry(entry)) { queue.HandBack(entry); return; }   // an answer without data (an error): committed at home
-            var sqe = _ring.NextEntry();
-            if (sqe.IsEmpty)
-            {
-                FuseUringQueue.ThrowIfBroken(_ring.SubmitAndWait(0));   // full: hand what is queued to the kernel first
-                sqe = _ring.NextEntry();
-                if (sqe.IsEmpty) throw new InvalidOperationException("io_uring submission ring stays full");
-            }
             ulong tag = Tag(queue, entry);
-            queue.WriteCommit(sqe, entry, tag);
+            queue.WriteCommit(FuseUringQueue.NextEntry(_ring), entry, tag);
             _held.Add(tag);
             // The answer goes out now, not after the rest of the batch (the kernel copies a read's data here).
             FuseUringQueue.ThrowIfBroken(_ring.SubmitAndWait(0));
         }
 
-        private void ArmWake()
-        {
-            var sqe = _ring.NextEntry();
-            if (sqe.IsEmpty) { FuseUringQueue.ThrowIfBroken(_ring.SubmitAndWait(0)); sqe = _ring.NextEntry(); }
-            IoUringSqe.Read(_wake.Fd, (ulong)_wakeBuffer, sizeof(ulong), 0, WakeTag).Write(sqe);
-        }
+        private void ArmWake() =>
+            IoUringSqe.Read(_wake.Fd, (ulong)_wakeBuffer, sizeof(ulong), 0, WakeTag).Write(FuseUringQueue.NextEntry(_ring));
 
         /// <summary>Once the thread has ended (its ring with it).</summary>
         public void Dispose()

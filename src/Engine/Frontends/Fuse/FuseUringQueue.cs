@@ -330,8 +330,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     {
         if (opcode is FuseOpcode.Fsync or FuseOpcode.Fallocate) return Place.PoolUnlessAlone;
         if (opcode is not (FuseOpcode.Read or FuseOpcode.Write)) return Place.Here;
-        var argument = new ReadOnlySpan<byte>(Header(entry) + FuseUringHeader.OpInOffset, FuseUringHeader.OpInSize);
-        uint length = opcode == FuseOpcode.Read ? FuseReadIn.Read(argument).Length : FuseWriteIn.Read(argument).Length;
+        uint length = DataLength(opcode, entry);
         if (length > BulkAbove && Bulk is not null) return Place.Bulk;
         if (!_inline) return Place.PoolUnlessAlone;
         // A write served here holds up every request behind it on this thread; reads beside writes wait least
@@ -344,9 +343,14 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     public bool WantsBulk(int entry)
     {
         var opcode = OpcodeOf(entry);
-        if (opcode is not (FuseOpcode.Read or FuseOpcode.Write)) return false;
+        return opcode is FuseOpcode.Read or FuseOpcode.Write && DataLength(opcode, entry) > BulkAbove;
+    }
+
+    /// <summary>The byte count of the entry's READ or WRITE.</summary>
+    private uint DataLength(FuseOpcode opcode, int entry)
+    {
         var argument = new ReadOnlySpan<byte>(Header(entry) + FuseUringHeader.OpInOffset, FuseUringHeader.OpInSize);
-        return (opcode == FuseOpcode.Read ? FuseReadIn.Read(argument).Length : FuseWriteIn.Read(argument).Length) > BulkAbove;
+        return opcode == FuseOpcode.Read ? FuseReadIn.Read(argument).Length : FuseWriteIn.Read(argument).Length;
     }
 
     /// <summary>READs and WRITEs larger than this go to the bulk workers; the rest may be served on the queue thread.</summary>
@@ -422,7 +426,8 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     private void ArmWake(IoUring ring) =>
         IoUringSqe.Read(_wake.Fd, (ulong)_wakeBuffer, sizeof(ulong), 0, WakeTag).Write(NextEntry(ring));
 
-    private static Span<byte> NextEntry(IoUring ring)
+    /// <summary>The ring's next submission entry; a full ring first submits what is queued.</summary>
+    internal static Span<byte> NextEntry(IoUring ring)
     {
         var sqe = ring.NextEntry();
         if (sqe.IsEmpty)
