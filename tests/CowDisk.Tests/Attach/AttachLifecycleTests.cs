@@ -243,6 +243,55 @@ public sealed class AttachLifecycleTests
         Assert.True(!Directory.Exists($"/proc/{pid}") || CowDisk.Engine.Frontends.Attach.DaemonProcess.IsExiting(pid), "the daemon outlived detach by 30 s");
     }
 
+    /// <summary>
+    /// Over io_uring a keeper thread at nice 19 spins while requests come one at a time (so the next one does not
+    /// wake an idle CPU) and sleeps once they stop: it must use CPU during QD1 reads, none while the disk is idle,
+    /// and not exist with Engine:PollMicroseconds=0.
+    /// </summary>
+    [AttachFact]
+    public void The_io_uring_keeper_spins_beside_one_at_a_time_reads_and_sleeps_while_the_disk_is_idle()
+    {
+        using var scratch = new AttachScratch(transport: AttachTransports.IoUring);
+        string image = scratch.CreateImage("disk.img", "64M");
+        string name = scratch.NewName();
+        string link = scratch.Attach(image, name);
+        int pid = scratch.Record(name).Pid;
+        try
+        {
+            Assert.Equal(AttachTransports.IoUring, scratch.Record(name).Transport);
+            var keeper = Directory.GetDirectories($"/proc/{pid}/task")
+                .Select(task => { try { return File.ReadAllText(Path.Combine(task, "stat")); } catch (IOException) { return ""; } })
+                .Where(stat => stat.Contains("(fuse-keeper)")).ToList();
+            Assert.True(keeper.Count == 1, $"expected one fuse-keeper thread, found {keeper.Count}");
+            string nice = keeper[0][(keeper[0].LastIndexOf(')') + 2)..].Split(' ')[16];   // field 19
+            Assert.True(nice == "19", $"the keeper runs at nice {nice}, not 19");
+
+            long before = KeeperTicks(pid);
+            var fio = CommandRunner.Run("fio", ["--name=qd1", $"--filename={link}", "--direct=1", "--ioengine=libaio", "--iodepth=1",
+                "--rw=randread", "--bs=4k", "--size=64M", "--time_based", "--runtime=2", "--output-format=terse"], TimeSpan.FromMinutes(1));
+            Assert.True(fio.ExitCode == 0, $"fio failed: {fio}");
+            long during = KeeperTicks(pid) - before;
+            Assert.True(during > 0, "the keeper did not spin during QD1 reads");
+
+            Thread.Sleep(500);   // far beyond the keeper's window (Engine:PollMicroseconds, 250 us)
+            long idleStart = KeeperTicks(pid);
+            Thread.Sleep(2000);
+            long idle = KeeperTicks(pid) - idleStart;
+            // A spinning keeper would take about 200 ticks here; one tick of slack for where a sample falls.
+            Assert.True(idle <= 1, $"the keeper used {idle} ticks in 2 s of an idle disk (and {during} during 2 s of reads)");
+        }
+        finally { scratch.Detach(name); }
+
+        string off = scratch.NewName();
+        scratch.Attach(image, off, "--set", "Engine:PollMicroseconds=0");
+        int offPid = scratch.Record(off).Pid;
+        var threads = ThreadTicks(offPid, "^fuse-keeper$");
+        scratch.Detach(off);
+        Assert.True(threads.Count == 0, "a keeper thread with Engine:PollMicroseconds=0");
+    }
+
+    private static long KeeperTicks(int pid) => ThreadTicks(pid, "^fuse-keeper$").Values.Sum();
+
     /// <summary>CPU time (clock ticks) of the process's threads whose name matches.</summary>
     private static Dictionary<string, long> ThreadTicks(int pid, string namePattern)
     {
