@@ -31,7 +31,7 @@ public sealed class FuseServer : IDisposable
     private readonly List<(Thread Thread, FuseUringQueue Queue)> _queues = [];
     private FuseUringPool? _uringPool;
     private FuseUringBulk? _uringBulk;
-    private CpuKeeper? _uringKeeper;
+    private CpuIdlePolling? _idlePolling;
     private readonly FuseRequestHandler _handler;
     private readonly ManualResetEventSlim _initDone = new();
     private int _fd = -1;
@@ -164,11 +164,12 @@ public sealed class FuseServer : IDisposable
                     _queues.Add((new Thread(queue.Run) { IsBackground = true, Name = $"fuse-q{q}.{t}" }, queue));
                 }
             StartBulk();
-            // The queue threads' polling (see CpuKeeper): as long as the /dev/fuse worker's poll window.
+            // What the /dev/fuse poller does for its transport (see CpuIdlePolling), with its window.
             if (_options.PollMicroseconds > 0)
             {
-                _uringKeeper = new CpuKeeper(_options.PollMicroseconds, "fuse-keeper");
-                foreach (var (_, queue) in _queues) queue.Keeper = _uringKeeper;
+                _idlePolling = CpuIdlePolling.TryStart(_options.PollMicroseconds, "fuse-idle-poll", out string? noPolling);
+                if (_idlePolling is null) Log($"fuse: idle CPUs will halt between requests ({noPolling})");
+                foreach (var (_, queue) in _queues) queue.IdlePolling = _idlePolling;
             }
             foreach (var (thread, _) in _queues) thread.Start();
             // Every thread's outcome, not only up to the first failure: one that registered later may still have
@@ -240,8 +241,8 @@ public sealed class FuseServer : IDisposable
             else if (allStopped) _uringBulk.Dispose();
             _uringBulk = null;
         }
-        _uringKeeper?.Dispose();   // after the queue threads, which touch it
-        _uringKeeper = null;
+        _idlePolling?.Dispose();   // after the queue threads, which touch it
+        _idlePolling = null;
         if (allStopped) foreach (var (_, queue) in _queues) queue.Dispose();   // else the buffers stay: someone may still be in them
         _queues.Clear();
         return allStopped;

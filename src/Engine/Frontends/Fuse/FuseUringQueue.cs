@@ -97,8 +97,8 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     /// <summary>Where big READs and WRITEs go (null: to the pool, as the rest). Set before the thread starts.</summary>
     public FuseUringBulk? Bulk { get; set; }
 
-    /// <summary>Keeps a CPU awake after requests that come one at a time (null: none). Set before the thread starts.</summary>
-    public CpuKeeper? Keeper { get; set; }
+    /// <summary>Lets idle CPUs poll while requests come (null: they halt). Set before the thread starts.</summary>
+    public CpuIdlePolling? IdlePolling { get; set; }
 
     /// <summary>The kernel accepted this thread's entries (it may then have moved the connection to the rings).</summary>
     public bool Registered { get; private set; }
@@ -226,10 +226,7 @@ internal sealed unsafe class FuseUringQueue : IDisposable
             {
                 _batchAverage = _batchAverage * 0.9 + arrived * 0.1;
                 if (_inline) FollowLoad();
-                // Only while requests come one at a time: beside a parallel load the keeper's spin cost 4 KiB random
-                // reads at QD32 20-35 % (81-110k IOPS against 126-140k), where the CPUs have no idle time to save.
-                if (Keeper is not null && _batchAverage < UnpinAbove && Volatile.Read(ref _inPool) < FuseServer.ParallelAt)
-                    Keeper.Touch(Stopwatch.GetTimestamp());
+                IdlePolling?.Touch(Stopwatch.GetTimestamp());
             }
             _batchHasRead = false;
             for (int i = 0; i < arrived; i++)
