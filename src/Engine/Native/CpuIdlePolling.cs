@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Diagnostics;
 
 namespace CowDisk.Engine.Native;
@@ -11,8 +10,9 @@ namespace CowDisk.Engine.Native;
 /// worker, the serving thread. A /dev/fuse server saves some of that with its polling worker; the io_uring queue
 /// threads cannot poll without taking the CPU from the client beside them, and a spinning helper thread at low
 /// priority got in the way of kernel threads woken on its CPU (an fsync's journal commit). The idle loop does not:
-/// it runs only when nothing else would. The request is lifted once no request came for the window (checked every
-/// millisecond, by a thread that sleeps while the disk is idle), so an idle disk keeps the CPUs halting.
+/// it runs only when nothing else would. The request is made when a request comes within the window of the one
+/// before (a lone request, such as a file system's occasional write, asks for nothing), and lifted once none came
+/// for the window, checked every millisecond by a thread that sleeps while the disk is idle.
 /// </summary>
 internal sealed unsafe class CpuIdlePolling : IDisposable
 {
@@ -27,6 +27,7 @@ internal sealed unsafe class CpuIdlePolling : IDisposable
     private long _lastTouch;
     private int _sleeping = 1;     // 1: the thread waits for a touch (and the CPUs may halt)
     private volatile bool _stopping;
+    private int _disposed;
 
     private CpuIdlePolling(int fd, int microseconds, string name)
     {
@@ -47,22 +48,22 @@ internal sealed unsafe class CpuIdlePolling : IDisposable
         return null;
     }
 
-    /// <summary>A request arrived at <paramref name="now"/> (Stopwatch ticks): idle CPUs poll until the window from then has passed.</summary>
+    /// <summary>A request arrived at <paramref name="now"/> (Stopwatch ticks). Allocates nothing; a syscall only to wake the thread.</summary>
     public void Touch(long now)
     {
+        long last = Volatile.Read(ref _lastTouch);
         // Written only when it moves by an eighth of the window: several queue threads touch, one cache line.
-        if (now - Volatile.Read(ref _lastTouch) > _windowTicks / 8) Interlocked.Exchange(ref _lastTouch, now);   // full fence: then the read of _sleeping
-        if (Volatile.Read(ref _sleeping) == 1 && Interlocked.Exchange(ref _sleeping, 0) == 1) _wake.Release();
+        if (now - last > _windowTicks / 8) Interlocked.Exchange(ref _lastTouch, now);   // full fence: then the read of _sleeping
+        // Only a request within the window of the one before starts the polling.
+        if (now - last < _windowTicks && Volatile.Read(ref _sleeping) == 1 && Interlocked.Exchange(ref _sleeping, 0) == 1) _wake.Release();
     }
 
     private bool Recent() => Stopwatch.GetTimestamp() - Volatile.Read(ref _lastTouch) < _windowTicks;
 
+    /// <summary>Asks for a CPU latency of at most this many µs (the device takes a native s32).</summary>
     private static string? Request(int fd, int microseconds)
     {
-        int value = 0;
-        var bytes = new Span<byte>(&value, sizeof(int));
-        BinaryPrimitives.WriteInt32LittleEndian(bytes, microseconds);   // the device takes a native s32 (x86-64, arm64: little-endian)
-        nint n = PosixFile.Write(fd, (byte*)&value, sizeof(int));
+        nint n = PosixFile.Write(fd, (byte*)&microseconds, sizeof(int));
         return n == sizeof(int) ? null : $"cannot write {DevicePath}: {(n < 0 ? Errno.Describe((int)-n) : "short write")}";
     }
 
@@ -78,18 +79,26 @@ internal sealed unsafe class CpuIdlePolling : IDisposable
                 Thread.Sleep(1);
                 if (Recent()) continue;
                 Interlocked.Exchange(ref _sleeping, 1);   // full fence: then the last look at _lastTouch (Dekker with Touch)
-                // A touch that came between the last look and the flag saw it clear: it did not wake us.
-                if (!Recent() || Interlocked.Exchange(ref _sleeping, 0) == 0) break;
+                if (!Recent()) break;
+                // A touch came between the last look and the flag: keep polling. If it saw the flag and cleared it,
+                // it also released the semaphore: take that permit now.
+                if (Interlocked.Exchange(ref _sleeping, 0) == 0) _wake.Wait();
             }
             Request(_fd, NoLimit);   // idle CPUs may halt again
         }
     }
 
-    public void Dispose()
+    /// <summary>Stops the thread and drops the request; false if the thread did not stop (the request then stays until the process exits).</summary>
+    public bool Stop()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1) return true;
         _stopping = true;
         _wake.Release();
-        // Closing the descriptor drops the request; only once the thread cannot write it any more.
-        if (_thread.Join(TimeSpan.FromSeconds(5))) PosixFile.Close(_fd);
+        // Closing the descriptor drops the request; only once the thread cannot write to it any more.
+        if (!_thread.Join(TimeSpan.FromSeconds(5))) return false;
+        PosixFile.Close(_fd);
+        return true;
     }
+
+    public void Dispose() => Stop();
 }

@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace CowDisk.Engine.Native;
 
-/// <summary>Process-level calls: identity, sessions, signals, descriptor redirection, I/O-flusher marking, thread priority.</summary>
+/// <summary>Process-level calls: identity, sessions, signals, descriptor redirection, I/O-flusher marking.</summary>
 internal static partial class ProcessControl
 {
     public const int SIGKILL = 9, SIGTERM = 15;
@@ -22,12 +22,6 @@ internal static partial class ProcessControl
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
-
-    [LibraryImport("libc")]
-    private static partial int gettid();
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int setpriority(int which, int who, int priority);
 
     public static bool IsRoot => geteuid() == 0;
 
@@ -56,7 +50,4 @@ internal static partial class ProcessControl
     /// wait on writeback of the very device it serves, which would deadlock. Best effort; false if refused.
     /// </summary>
     public static bool MarkThreadAsIoFlusher() => prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) == 0;
-
-    /// <summary>Gives the calling thread the lowest nice value (19): any other thread on its CPU runs first. False if refused.</summary>
-    public static bool LowerThreadPriority() => setpriority(0 /* PRIO_PROCESS: a thread id */, gettid(), 19) == 0;
 }

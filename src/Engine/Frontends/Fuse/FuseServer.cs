@@ -241,7 +241,9 @@ public sealed class FuseServer : IDisposable
             else if (allStopped) _uringBulk.Dispose();
             _uringBulk = null;
         }
-        _idlePolling?.Dispose();   // after the queue threads, which touch it
+        // After the queue threads, which touch it.
+        if (_idlePolling is not null && !_idlePolling.Stop())
+            Log("fuse: the idle-polling thread did not stop; its CPU latency request stays until the daemon exits");
         _idlePolling = null;
         if (allStopped) foreach (var (_, queue) in _queues) queue.Dispose();   // else the buffers stay: someone may still be in them
         _queues.Clear();

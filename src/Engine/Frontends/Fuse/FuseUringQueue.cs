@@ -222,12 +222,8 @@ internal sealed unsafe class FuseUringQueue : IDisposable
                 }
                 _arrived[arrived++] = entry;
             }
-            if (arrived > 0)
-            {
-                _batchAverage = _batchAverage * 0.9 + arrived * 0.1;
-                if (_inline) FollowLoad();
-                IdlePolling?.Touch(Stopwatch.GetTimestamp());
-            }
+            if (arrived > 0 && _inline) FollowLoad(arrived);
+            if (arrived > 0) IdlePolling?.Touch(Stopwatch.GetTimestamp());
             _batchHasRead = false;
             for (int i = 0; i < arrived; i++)
             {
@@ -277,8 +273,9 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     /// (page cache on): with O_DIRECT the pool does the work, and the queue threads stay pinned (writes measured no
     /// better, perhaps worse, unpinned).
     /// </summary>
-    private void FollowLoad()
+    private void FollowLoad(int arrived)
     {
+        _batchAverage = _batchAverage * 0.9 + arrived * 0.1;
         if (_freeCpus is null) return;   // cannot move between pinned and free: one refusal stops the asking
         if (_pinned && _batchAverage > UnpinAbove)
         {
