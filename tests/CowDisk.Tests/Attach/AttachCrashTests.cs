@@ -38,6 +38,7 @@ public sealed class AttachCrashTests(ITestOutputHelper output)
         long started = Environment.TickCount64;
 
         using var scratch = new AttachScratch(transport: transport);
+        if (transport == AttachTransports.IoUring) CpuLatencyQos.AssertNobodyAsks();
         string image = scratch.CreateImage("disk.img", DeviceSize);
         string name = scratch.NewName();
         string link = scratch.Attach(image, name, options);
@@ -58,6 +59,9 @@ public sealed class AttachCrashTests(ITestOutputHelper output)
                 if (!workload.Join(FailTimeout))
                     Assert.Fail($"round {round}: I/O on the device hung after kill -9 of the daemon " +
                                 $"({workload.Running} of {Threads} threads still inside a call, {workload.InFlight} calls in flight)");
+                // Over io_uring the daemon asked that idle CPUs poll while the load ran: its death drops the request.
+                if (transport == AttachTransports.IoUring)
+                    Assert.True(CpuLatencyQos.ReturnsTo(CpuLatencyQos.NoLimit), $"round {round}: the CPU latency limit stays {CpuLatencyQos.Limit()} us after kill -9");
                 Assert.All(workload.Errors, errno => Assert.True(errno != 0, "a workload thread ended without an error"));
                 device.Dispose();
                 device = null;

@@ -252,9 +252,7 @@ public sealed class AttachLifecycleTests
     public void Over_io_uring_idle_cpus_poll_while_requests_come_and_halt_again_once_the_disk_is_idle()
     {
         using var scratch = new AttachScratch(transport: AttachTransports.IoUring);
-        Assert.True(File.Exists("/dev/cpu_dma_latency"), "no /dev/cpu_dma_latency (PM QoS): a kernel without CONFIG_CPU_IDLE cannot run this test");
-        int baseline = CpuLatencyLimit();
-        Assert.True(baseline == 2_000_000_000, $"another process asks for a CPU latency of {baseline} us (not the kernel's default): this test cannot see ours");
+        int baseline = CpuLatencyQos.AssertNobodyAsks();
         string image = scratch.CreateImage("disk.img", "64M");
         string name = scratch.NewName();
         string link = scratch.Attach(image, name);
@@ -264,7 +262,7 @@ public sealed class AttachLifecycleTests
             Assert.Equal(AttachTransports.IoUring, scratch.Record(name).Transport);
             Assert.True(HoldsCpuLatencyDevice(pid), "the daemon does not hold /dev/cpu_dma_latency");
             // Idle once udev and blkid have looked at the new device: nothing asked.
-            Assert.True(CpuLatencyLimitReturnsTo(baseline), $"the CPU latency limit stays {CpuLatencyLimit()} us on an idle disk, not {baseline}");
+            Assert.True(CpuLatencyQos.ReturnsTo(baseline), $"the CPU latency limit stays {CpuLatencyQos.Limit()} us on an idle disk, not {baseline}");
 
             using var fio = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("fio",
                 ["--name=qd1", $"--filename={link}", "--direct=1", "--ioengine=libaio", "--iodepth=1", "--rw=randread", "--bs=4k",
@@ -272,7 +270,7 @@ public sealed class AttachLifecycleTests
             try
             {
                 Thread.Sleep(1500);
-                int during = CpuLatencyLimit();
+                int during = CpuLatencyQos.Limit();
                 Assert.True(during == 0, $"during QD1 reads the CPU latency limit is {during} us, not 0");
             }
             finally
@@ -285,7 +283,7 @@ public sealed class AttachLifecycleTests
             }
             Assert.True(fio.ExitCode == 0, $"fio failed: {fio.StandardOutput.ReadToEnd()} {fio.StandardError.ReadToEnd()}");
             // Lifted once no request came for the window (Engine:PollMicroseconds, 250 us), checked every millisecond.
-            Assert.True(CpuLatencyLimitReturnsTo(baseline), $"the CPU latency limit stays {CpuLatencyLimit()} us after the reads, not {baseline}");
+            Assert.True(CpuLatencyQos.ReturnsTo(baseline), $"the CPU latency limit stays {CpuLatencyQos.Limit()} us after the reads, not {baseline}");
         }
         finally { scratch.Detach(name); }
 
@@ -294,27 +292,6 @@ public sealed class AttachLifecycleTests
         bool held = HoldsCpuLatencyDevice(scratch.Record(off).Pid);
         scratch.Detach(off);
         Assert.False(held, "the daemon holds /dev/cpu_dma_latency with Engine:PollMicroseconds=0");
-    }
-
-    /// <summary>The CPU latency the kernel keeps to now (µs; PM QoS's default when nobody asks).</summary>
-    private static int CpuLatencyLimit()
-    {
-        using var device = new FileStream("/dev/cpu_dma_latency", FileMode.Open, FileAccess.Read);
-        var value = new byte[4];
-        device.ReadExactly(value);
-        return System.Runtime.InteropServices.MemoryMarshal.Read<int>(value);   // a native s32
-    }
-
-    /// <summary>Whether the limit reads <paramref name="value"/> within 5 s (a disk just attached or used may still be busy a moment).</summary>
-    private static bool CpuLatencyLimitReturnsTo(int value)
-    {
-        long deadline = Environment.TickCount64 + 5000;
-        while (CpuLatencyLimit() != value)
-        {
-            if (Environment.TickCount64 > deadline) return false;
-            Thread.Sleep(20);
-        }
-        return true;
     }
 
     private static bool HoldsCpuLatencyDevice(int pid) =>
