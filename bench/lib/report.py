@@ -15,7 +15,7 @@ import statistics
 SECTIONS = [
     ("fio:cache on", "1. Block device, host page cache on (fio, direct I/O on the device)"),
     ("fio:cache off", "1. Block device, host page cache off (O_DIRECT on the backing file, caches dropped before reads)"),
-    ("ceiling", "1b. The FUSE ceiling: a FUSE server that does no work, 4 KiB QD32, page cache on (bench/ceiling/nullfuse.c)"),
+    ("ceiling", "1b. The FUSE ceiling: a FUSE server that does no work, 4 KiB QD32 and 1 MiB QD8, page cache on (bench/ceiling/nullfuse.c)"),
     ("copy", "2. A user's copy: cp -a of a tree onto a fresh ext4, then sync (page cache on)"),
     ("nbd", "3. NBD: cowdisk serve vs qemu-nbd (qcow2)"),
     ("snap", "4. Snapshots: cowdisk vs qcow2 (qemu-img / qemu-io)"),
@@ -241,7 +241,7 @@ def targets(rows, subject_state):
 
         def uring_server_over(fuse_role):   # the zero-work io_uring server's rate / the /dev/fuse row's fuse_role, per workload
             found = []
-            for w in ("randread 4k QD32", "randwrite 4k QD32 (overwrite)"):
+            for w in ("randread 4k QD32", "randwrite 4k QD32 (overwrite)", "seqread 1M QD8", "seqwrite 1M QD8 (overwrite)"):
                 fuse, uring = ceiling.get(f"{w}, over /dev/fuse"), ceiling.get(f"{w}, over io_uring")
                 num = uring.cells.get("peer") if uring else None
                 den = fuse.cells.get(fuse_role) if fuse else None
