@@ -39,13 +39,14 @@ public static class AttachCommands
             // 32 threads, 40k with 8). With the page cache, more threads only add wake-ups.
             int threads = r.GetValue(fuseThreads) ?? (engine.DirectIo ? DirectIoFuseThreads : DefaultFuseThreads);
             if (threads is < 1 or > 256) throw new CliException($"--fuse-threads must be 1..256, not {threads}");
+            bool ioUringSetting = GlobalOptions.AttachIoUring(r);   // read (and its section checked) whether or not --io-uring is given
             var named = ImageRef.Parse(r.GetValue(image)!);
             var request = new AttachRequest
             {
                 Image = Path.GetFullPath(named.Path), Snapshot = named.Snapshot, Name = r.GetValue(name)!, Overlay = r.GetValue(overlay),
                 ReadOnly = r.GetValue(readOnly) || (named.Snapshot is not null && !r.GetValue(overlay)), FuseThreads = threads, Engine = engine,
                 NbdUnix = r.GetValue(nbd) == "unix",
-                IoUring = r.GetValue(ioUring) || GlobalOptions.AttachIoUring(r), RequireIoUring = r.GetValue(requireIoUring),
+                IoUring = r.GetValue(ioUring) || ioUringSetting, RequireIoUring = r.GetValue(requireIoUring),
                 NbdTcp = r.GetValue(nbd) is { } address and not "unix" ? Commands.ServeCommand.ParseListen(address) : null,
             };
             if (request.NbdTcp is { } tcp && !System.Net.IPAddress.IsLoopback(tcp.Address))

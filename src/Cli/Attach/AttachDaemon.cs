@@ -17,7 +17,10 @@ internal static class AttachDaemon
             lines.Add(record.Device!);
             lines.Add(record.Link!);
             if (record.Nbd is { } nbd) lines.AddRange(nbd.Select(uri => $"nbd: {uri}"));
-            return new DaemonSession(session, lines, $"ready: {record.Device} ({record.Link}), direct I/O {(record.DirectIo == true ? "on" : "off")}, FUSE through {record.Transport ?? "dev-fuse"}", session.Stop);
+            return new DaemonSession(session, lines, $"ready: {record.Device} ({record.Link}), direct I/O {(record.DirectIo == true ? "on" : "off")}, FUSE through {record.Transport ?? "dev-fuse"}", session.Stop)
+            {
+                Notices = session.Notices,
+            };
         },
         "detached cleanly");
 }

@@ -47,7 +47,8 @@ internal static class AttachLauncher
             string? line = next.Result;
             if (line is null) break;
             if (line == DaemonHost.ReadyLine) return 0;
-            Console.WriteLine(line);
+            if (line.StartsWith(DaemonHost.NoticePrefix, StringComparison.Ordinal)) Console.Error.WriteLine($"cowdisk: {line[DaemonHost.NoticePrefix.Length..]}");
+            else Console.WriteLine(line);
         }
 
         // The daemon ended before it was ready: its stderr says why.

@@ -4,7 +4,11 @@ using CowDisk.Engine.Frontends.Attach;
 namespace CowDisk.Cli.Attach;
 
 /// <summary>A started daemon session as the host sees it: what to print once ready, and how to stop it.</summary>
-internal sealed record DaemonSession(IDisposable Session, IReadOnlyList<string> ReadyLines, string ReadyLog, Action Stop);
+internal sealed record DaemonSession(IDisposable Session, IReadOnlyList<string> ReadyLines, string ReadyLog, Action Stop)
+{
+    /// <summary>Printed on stderr as "cowdisk: …" before the ready lines (the launcher relays them there).</summary>
+    public IReadOnlyList<string> Notices { get; init; } = [];
+}
 
 /// <summary>
 /// The daemon's life for attach and serve alike: bring the session up, print what the user needs, then run until
@@ -16,6 +20,8 @@ internal static class DaemonHost
     /// <summary>Set by the launcher: stdout is a pipe it reads until <see cref="ReadyLine"/>.</summary>
     public const string NotifyVariable = "COWDISK_ATTACH_NOTIFY";
     public const string ReadyLine = "cowdisk-attach-ready";
+    /// <summary>A line on the launcher's pipe that starts so is a notice for stderr, not a ready line.</summary>
+    public const string NoticePrefix = "cowdisk-attach-notice: ";
 
     public static int Run(string name, string starting, Func<Action<string>, DaemonSession> start, string stoppedLog)
     {
@@ -49,6 +55,11 @@ internal static class DaemonHost
         using (session.Session)
         {
             log.Write(session.ReadyLog);
+            foreach (string notice in session.Notices)
+            {
+                if (launched) Console.WriteLine(NoticePrefix + notice);
+                else Console.Error.WriteLine($"cowdisk: {notice}");
+            }
             foreach (string line in session.ReadyLines) Console.WriteLine(line);
             if (launched)
             {

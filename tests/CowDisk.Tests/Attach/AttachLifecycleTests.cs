@@ -333,7 +333,7 @@ public sealed class AttachLifecycleTests
             var env = new Dictionary<string, string> { ["COWDISK_FUSE_URING_FAIL_THREAD"] = thread };
             var failed = CommandRunner.Run(CowdiskExecutable.Path, ["attach", image, "--name", name, "--io-uring", .. options], environment: env);
             Assert.True(failed.ExitCode != 0, failed.ToString());
-            Assert.Contains("failed after the kernel took entries", failed.Error);
+            Assert.Contains("failed after INIT chose it", failed.Error);
             Assert.DoesNotContain(scratch.List(), s => s.Name == name);
             Assert.DoesNotContain(image, CommandRunner.Run("losetup", ["-a"]).Output);
             Assert.DoesNotContain($"/{name}.fuse ", File.ReadAllText("/proc/self/mounts"));
@@ -410,6 +410,7 @@ public sealed class AttachLifecycleTests
         Assert.True(fallback.ExitCode == 0, fallback.ToString());
         Assert.Equal(AttachTransports.DevFuse, scratch.Record(name).Transport);
         Assert.Contains("FUSE over io_uring is not available", File.ReadAllText(scratch.Paths.LogPath(name)));
+        Assert.Contains("cowdisk: FUSE over io_uring is not available", fallback.Error);   // the notice reaches the user too
         scratch.Detach(name);
 
         var required = CommandRunner.Run(CowdiskExecutable.Path, ["attach", image, "--name", name, "--require-io-uring"], environment: env);
@@ -417,6 +418,57 @@ public sealed class AttachLifecycleTests
         Assert.Contains("FUSE over io_uring is not available", required.Error);
         Assert.Single(required.Error.Trim().Split('\n'));
         Assert.DoesNotContain(scratch.List(), s => s.Name == name && s.State == "running");
+        Assert.Equal("N", uring.Value);
+    }
+
+    /// <summary>
+    /// Where this process cannot set up an io_uring (kernel.io_uring_disabled, a seccomp filter; here the test hook
+    /// that fails the probe), io_uring must not be offered at INIT: a connection that took it would hold every request
+    /// for rings that never come (seen: an attach that waited 120 s, then left a dead mount). So --io-uring falls back
+    /// at once with a notice on stderr, without touching the switch, and --require-io-uring fails with nothing left.
+    /// </summary>
+    [AttachFact]
+    public void When_no_ring_can_be_set_up_io_uring_is_not_offered_at_INIT()
+    {
+        using var scratch = new AttachScratch();
+        using var uring = new UringSwitch();   // put back as found at the end
+        uring.Value = "N";
+        var env = new Dictionary<string, string> { ["COWDISK_FUSE_URING_FAIL_THREAD"] = "probe" };
+        string image = scratch.CreateImage("disk.img", "64M");
+        string name = scratch.NewName();
+        var fallback = CommandRunner.Run(CowdiskExecutable.Path, ["attach", image, "--name", name, "--io-uring"], environment: env);
+        Assert.True(fallback.ExitCode == 0, fallback.ToString());
+        Assert.Contains("cowdisk: FUSE over io_uring is not available (failing the ring probe", fallback.Error);
+        Assert.Equal(AttachTransports.DevFuse, scratch.Record(name).Transport);
+        Assert.Equal("N", uring.Value);   // not turned on for nothing
+        var wrote = CommandRunner.Run("dd", ["if=/dev/urandom", $"of={scratch.Record(name).Device}", "bs=64k", "count=16", "oflag=direct"]);
+        Assert.True(wrote.ExitCode == 0, wrote.ToString());   // served, not held for rings
+        scratch.Detach(name);
+
+        var required = CommandRunner.Run(CowdiskExecutable.Path, ["attach", image, "--name", name, "--require-io-uring"], environment: env);
+        Assert.NotEqual(0, required.ExitCode);
+        Assert.Contains("FUSE over io_uring is not available: failing the ring probe", required.Error);
+        Assert.Single(required.Error.Trim().Split('\n'));
+        Assert.DoesNotContain(scratch.List(), s => s.Name == name);
+        Assert.DoesNotContain(image, CommandRunner.Run("losetup", ["-a"]).Output);
+        Assert.DoesNotContain($"/{name}.fuse ", File.ReadAllText("/proc/self/mounts"));
+        Assert.Equal("N", uring.Value);
+    }
+
+    /// <summary>Turning the kernel's switch on is said on stderr, not only in the daemon's log (gone after a clean detach).</summary>
+    [AttachFact]
+    public void Turning_the_io_uring_switch_on_is_said_on_stderr()
+    {
+        using var scratch = new AttachScratch(transport: AttachTransports.IoUring);
+        using var uring = new UringSwitch();   // put back as found at the end
+        uring.Value = "N";
+        string image = scratch.CreateImage("disk.img", "64M");
+        string name = scratch.NewName();
+        var attached = scratch.Cow("attach", image, "--name", name, "--io-uring");
+        Assert.True(attached.ExitCode == 0, attached.ToString());
+        Assert.Contains("cowdisk: turned on FUSE over io_uring", attached.Error);
+        Assert.DoesNotContain("turned on", attached.Output);   // stdout keeps the device lines only
+        scratch.Detach(name);
         Assert.Equal("N", uring.Value);
     }
 

@@ -187,7 +187,8 @@ public sealed class AttachRegistry(AttachPaths paths)
     {
         var record = Read(name);
         string mountPoint = record?.MountPoint ?? Paths.MountPoint(name);
-        if (Directory.Exists(mountPoint) && Mount.IsMountPoint(mountPoint)) Mount.TryUnmount(mountPoint, lazy: true);
+        // By the mount table, not the folder: a dead FUSE root whose attributes were never cached cannot be stat()ed (ENOTCONN).
+        if (Mount.IsMountPoint(mountPoint)) Mount.TryUnmount(mountPoint, lazy: true);
         if (record?.LoopNumber is { } loop && record.BackingFile is { } backing)
             LoopDevice.DetachIfBoundTo(loop, backing, StaleLoopWait);
         RemoveLinkIfPointsTo(Paths.LinkPath(name), record?.Device);

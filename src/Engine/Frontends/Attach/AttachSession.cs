@@ -19,6 +19,9 @@ public sealed class AttachSession : RegisteredSession
     private Nbd.NbdServer? _nbd;
     private string? _link;
 
+    /// <summary>What the user should hear at once (on stderr), beside the log: the io_uring switch turned on, a fallback.</summary>
+    public IReadOnlyList<string> Notices { get; private set; } = [];
+
     private AttachSession(AttachRegistry registry, AttachRecord record, LifetimeLock claim, Action<string> log)
         : base(registry, record, claim, log) { }
 
@@ -96,6 +99,11 @@ public sealed class AttachSession : RegisteredSession
         catch (FuseUnavailableException e) when (request.RequireIoUring) { throw new AttachException(e.Message); }
         Log($"fuse: mounted {mountPoint}, kernel protocol {_fuse.KernelProtocol}, max write {_fuse.Negotiated?.MaxWrite}, {request.FuseThreads} workers, transport {_fuse.ActiveTransport}");
         Record = Record with { Transport = _fuse.ActiveTransport, TurnedOnIoUring = _fuse.TurnedOnIoUring };
+        var notices = new List<string>();
+        if (_fuse.TurnedOnIoUring)
+            notices.Add($"turned on FUSE over io_uring ({Fuse.FuseUringSwitch.ParameterPath}); it goes back off when this attachment ends");
+        if (_fuse.IoUringFallback is { } why) notices.Add($"FUSE over io_uring is not available ({why}); serving through /dev/fuse");
+        Notices = notices;
 
         _loop = LoopDevice.Bind(_fuse.FilePath, request.ReadOnly, directIo: true);
         Log($"loop: {_loop.DevicePath} bound with {_loop.BindMethod}, direct I/O {(_loop.DirectIo ? "on" : "off")}");

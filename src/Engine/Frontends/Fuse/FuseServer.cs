@@ -38,6 +38,7 @@ public sealed class FuseServer : IDisposable
     private readonly List<int> _clones = [];
     private bool _mounted;
     private bool _turnedUringOn;
+    private string? _uringProbeFailure;   // why this process cannot set up a ring (io_uring disabled, seccomp): not offered at INIT
     private string? _connectionId;
 
     internal IBlockDevice Device { get; }
@@ -51,6 +52,8 @@ public sealed class FuseServer : IDisposable
     public bool TurnedOnIoUring => _turnedUringOn;
     /// <summary>How requests arrive once started: "io-uring" or "dev-fuse".</summary>
     public string ActiveTransport { get; private set; } = "dev-fuse";
+    /// <summary>Why io_uring was asked for and /dev/fuse serves instead (null: it was not asked for, or it serves).</summary>
+    public string? IoUringFallback { get; private set; }
     /// <summary>The kernel's protocol version, as "7.x".</summary>
     public string? KernelProtocol { get; private set; }
     public string MountPoint { get; }
@@ -79,15 +82,24 @@ public sealed class FuseServer : IDisposable
         _fd = PosixFile.TryOpen(FuseDevicePath, PosixFile.O_RDWR);
         if (_fd < 0) throw new FuseUnavailableException($"cannot open {FuseDevicePath}: {Errno.Describe(-_fd)}");
 
-        // Read at INIT: on before the mount, or the kernel will not offer io_uring to this connection.
         if (_options.Transport == FuseTransport.IoUring)
         {
-            _turnedUringOn = FuseUringSwitch.TurnOn(Log);
-            if (_turnedUringOn) _options.IoUringSwitchTurnedOn?.Invoke();
-            if (_options.IoUringHangAfterSwitch) Thread.Sleep(Timeout.Infinite);
+            // A connection that takes io_uring at INIT holds every request until all its queues have registered, so
+            // /dev/fuse cannot take over after INIT: whether this process may set up rings is known before offering.
+            _uringProbeFailure = _options.IoUringFailThread == "probe" ? "failing the ring probe, as asked (a test)" : FuseUringQueue.ProbeRing();
+            if (_uringProbeFailure is not null && _options.RequireIoUring)
+                throw new FuseUnavailableException($"FUSE over io_uring is not available: {_uringProbeFailure}");
+            // Read at INIT: on before the mount, or the kernel will not offer io_uring to this connection.
+            if (_uringProbeFailure is null)
+            {
+                _turnedUringOn = FuseUringSwitch.TurnOn(Log);
+                if (_turnedUringOn) _options.IoUringSwitchTurnedOn?.Invoke();
+                if (_options.IoUringHangAfterSwitch) Thread.Sleep(Timeout.Infinite);
+            }
         }
+        // A mount left by a killed daemon goes first: a dead FUSE root cannot even be stat()ed (ENOTCONN).
+        if (Mount.IsMountPoint(MountPoint)) Mount.TryUnmount(MountPoint, lazy: true);
         Directory.CreateDirectory(MountPoint);
-        if (Mount.IsMountPoint(MountPoint)) Mount.TryUnmount(MountPoint, lazy: true); // left by a killed daemon
         // rootmode is octal S_IFDIR; default_permissions makes the kernel enforce the 0600 mode we report.
         string data = $"fd={_fd},rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions";
         try
@@ -141,9 +153,9 @@ public sealed class FuseServer : IDisposable
     /// </summary>
     private void StartIoUring()
     {
-        string? why = (Negotiated!.Value.Flags2 & (uint)FuseInitFlags2.OverIoUring) == 0
-            ? FuseUringSwitch.Unavailable() ?? "the kernel did not offer FUSE over io_uring at INIT"
-            : null;
+        bool chosen = (Negotiated!.Value.Flags2 & (uint)FuseInitFlags2.OverIoUring) != 0;
+        string? why = chosen ? null
+            : _uringProbeFailure ?? FuseUringSwitch.Unavailable() ?? "the kernel did not offer FUSE over io_uring at INIT";
         int queues = 0;
         if (why is null)
         {
@@ -187,17 +199,17 @@ public sealed class FuseServer : IDisposable
                 (_uringBulk is null ? "" : $", {_uringBulk.Count} bulk workers"));
             return;
         }
-        // Once the kernel has taken any entry, /dev/fuse no longer serves this connection reliably: seen here, a
-        // fallback after one queue's entries were taken (another queue's thread failing first) left the loop
-        // device's first requests unanswered. So any entry taken (or maybe taken: a thread still registering) ends it.
-        bool kernelMayHaveMoved = _queues.Any(q => q.Queue.Registered || !q.Queue.Settled);
+        // Once INIT has chosen io_uring, /dev/fuse cannot serve this connection: the kernel holds every new request
+        // until all queues have registered (seen here: an attach whose queue threads could not set up their rings
+        // waited forever on its first request). So any failure now ends the connection, and the attach fails.
         StopIoUring();
-        if (kernelMayHaveMoved)
+        if (chosen)
         {
             AbortConnection();
-            throw new FuseUnavailableException($"FUSE over io_uring failed after the kernel took entries ({why}); the connection was ended");
+            throw new FuseUnavailableException($"FUSE over io_uring failed after INIT chose it ({why}); the connection was ended");
         }
         if (_options.RequireIoUring) throw new FuseUnavailableException($"FUSE over io_uring is not available: {why}");
+        IoUringFallback = why;
         Log($"fuse: FUSE over io_uring is not available ({why}); serving through /dev/fuse");
     }
 
@@ -255,7 +267,7 @@ public sealed class FuseServer : IDisposable
         KernelProtocol = $"{init.Major}.{init.Minor}";
         int maxPages = _options.MaxWrite / PageSize;
         // FUSE over io_uring is a flags2 bit, which the kernel reads only with INIT_EXT.
-        bool uring = _options.Transport == FuseTransport.IoUring && (init.Flags & FuseInitFlags.InitExt) != 0
+        bool uring = _options.Transport == FuseTransport.IoUring && _uringProbeFailure is null && (init.Flags & FuseInitFlags.InitExt) != 0
                      && (init.Flags2 & (uint)FuseInitFlags2.OverIoUring) != 0;
         var flags = init.Flags & WantedInitFlags | (uring ? FuseInitFlags.InitExt : FuseInitFlags.None);
         return new FuseInitOut(ProtocolMajor, Math.Min(init.Minor, SupportedProtocolMinor), init.MaxReadahead,

@@ -40,7 +40,8 @@ public sealed record FuseServerOptions
 
     /// <summary>
     /// Tests only: the queue thread "Q.T" fails before registering, as one whose ring the kernel refused would
-    /// (COWDISK_FUSE_URING_FAIL_THREAD), to check what a partial registration does.
+    /// (COWDISK_FUSE_URING_FAIL_THREAD), to check what a partial registration does; "probe": the check made before
+    /// mounting fails, as where io_uring is disabled (kernel.io_uring_disabled, seccomp).
     /// </summary>
     public string? IoUringFailThread { get; init; } = Environment.GetEnvironmentVariable("COWDISK_FUSE_URING_FAIL_THREAD");
 

@@ -178,6 +178,17 @@ internal sealed unsafe class FuseUringQueue : IDisposable
         }
     }
 
+    /// <summary>Null if this process can set up a queue's ring (io_uring_setup with its flags); else why not.</summary>
+    internal static string? ProbeRing()
+    {
+        try
+        {
+            CreateRing(4).Dispose();
+            return null;
+        }
+        catch (IOException e) { return e.Message; }
+    }
+
     private void Fail(string why)
     {
         _failure ??= why;
