@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -54,10 +55,21 @@ internal sealed unsafe partial class NbdReplySender(Socket socket)
         return true;
     }
 
-    /// <summary>Sends the whole batch, waiting for room up to the socket's send timeout (then throws), and clears it.</summary>
+    /// <summary>
+    /// A client must take at least this much of a batch per send timeout. SO_SNDTIMEO bounds one sendmsg only, and
+    /// a call that moved a few bytes returns them instead of failing: a client that reads a byte now and then would
+    /// otherwise hold its connection and its replies' buffers for ever.
+    /// </summary>
+    public const int ProgressBytes = 64 << 10;
+
+    /// <summary>
+    /// Sends the whole batch and clears it. Throws when the client takes less than <see cref="ProgressBytes"/> in a
+    /// send timeout (the socket's SendTimeout; none: waits as long as it moves).
+    /// </summary>
     public void Send()
     {
         bool added = false;
+        long since = 0, moved = 0, timeoutTicks = -1;   // the timeout is read (a system call) only once a send comes short
         var handle = socket.SafeHandle;
         try
         {
@@ -76,12 +88,23 @@ internal sealed unsafe partial class NbdReplySender(Socket socket)
                         if (errno == EINTR) continue;
                         throw new IOException(errno == EAGAIN ? "the client has not read its replies for the send timeout" : $"sendmsg: {Native.Errno.Describe(errno)}");
                     }
+                    long sent = n;
                     // Step past what went: whole segments, then into the first one that went in part.
                     for (; first < _count && n >= (nint)iov[first].Length; first++) n -= (nint)iov[first].Length;
                     if (first < _count)
                     {
                         iov[first].Base += n;
                         iov[first].Length -= (nuint)n;
+                        long now = Stopwatch.GetTimestamp();
+                        if (timeoutTicks < 0)
+                        {
+                            timeoutTicks = socket.SendTimeout > 0 ? socket.SendTimeout * Stopwatch.Frequency / 1000 : 0;
+                            since = now;
+                        }
+                        moved += sent;
+                        if (moved >= ProgressBytes) { moved = 0; since = now; }
+                        else if (timeoutTicks > 0 && now - since >= timeoutTicks)
+                            throw new IOException("the client has not read its replies for the send timeout");
                     }
                 }
             }
