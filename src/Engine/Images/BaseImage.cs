@@ -20,6 +20,7 @@ public static class BaseImage
     {
         Span<byte> head = stackalloc byte[8];
         int n;
+        Storage.HostStorage.RequireOpenable(path);
         using (var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite))
             n = RandomAccess.Read(handle, head, 0);
         if (n >= 8 && head.SequenceEqual(ImageHeader.Magic)) return CowDiskFormat;

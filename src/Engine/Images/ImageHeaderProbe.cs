@@ -8,6 +8,7 @@ internal static class ImageHeaderProbe
     /// <summary>The image id in the file's header, or null when the file is missing or not a cowdisk image.</summary>
     public static Guid? IdOf(string path)
     {
+        if (Native.HostFile.IsSpecialFile(path)) return null;   // a FIFO's open would wait for a writer
         try
         {
             using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);

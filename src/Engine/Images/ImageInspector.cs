@@ -40,6 +40,7 @@ public static class ImageInspector
     private static ImageInfo FromHeader(ImageFiles files)
     {
         var page = new byte[ImageHeader.Size];
+        Storage.HostStorage.RequireOpenable(files.DataPath);
         using (var handle = File.OpenHandle(files.DataPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite))
             RandomAccess.Read(handle, page, 0);
         ImageHeader header;

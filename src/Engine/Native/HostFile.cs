@@ -26,6 +26,13 @@ public static partial class HostFile
     /// <summary>True if the path (after symlinks) is a block device.</summary>
     public static bool IsBlockDevice(string path) => stat(path, out var s) == 0 && (s.st_mode & S_IFMT) == S_IFBLK;
 
+    /// <summary>
+    /// The path exists (after symlinks) and is neither a regular file nor a block device: a FIFO (whose open waits
+    /// for a writer), a socket, a character device such as /dev/zero, or a folder.
+    /// </summary>
+    public static bool IsSpecialFile(string path) =>
+        stat(path, out var s) == 0 && (s.st_mode & S_IFMT) is not (S_IFREG or S_IFBLK);
+
     /// <summary>A regular file (following symlinks): its length is its content, unlike a pipe's or a device's.</summary>
     public static bool IsRegularFile(string path) => stat(path, out var s) == 0 && (s.st_mode & S_IFMT) == S_IFREG;
 

@@ -12,6 +12,7 @@ public sealed class HostStorage : IStorage
 
     public IStorageFile Open(string path, StorageAccess access)
     {
+        RequireOpenable(path);
         try
         {
             var handle = File.OpenHandle(path, FileMode.Open,
@@ -22,6 +23,16 @@ public sealed class HostStorage : IStorage
         {
             throw StorageException.From($"cannot open {path}{(access == StorageAccess.ReadWrite ? " for writing" : "")}", e);
         }
+    }
+
+    /// <summary>
+    /// Checked before open(2): opening a FIFO waits for a writer, so an image file swapped for one hung every
+    /// command; a character device (/dev/zero) or socket is no image file either.
+    /// </summary>
+    public static void RequireOpenable(string path)
+    {
+        if (HostFile.IsSpecialFile(path))
+            throw new StorageException($"cannot open {path}: not a regular file (a FIFO, socket, character device or folder)", Errno.EINVAL);
     }
 
     public IStorageFile OpenDevice(string path, StorageAccess access) =>

@@ -16,7 +16,7 @@ public class HostileFileTests
 {
     private static CommandRunner.Result Cow(params string[] args) => CowdiskExecutable.Run(args);
 
-    private static string Sums(string folder) => string.Join(";", Directory.GetFiles(folder).Order()
+    private static string Sums(string folder) => string.Join(";", Directory.GetFiles(folder).Where(CowDisk.Engine.Native.HostFile.IsRegularFile).Order()
         .Select(f => $"{Path.GetFileName(f)}={Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(f)))}"));
 
     /// <summary>A good image with data, closed cleanly.</summary>
@@ -34,6 +34,7 @@ public class HostileFileTests
         "empty metadata", "truncated metadata", "garbage metadata", "metadata of another image", "missing metadata",
         "metadata log of another image", "cluster size differs from metadata", "legacy log left by a crash",
         "data file is a folder", "backing chain loop", "metadata page zeroed", "crashed overlay whose base is gone",
+        "metadata is a FIFO", "data file is a FIFO", "data file is /dev/zero",
     };
 
     [Theory]
@@ -55,12 +56,22 @@ public class HostileFileTests
         }
     }
 
+    private static void MakeFifo(string path)
+    {
+        var made = CommandRunner.Run("mkfifo", [path]);
+        Assert.True(made.ExitCode == 0, made.ToString());
+    }
+
     private static void Damage(TempDir dir, string img, string damage)
     {
         string meta = img + ".meta.db", log = img + ".meta.log";
         switch (damage)
         {
             case "empty data file": File.WriteAllBytes(img, Array.Empty<byte>()); break;
+            // Opening a FIFO waits for a writer: every command hung on one (a tester's find).
+            case "metadata is a FIFO": File.Delete(meta); MakeFifo(meta); break;
+            case "data file is a FIFO": File.Delete(img); MakeFifo(img); break;
+            case "data file is /dev/zero": File.Delete(img); File.CreateSymbolicLink(img, "/dev/zero"); break;
             case "truncated header": Truncate(img, 30); break;
             case "garbage data file": File.WriteAllBytes(img, RandomBytes(1 << 20)); break;
             case "header checksum broken": Poke(img, ImageHeader.VirtualSizeOffset + 7, 0x01); break;
