@@ -41,8 +41,7 @@ public static class CliSettings
         foreach (var child in section.GetChildren())
             if (!string.Equals(child.Key, "IoUring", StringComparison.OrdinalIgnoreCase))
                 throw new CliException($"unknown setting Attach:{child.Key} (known: IoUring)");
-        try { return section.GetValue("IoUring", false); }
-        catch (InvalidOperationException e) { throw new CliException($"bad setting in section Attach: {e.InnerException?.Message ?? e.Message}"); }
+        return Value(section, "IoUring", false);
     }
 
     public static EngineSettings Engine(IConfiguration config)
@@ -53,23 +52,26 @@ public static class CliSettings
         foreach (var child in section.GetChildren())
             if (!known.Contains(child.Key, StringComparer.OrdinalIgnoreCase))
                 throw new CliException($"unknown setting Engine:{child.Key} (known: {string.Join(", ", known)})");
-        try
+        var defaults = new EngineSettings();
+        return new EngineSettings
         {
-            var defaults = new EngineSettings();
-            return new EngineSettings
-            {
-                MappingCache = section.GetValue("MappingCache", defaults.MappingCache),
-                RingSlots = section.GetValue("RingSlots", defaults.RingSlots),
-                MaxInFlightMaps = section.GetValue("MaxInFlightMaps", defaults.MaxInFlightMaps),
-                CommitIntervalMs = section.GetValue("CommitIntervalMs", defaults.CommitIntervalMs),
-                CommitMaxDirtyChunks = section.GetValue("CommitMaxDirtyChunks", defaults.CommitMaxDirtyChunks),
-                JournalFoldEntries = section.GetValue("JournalFoldEntries", defaults.JournalFoldEntries),
-                DirectIo = section.GetValue("DirectIo", defaults.DirectIo),
-                GrowStepMiB = section.GetValue("GrowStepMiB", defaults.GrowStepMiB),
-                PollMicroseconds = section.GetValue("PollMicroseconds", defaults.PollMicroseconds),
-                AllowAnyBackingPath = section.GetValue("AllowAnyBackingPath", defaults.AllowAnyBackingPath),
-            };
-        }
-        catch (InvalidOperationException e) { throw new CliException($"bad setting in section Engine: {e.InnerException?.Message ?? e.Message}"); }
+            MappingCache = Value(section, "MappingCache", defaults.MappingCache),
+            RingSlots = Value(section, "RingSlots", defaults.RingSlots),
+            MaxInFlightMaps = Value(section, "MaxInFlightMaps", defaults.MaxInFlightMaps),
+            CommitIntervalMs = Value(section, "CommitIntervalMs", defaults.CommitIntervalMs),
+            CommitMaxDirtyChunks = Value(section, "CommitMaxDirtyChunks", defaults.CommitMaxDirtyChunks),
+            JournalFoldEntries = Value(section, "JournalFoldEntries", defaults.JournalFoldEntries),
+            DirectIo = Value(section, "DirectIo", defaults.DirectIo),
+            GrowStepMiB = Value(section, "GrowStepMiB", defaults.GrowStepMiB),
+            PollMicroseconds = Value(section, "PollMicroseconds", defaults.PollMicroseconds),
+            AllowAnyBackingPath = Value(section, "AllowAnyBackingPath", defaults.AllowAnyBackingPath),
+        };
+    }
+
+    /// <summary>One setting's value; a value of the wrong type is refused naming the setting.</summary>
+    private static T Value<T>(IConfigurationSection section, string key, T fallback)
+    {
+        try { return section.GetValue(key, fallback)!; }
+        catch (InvalidOperationException e) { throw new CliException($"bad setting {section.Path}:{key}: {e.InnerException?.Message ?? e.Message}"); }
     }
 }

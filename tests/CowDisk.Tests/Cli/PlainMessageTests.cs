@@ -25,6 +25,25 @@ public class PlainMessageTests
     }
 
     [Theory]
+    [InlineData("Engine:DirectIo=maybe", "bad setting Engine:DirectIo: ")]
+    [InlineData("Engine:RingSlots=many", "bad setting Engine:RingSlots: ")]
+    public void A_setting_of_the_wrong_type_is_named(string setting, string shown)
+    {
+        using var dir = new TempDir();
+        CliAssert.OneLineError(Cow("--set", setting, "create", dir.File("disk.img"), "--size", "1M"), shown);
+        Assert.Empty(Directory.GetFileSystemEntries(dir.Path));
+    }
+
+    [Fact]
+    public void Attach_settings_are_checked_with_io_uring_asked_too()
+    {
+        using var dir = new TempDir();   // refused before the image is even looked at
+        string image = dir.File("none.img");
+        CliAssert.OneLineError(Cow("--set", "Attach:IoUring=perhaps", "attach", image, "--name", "plain"), "bad setting Attach:IoUring: ");
+        CliAssert.OneLineError(Cow("--set", "Attach:Foo=1", "attach", image, "--name", "plain", "--io-uring"), "unknown setting Attach:Foo");
+    }
+
+    [Theory]
     [InlineData("/", "backing file / is a folder, not an image")]
     [InlineData("/dev/null", "backing file /dev/null is not a regular file, so not a usable image")]
     [InlineData("/dev/zero", "not a usable image")]
