@@ -395,8 +395,10 @@ public sealed partial class CowImage : IBlockDevice
                 string backing = files.ResolveBacking(rec.BackingFile);
                 var below = chain.Append(files.DataPath).ToArray();
                 var backingRef = ImageRef.Parse(backing);
-                if (below.Contains(backingRef.Path))
-                    throw new ImageOpenException($"backing chain loops: {string.Join(" -> ", below.Append(backingRef.Path))}");
+                // By the file a link names too: a backing name that is a symlink to an image of the chain is a loop.
+                string backingTarget = ImageFiles.For(backingRef.Path).DataPath;
+                if (below.Contains(backingRef.Path) || below.Contains(backingTarget))
+                    throw new ImageOpenException($"backing chain loops: {string.Join(" -> ", below.Append(backingRef.Path == backingTarget ? backingTarget : $"{backingRef.Path} ({backingTarget})"))}");
                 if (!File.Exists(backingRef.Path)) throw new ImageOpenException($"backing file {backingRef.Path} of {files.DataPath} does not exist");
                 // Opened as the format recorded when this image was made, never re-guessed: a raw base whose
                 // guest wrote a qcow2 or cowdisk header must not turn into that format (and follow its backing).

@@ -34,7 +34,7 @@ public class HostileFileTests
         "empty metadata", "truncated metadata", "garbage metadata", "metadata of another image", "missing metadata",
         "metadata log of another image", "cluster size differs from metadata", "legacy log left by a crash",
         "data file is a folder", "backing chain loop", "metadata page zeroed", "crashed overlay whose base is gone",
-        "metadata is a FIFO", "data file is a FIFO", "data file is /dev/zero",
+        "metadata is a FIFO", "data file is a FIFO", "data file is /dev/zero", "backing is a link to the image itself",
     };
 
     [Theory]
@@ -95,6 +95,13 @@ public class HostileFileTests
             case "data file is a folder":
                 File.Delete(img);
                 Directory.CreateDirectory(img);
+                break;
+            case "backing is a link to the image itself":   // the overlay's own data file, header and all, as its base
+                string raw = dir.File("b.raw");
+                File.WriteAllBytes(raw, new byte[8 << 20]);
+                Assert.Equal(0, Cow("create", img, "--backing", "b.raw", "--backing-format", "raw", "--force").ExitCode);
+                File.Delete(raw);
+                File.CreateSymbolicLink(raw, "disk.img");
                 break;
             case "backing chain loop":
                 // The CLI refuses to make a loop, so build one by renaming: disk → a → x, then x2 → disk moved over x.
