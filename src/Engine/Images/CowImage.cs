@@ -399,6 +399,7 @@ public sealed partial class CowImage : IBlockDevice
                 string backingTarget = ImageFiles.For(backingRef.Path).DataPath;
                 if (below.Contains(backingRef.Path) || below.Contains(backingTarget))
                     throw new ImageOpenException($"backing chain loops: {string.Join(" -> ", below.Append(backingRef.Path == backingTarget ? backingTarget : $"{backingRef.Path} ({backingTarget})"))}");
+                if (Directory.Exists(backingRef.Path)) throw new ImageOpenException($"backing file {backingRef.Path} of {files.DataPath} is a folder, not an image");
                 if (!File.Exists(backingRef.Path)) throw new ImageOpenException($"backing file {backingRef.Path} of {files.DataPath} does not exist");
                 // Opened as the format recorded when this image was made, never re-guessed: a raw base whose
                 // guest wrote a qcow2 or cowdisk header must not turn into that format (and follow its backing).

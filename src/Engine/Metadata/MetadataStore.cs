@@ -108,6 +108,7 @@ internal sealed class MetadataStore : IDisposable
     /// <summary>Opens the metadata of the image whose data-file header carries imageId. Validates before it writes anything.</summary>
     public static MetadataStore Open(IStorage storage, ImageFiles files, Guid imageId, bool readOnly)
     {
+        if (Directory.Exists(files.MetadataPath)) throw new ImageOpenException($"metadata file {files.MetadataPath} is a folder");
         if (!storage.Exists(files.MetadataPath)) throw new ImageOpenException($"metadata file {files.MetadataPath} is missing");
         CheckNoLegacyLog(storage, files);
         var access = readOnly ? StorageAccess.Read : StorageAccess.ReadWrite;

@@ -35,6 +35,24 @@ public class PlainMessageTests
     }
 
     [Fact]
+    public void A_base_or_metadata_file_replaced_by_a_folder_is_called_a_folder()
+    {
+        using var dir = new TempDir();
+        string raw = dir.File("b.raw"), img = dir.File("o.img");
+        File.WriteAllBytes(raw, new byte[1 << 20]);
+        Assert.Equal(0, Cow("create", img, "--backing", "b.raw", "--backing-format", "raw").ExitCode);
+        File.Delete(raw);
+        Directory.CreateDirectory(raw);
+        CliAssert.OneLineError(Cow("io", img, "read", "0", "4K"), $"backing file {raw} of {img} is a folder, not an image");
+
+        string other = dir.File("m.img");
+        Assert.Equal(0, Cow("create", other, "--size", "1M").ExitCode);
+        File.Delete(other + ".meta.db");
+        Directory.CreateDirectory(other + ".meta.db");
+        CliAssert.OneLineError(Cow("io", other, "read", "0", "4K"), $"metadata file {other}.meta.db is a folder");
+    }
+
+    [Fact]
     public void Attach_settings_are_checked_with_io_uring_asked_too()
     {
         using var dir = new TempDir();   // refused before the image is even looked at
