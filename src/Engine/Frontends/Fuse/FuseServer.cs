@@ -147,9 +147,9 @@ public sealed class FuseServer : IDisposable
 
     /// <summary>
     /// After INIT: the queue threads of every possible CPU register their entries; the kernel moves to the rings
-    /// once every queue has an entry. A refusal before the kernel took any entry falls back to /dev/fuse (whose
-    /// workers serve on regardless), with a notice; after it took one, the connection is ended and the attach fails
-    /// instead of leaving requests on rings nobody serves.
+    /// once every queue has an entry. Where INIT did not choose io_uring (no switch, no offer, no ring for this
+    /// process) /dev/fuse serves, with a notice; where it did, any failure ends the connection and the attach fails
+    /// instead of leaving requests held for rings nobody serves.
     /// </summary>
     private void StartIoUring()
     {

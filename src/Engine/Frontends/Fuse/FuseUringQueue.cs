@@ -100,12 +100,6 @@ internal sealed unsafe class FuseUringQueue : IDisposable
     /// <summary>Lets idle CPUs poll while requests come (null: they halt). Set before the thread starts.</summary>
     public CpuIdlePolling? IdlePolling { get; set; }
 
-    /// <summary>The kernel accepted this thread's entries (it may then have moved the connection to the rings).</summary>
-    public bool Registered { get; private set; }
-
-    /// <summary>The thread has registered or given up (false while it may still register).</summary>
-    public bool Settled => _registered.IsSet;
-
     private readonly bool _failBeforeRegistering;
 
     private byte* Header(int entry) => _memory + (long)entry * EntryStride;
@@ -145,7 +139,6 @@ internal sealed unsafe class FuseUringQueue : IDisposable
                 if (early.Result < 0) { Fail($"FUSE_IO_URING_CMD_REGISTER failed: {Errno.Describe(-early.Result)}"); return; }
                 Dispatch(ring, (int)early.UserData, OpcodeOf((int)early.UserData), alone: false);
             }
-            Registered = true;
             _registered.Set();
             Serve(ring);
         }
