@@ -76,14 +76,20 @@ public sealed class AttachScratch : IDisposable
     /// <summary>Attaches and returns the stable link; fails the test if attach fails.</summary>
     public string Attach(string image, string name, params string[] options)
     {
+        AttachWithOutput(image, name, options);
+        return Paths.LinkPath(name);
+    }
+
+    /// <summary>As <see cref="Attach"/>, returning what the command printed (its notices are on stderr).</summary>
+    public CommandRunner.Result AttachWithOutput(string image, string name, params string[] options)
+    {
         string[] transport = Transport == AttachTransports.IoUring ? ["--require-io-uring"] : [];
         var result = Cow(["attach", image, "--name", name, .. transport, .. options]);
         Assert.True(result.ExitCode == 0, $"attach failed: {result}");
-        string link = Paths.LinkPath(name);
-        Assert.Contains(link, result.Output);
+        Assert.Contains(Paths.LinkPath(name), result.Output);
         Assert.Contains("/dev/loop", result.Output);
         Assert.Equal(Transport, Record(name).Transport);
-        return link;
+        return result;
     }
 
     public void Detach(string name)
